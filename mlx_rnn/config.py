@@ -1,0 +1,105 @@
+"""Run configuration: per-task defaults and the shared command-line flags.
+
+Framework-neutral. ``train_mlx.py`` and ``train_torch.py`` build the same parser
+here; only ``--device`` differs.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from .vocab import TEXT8_SYMBOLS
+
+TASK_DEFAULTS = {
+    "classify": dict(embed_dim=32, hidden_size=128, num_layers=1, dropout=0.0, lr=3e-3,
+                     weight_decay=0.0, clip_norm=1.0, batch_size=64, seq_len=20, epochs=10,
+                     warmup_steps=0, lr_schedule="constant"),
+    "lm": dict(embed_dim=64, hidden_size=256, num_layers=1, dropout=0.0, lr=3e-3,
+               weight_decay=0.0, clip_norm=1.0, batch_size=32, seq_len=100, epochs=10,
+               warmup_steps=0, lr_schedule="constant"),
+}
+COMMON_DEFAULTS = dict(seed=0, val_fraction=0.05, patience=0, save_every=1)
+DEVICES = {"mlx": ("auto", "gpu", "cpu"), "torch": ("auto", "mps", "cuda", "cpu")}
+
+
+def build_parser(framework: str) -> argparse.ArgumentParser:
+    """The trainer's argument parser; flags left unset are None so per-task defaults apply."""
+    name = "train_mlx.py" if framework == "mlx" else "train_torch.py"
+    p = argparse.ArgumentParser(
+        prog=name,
+        description=("Train the text8 character models with "
+                     + ("MLX" if framework == "mlx" else "PyTorch")
+                     + ": the vowel classifier (task classify) and/or the character LM (task lm). "
+                     "Prints one line per epoch, then the result JSON keyed by task."),
+        epilog=("Per-task defaults (a flag given on the command line applies to every task run): "
+                + "; ".join(f"{t}: " + ", ".join(f"{k}={v}" for k, v in d.items())
+                            for t, d in TASK_DEFAULTS.items())
+                + ". Exit codes: 0 ok, 2 bad input or usage, 3 training diverged, 130 interrupted "
+                "(resumable state saved)."),
+    )
+    p.add_argument("--task", choices=("classify", "lm", "both"), default="both",
+                   help="which model to train (default: both)")
+    p.add_argument("--data-dir", help="directory with the text8 files (default: $MLX_RNN_DATA, else ./data)")
+    p.add_argument("--epochs", type=int, help="training epochs")
+    p.add_argument("--batch-size", type=int, help="sequences per batch")
+    p.add_argument("--embed-dim", type=int, help="embedding size E")
+    p.add_argument("--hidden-size", type=int, help="LSTM hidden size H")
+    p.add_argument("--num-layers", type=int, help="stacked LSTM layers")
+    p.add_argument("--dropout", type=float, help="dropout on embeddings, between layers and on the LSTM output")
+    p.add_argument("--lr", type=float, help="peak learning rate of Adam/AdamW")
+    p.add_argument("--weight-decay", type=float, help="decoupled weight decay (AdamW); 0 = plain Adam")
+    p.add_argument("--clip-norm", type=float, help="clip the global gradient norm to this (0 = off)")
+    p.add_argument("--warmup-steps", type=int, help="linear learning-rate warm-up steps")
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), help="learning-rate schedule after warm-up")
+    p.add_argument("--seq-len", type=int, help="LM: truncated-BPTT chunk length in characters")
+    p.add_argument("--seed", type=int, help="random seed for initialisation, dropout and data order (default 0)")
+    p.add_argument("--val-fraction", type=float,
+                   help="share of the training data held out for model selection (default 0.05; "
+                        "the dev files are never used for selection)")
+    p.add_argument("--patience", type=int,
+                   help="stop after this many epochs without a better validation loss (0 = never; default 0). "
+                        "The best epoch's weights are kept either way")
+    p.add_argument("--device", choices=DEVICES[framework], default="auto",
+                   help="compute device (default auto: " + ("GPU if MLX has one, else CPU)" if framework == "mlx"
+                                                            else "MPS, then CUDA, then CPU)"))
+    p.add_argument("--save", metavar="DIR",
+                   help="write the checkpoint here (both tasks: DIR/classify and DIR/lm)")
+    p.add_argument("--save-every", type=int, help="write resumable state every N epochs (default 1)")
+    p.add_argument("--resume", metavar="DIR", help="continue an interrupted run from its checkpoint directory")
+    p.add_argument("--output-json", metavar="PATH", help="also write the result JSON here")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def resolve_config(args: argparse.Namespace, task: str) -> dict:
+    """Merge per-task defaults with the flags given; returns the run's config dict."""
+    cfg = dict(TASK_DEFAULTS[task])
+    cfg.update(COMMON_DEFAULTS)
+    for key in list(cfg):
+        val = getattr(args, key, None)
+        if val is not None:
+            cfg[key] = val
+    if task == "classify":
+        cfg["seq_len"] = 20
+    cfg.update(task=task, vocab=TEXT8_SYMBOLS, vocab_size=len(TEXT8_SYMBOLS), cell="lstm")
+    validate_config(cfg)
+    return cfg
+
+
+def validate_config(cfg: dict) -> None:
+    """Raise ValueError (one line) for settings that cannot work."""
+    positive = ("embed_dim", "hidden_size", "num_layers", "batch_size", "seq_len", "epochs")
+    for key in positive:
+        if int(cfg[key]) < 1:
+            raise ValueError(f"--{key.replace('_', '-')} must be at least 1 (got {cfg[key]})")
+    if not 0.0 <= cfg["dropout"] < 1.0:
+        raise ValueError(f"--dropout must be in [0, 1) (got {cfg['dropout']})")
+    if not cfg["lr"] > 0:
+        raise ValueError(f"--lr must be positive (got {cfg['lr']})")
+    if not 0.0 < cfg["val_fraction"] < 0.5:
+        raise ValueError(f"--val-fraction must be in (0, 0.5) (got {cfg['val_fraction']})")
+    for key in ("weight_decay", "clip_norm", "warmup_steps", "patience"):
+        if cfg[key] < 0:
+            raise ValueError(f"--{key.replace('_', '-')} must not be negative (got {cfg[key]})")
+    if cfg["save_every"] < 1:
+        raise ValueError(f"--save-every must be at least 1 (got {cfg['save_every']})")

@@ -1,0 +1,90 @@
+"""Score a saved checkpoint on other files (``scripts/evaluate.py``).
+
+Framework-neutral driver: ``--framework mlx`` loads with :func:`mlx_rnn.load`,
+``--framework torch`` with :func:`torch_ref.load`; the same checkpoint works in both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from . import checkpoint as ckpt
+from .data import CLASSIFY_FILES, LM_FILES, DataError, load_examples, read_text, resolve_data_dir
+from .metrics import classification_bundle, lm_bundle
+from .runner import EXIT_BAD_INPUT, EXIT_OK, print_result
+from .vocab import Indexer
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="evaluate.py",
+        description=("Evaluate a checkpoint. An LM checkpoint scores a text (--text; default the dev text): "
+                     "log probability given the context ' ', average, perplexity, bits per character and the "
+                     "exercise's sanity checks. A classifier checkpoint scores --consonant/--vowel example files "
+                     "(default the dev files). Prints the result JSON keyed by task."),
+        epilog="Exit codes: 0 ok, 2 bad input or usage.")
+    p.add_argument("--checkpoint", required=True, metavar="DIR", help="checkpoint directory (model.safetensors + config.json)")
+    p.add_argument("--framework", choices=("mlx", "torch"), default="mlx", help="framework to load it in (default mlx)")
+    p.add_argument("--device", default="cpu",
+                   help="device: mlx cpu/gpu, torch cpu/mps/cuda, or auto (default cpu, the reproducible choice)")
+    p.add_argument("--text", metavar="FILE", help="LM: text file to score")
+    p.add_argument("--consonant", metavar="FILE", help="classifier: examples followed by a consonant (label 0)")
+    p.add_argument("--vowel", metavar="FILE", help="classifier: examples followed by a vowel (label 1)")
+    p.add_argument("--data-dir", help="where the default dev files are (default $MLX_RNN_DATA, else ./data)")
+    p.add_argument("--normalize", action="store_true", help="map --text onto a-z and space first")
+    p.add_argument("--output-json", metavar="PATH", help="also write the result JSON here")
+    return p
+
+
+def load_wrapper(framework: str, path, device: str = "cpu"):
+    """Load a checkpoint's wrapper in ``framework`` on ``device``."""
+    from .runner import framework_module
+
+    fw = framework_module(framework)
+    device = fw.select_device(device)
+    if framework == "mlx":
+        from . import load
+    else:
+        from torch_ref import load
+    return load(path), device
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    t0 = time.perf_counter()
+    try:
+        config = ckpt.read_config(args.checkpoint)
+        task = config["task"]
+        vocab = Indexer(config["vocab"])
+        data_dir = resolve_data_dir(args.data_dir)
+        if task == "classify":
+            if args.text:
+                raise ValueError(f"{args.checkpoint} is a classifier checkpoint: give --consonant and --vowel, not --text")
+            if bool(args.consonant) != bool(args.vowel):
+                raise ValueError("give both --consonant and --vowel")
+            cons = Path(args.consonant or data_dir / CLASSIFY_FILES["dev_consonant"])
+            vows = Path(args.vowel or data_dir / CLASSIFY_FILES["dev_vowel"])
+            examples = load_examples(cons, vows, vocab)
+        else:
+            if args.consonant or args.vowel:
+                raise ValueError(f"{args.checkpoint} is a language-model checkpoint: give --text, not --consonant/--vowel")
+            text = read_text(Path(args.text or data_dir / LM_FILES["dev"]), vocab, normalize=args.normalize)
+        wrapper, device = load_wrapper(args.framework, args.checkpoint, args.device)
+        if task == "classify":
+            bundle = classification_bundle(wrapper.predict_batch(examples.texts), examples.y)
+        else:
+            bundle = lm_bundle(wrapper, vocab, text, " ")
+        bundle.update(framework=args.framework, device=device, epochs=None, epoch_times_s=[],
+                      train_time_s=None, total_time_s=time.perf_counter() - t0, config=config)
+        print_result({task: bundle}, args.output_json)
+        return EXIT_OK
+    except (DataError, ckpt.CheckpointError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""An LSTM for MLX with PyTorch's parameter names, gate order and initialisation.
+
+Batch-first input (B, T, E). Parameters per layer k: ``weight_ih_l{k}`` (4H, in),
+``weight_hh_l{k}`` (4H, H), ``bias_ih_l{k}`` (4H,), ``bias_hh_l{k}`` (4H,), gates
+ordered (i, f, g, o) as in ``torch.nn.LSTM``, so a state dict moves between the two
+frameworks without renaming. Equations (PyTorch's ``nn.LSTM`` documentation)::
+
+    i = sigmoid(W_ii x + b_ii + W_hi h + b_hi)     f = sigmoid(...)   o = sigmoid(...)
+    g = tanh(W_ig x + b_ig + W_hg h + b_hg)
+    c' = f * c + i * g        h' = o * tanh(c')
+"""
+
+from __future__ import annotations
+
+import math
+
+from . import blas  # noqa: F401  (loads an optimised BLAS before mlx.core on Linux)
+import mlx.core as mx
+import mlx.nn as nn
+
+from .lstm_op import lstm_recurrence
+
+
+class LSTM(nn.Module):
+    """Multi-layer LSTM (our own module, not ``mlx.nn.LSTM``).
+
+    Args:
+        input_size: E, features per input step.
+        hidden_size: H.
+        num_layers: stacked layers; layer k > 0 takes layer k-1's hidden states.
+        dropout: dropout probability on the outputs of every layer but the last
+            (as ``torch.nn.LSTM``), applied only in training mode.
+
+    Parameters are drawn from U(-1/sqrt(H), 1/sqrt(H)) like PyTorch.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0):
+        super().__init__()
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.dropout_p = dropout
+        k = 1.0 / math.sqrt(hidden_size)
+        for layer in range(num_layers):
+            inp = input_size if layer == 0 else hidden_size
+            setattr(self, f"weight_ih_l{layer}", mx.random.uniform(-k, k, (4 * hidden_size, inp)))
+            setattr(self, f"weight_hh_l{layer}", mx.random.uniform(-k, k, (4 * hidden_size, hidden_size)))
+            setattr(self, f"bias_ih_l{layer}", mx.random.uniform(-k, k, (4 * hidden_size,)))
+            setattr(self, f"bias_hh_l{layer}", mx.random.uniform(-k, k, (4 * hidden_size,)))
+        self.inter_dropout = nn.Dropout(dropout)
+
+    def __call__(self, x: mx.array, state=None):
+        """Run the LSTM over a batch of sequences.
+
+        Args:
+            x: float32 (B, T, E).
+            state: optional ``(h0, c0)``, each float32 (num_layers, B, H); zeros when None.
+
+        Returns:
+            ``(output, (h_n, c_n))``: output float32 (B, T, H), the top layer's hidden
+            state at every step; h_n and c_n float32 (num_layers, B, H), the final states.
+        """
+        B = x.shape[0]
+        H = self.hidden_size
+        if state is None:
+            zeros = mx.zeros((B, H), dtype=x.dtype)
+            h0s = c0s = [zeros] * self.num_layers
+        else:
+            h0s = [state[0][i] for i in range(self.num_layers)]
+            c0s = [state[1][i] for i in range(self.num_layers)]
+        h_n, c_n = [], []
+        for layer in range(self.num_layers):
+            w_ih = getattr(self, f"weight_ih_l{layer}")
+            w_hh = getattr(self, f"weight_hh_l{layer}")
+            bias = getattr(self, f"bias_ih_l{layer}") + getattr(self, f"bias_hh_l{layer}")
+            # Input projection for all time steps in one matmul: (B, T, 4H).
+            xw = mx.addmm(bias, x.reshape(-1, x.shape[-1]), w_ih.T).reshape(B, -1, 4 * H)
+            x, h_t, c_t = lstm_recurrence(xw, h0s[layer], c0s[layer], w_hh)
+            h_n.append(h_t)
+            c_n.append(c_t)
+            if layer < self.num_layers - 1 and self.dropout_p > 0:
+                x = self.inter_dropout(x)
+        return x, (mx.stack(h_n), mx.stack(c_n))

@@ -1,0 +1,89 @@
+"""Metrics and the exercise's sanity checks, written against the wrapper APIs.
+
+Framework-neutral: the functions take any object with the classifier API
+(``predict_batch``) or the LM API (``get_next_char_log_probs``,
+``get_log_prob_sequence``), from MLX or from PyTorch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+SANITY_CONTEXTS = (" ", " a person ", " some kind of person ")
+SANITY_CONTINUATIONS = ("s", "sits", "sits there")
+SANITY_TOLERANCE = 1e-3
+NORMALIZE_RANGE = (0.99, 1.01)
+
+
+def classification_bundle(predictions, labels) -> dict:
+    """Accuracy figures as the exercise reports them.
+
+    Args:
+        predictions, labels: int arrays of shape (N,), values 0 (consonant) or 1 (vowel).
+
+    Returns:
+        ``{"correct": int, "total": int, "accuracy": float}``, accuracy in percent.
+    """
+    predictions = np.asarray(predictions)
+    labels = np.asarray(labels)
+    if predictions.shape != labels.shape:
+        raise ValueError(f"predictions {predictions.shape} and labels {labels.shape} differ in shape")
+    correct = int((predictions == labels).sum())
+    total = int(labels.size)
+    return {"correct": correct, "total": total, "accuracy": 100.0 * correct / max(total, 1)}
+
+
+def perplexity_figures(log_prob: float, num_chars: int) -> dict:
+    """Figures from a total natural-log probability of ``num_chars`` characters.
+
+    ``avg_log_prob = log_prob / n`` (nats per character), ``perplexity = exp(-avg_log_prob)``,
+    ``bits_per_char = -avg_log_prob / ln 2``.
+    """
+    avg = log_prob / num_chars
+    return {
+        "log_prob": float(log_prob),
+        "avg_log_prob": float(avg),
+        "perplexity": float(math.exp(-avg)),
+        "bits_per_char": float(-avg / math.log(2.0)),
+    }
+
+
+def check_sane(lm, vocab, tol: float = SANITY_TOLERANCE) -> bool:
+    """The exercise's consistency check.
+
+    ``get_log_prob_sequence(s, ctx)`` must equal the sum over i of
+    ``get_next_char_log_probs(ctx + s[:i])[index(s[i])]`` within ``tol`` (nats),
+    for the exercise's contexts and continuations.
+    """
+    for ctx in SANITY_CONTEXTS:
+        for cont in SANITY_CONTINUATIONS:
+            seq = lm.get_log_prob_sequence(cont, ctx)
+            stepwise = 0.0
+            for i, ch in enumerate(cont):
+                stepwise += float(lm.get_next_char_log_probs(ctx + cont[:i])[vocab.index_of(ch)])
+            if not abs(seq - stepwise) <= tol:
+                return False
+    return True
+
+
+def check_normalizes(lm, lo: float = NORMALIZE_RANGE[0], hi: float = NORMALIZE_RANGE[1]) -> bool:
+    """True when the next-character probabilities sum to within [lo, hi] for every sanity context."""
+    for ctx in SANITY_CONTEXTS:
+        total = float(np.exp(lm.get_next_char_log_probs(ctx).astype(np.float64)).sum())
+        if not lo <= total <= hi:
+            return False
+    return True
+
+
+def lm_bundle(lm, vocab, text: str, context: str = " ") -> dict:
+    """The LM bundle of DESIGN.md for ``text`` scored after ``context``.
+
+    Returns ``sane``, ``normalizes``, ``log_prob`` (nats), ``avg_log_prob`` (nats/char),
+    ``perplexity`` and ``bits_per_char``.
+    """
+    log_prob = lm.get_log_prob_sequence(text, context)
+    out = {"sane": check_sane(lm, vocab), "normalizes": check_normalizes(lm)}
+    out.update(perplexity_figures(log_prob, len(text)))
+    return out

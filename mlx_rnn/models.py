@@ -1,0 +1,197 @@
+"""MLX models and the user-facing wrappers (mirrored by ``torch_ref/models.py``).
+
+- :class:`RNNClassifierModel`: embedding -> LSTM -> linear -> one logit (vowel next?).
+- :class:`LMRNNModel`: embedding -> LSTM -> linear -> logits over the vocabulary.
+- :class:`RNNClassifier` / :class:`RNNLanguageModel`: string-in, numpy-out wrappers
+  with the exercise's API.
+
+Parameter names follow PyTorch (``embedding.weight``, ``lstm.weight_ih_l0``, ...,
+``output.weight``, ``output.bias``) so checkpoints load in either framework.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import blas  # noqa: F401  (before mlx.core)
+import mlx.core as mx
+import mlx.nn as nn
+from mlx.utils import tree_flatten
+
+from .checkpoint import load_checkpoint
+from .lstm import LSTM
+from .vocab import Indexer
+
+
+def _check_text(vocab: Indexer, text: str, what: str) -> None:
+    pos = vocab.first_unknown(text)
+    if pos >= 0:
+        raise ValueError(f"{what}: character {text[pos]!r} at position {pos} is not in the "
+                         f"vocabulary {vocab.symbols!r}")
+
+
+class _Base(nn.Module):
+    def __init__(self, vocab_size: int, embed_dim: int, hidden_size: int, num_layers: int,
+                 dropout: float, out_features: int):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embed_dim)
+        # PyTorch's nn.Embedding draws N(0, 1); MLX's default is N(0, 1/E). Match PyTorch.
+        self.embedding.weight = mx.random.normal((vocab_size, embed_dim))
+        self.lstm = LSTM(embed_dim, hidden_size, num_layers, dropout)
+        self.output = nn.Linear(hidden_size, out_features)
+        self.dropout = nn.Dropout(dropout)
+
+    def weights(self) -> dict:
+        """Parameters as ``{pytorch_name: float32 numpy array}``."""
+        return {k: np.array(v, dtype=np.float32) for k, v in tree_flatten(self.parameters())}
+
+    def load_numpy(self, weights: dict) -> None:
+        """Load ``{name: numpy array}`` (all names required, shapes checked by MLX)."""
+        self.load_weights([(k, mx.array(v)) for k, v in weights.items()], strict=True)
+        mx.eval(self.parameters())
+
+
+class RNNClassifierModel(_Base):
+    """Embedding -> LSTM -> linear -> one logit per sequence.
+
+    Call: ``model(x)`` with x int32 (B, T) of symbol indices -> logits float32 (B,);
+    predict 1 (vowel) when the logit is >= 0. Dropout (``dropout``) applies to the
+    embeddings, between LSTM layers and to the last hidden state, in training only.
+    """
+
+    def __init__(self, vocab_size: int, embed_dim: int, hidden_size: int, num_layers: int = 1,
+                 dropout: float = 0.0):
+        super().__init__(vocab_size, embed_dim, hidden_size, num_layers, dropout, 1)
+
+    def __call__(self, x: mx.array) -> mx.array:
+        out, _ = self.lstm(self.dropout(self.embedding(x)))
+        return self.output(self.dropout(out[:, -1, :])).squeeze(-1)
+
+    def loss(self, x: mx.array, y: mx.array) -> mx.array:
+        """Mean binary cross-entropy with logits (nats); y int (B,) of 0/1."""
+        return nn.losses.binary_cross_entropy(self(x), y.astype(mx.float32), with_logits=True,
+                                              reduction="mean")
+
+
+class LMRNNModel(_Base):
+    """Embedding -> LSTM -> linear -> logits over the vocabulary at every step.
+
+    Call: ``model(x, state)`` with x int32 (B, T) and optional state ``(h, c)`` each
+    float32 (num_layers, B, H) -> ``(logits float32 (B, T, V), (h_n, c_n))``.
+    """
+
+    def __init__(self, vocab_size: int, embed_dim: int, hidden_size: int, num_layers: int = 1,
+                 dropout: float = 0.0):
+        super().__init__(vocab_size, embed_dim, hidden_size, num_layers, dropout, vocab_size)
+
+    def __call__(self, x: mx.array, state=None):
+        out, state = self.lstm(self.dropout(self.embedding(x)), state)
+        return self.output(self.dropout(out)), state
+
+    def loss(self, x: mx.array, y: mx.array, state=None):
+        """Mean next-character cross-entropy (nats per character) and the final state."""
+        logits, state = self(x, state)
+        return nn.losses.cross_entropy(logits, y, reduction="mean"), state
+
+
+class RNNClassifier:
+    """Trained classifier with the exercise's API.
+
+    Args:
+        model: an :class:`RNNClassifierModel` (switched to eval mode).
+        vocab: the :class:`~mlx_rnn.vocab.Indexer` the model was trained with.
+        config: the checkpoint configuration (kept for saving and reporting).
+    """
+
+    def __init__(self, model: RNNClassifierModel, vocab: Indexer, config: dict | None = None):
+        self.model, self.vocab, self.config = model, vocab, config or {}
+        self.model.eval()
+
+    def logits(self, contexts: list[str]) -> np.ndarray:
+        """float32 (N,) logits for N contexts (any lengths >= 1; same-length ones batched).
+
+        Raises:
+            ValueError: an empty context or a character outside the vocabulary.
+        """
+        out = np.zeros(len(contexts), dtype=np.float32)
+        by_len: dict[int, list[int]] = {}
+        for i, c in enumerate(contexts):
+            if not c:
+                raise ValueError(f"context {i} is empty")
+            _check_text(self.vocab, c, f"context {i}")
+            by_len.setdefault(len(c), []).append(i)
+        for _, idx in by_len.items():
+            x = mx.array(np.stack([self.vocab.encode(contexts[i]) for i in idx]))
+            out[idx] = np.array(self.model(x))
+        return out
+
+    def predict_batch(self, contexts: list[str]) -> np.ndarray:
+        """int32 (N,) predictions: 1 when a vowel is predicted to follow, else 0."""
+        return (self.logits(contexts) >= 0).astype(np.int32)
+
+    def predict(self, context: str) -> int:
+        """0 (consonant follows) or 1 (vowel follows) for one context string."""
+        return int(self.predict_batch([context])[0])
+
+
+class RNNLanguageModel:
+    """Trained character LM with the exercise's API (natural-log probabilities).
+
+    An empty context means "start of text" and is treated as a single space.
+    """
+
+    def __init__(self, model: LMRNNModel, vocab: Indexer, config: dict | None = None):
+        self.model, self.vocab, self.config = model, vocab, config or {}
+        self.model.eval()
+
+    def _log_probs(self, text: str) -> np.ndarray:
+        """float32 (len(text), V): log P(next symbol | text[:i+1]) for every position i."""
+        x = mx.array(self.vocab.encode(text)[None, :])
+        logits, _ = self.model(x)
+        return np.array(nn.log_softmax(logits[0].astype(mx.float32), axis=-1))
+
+    def get_next_char_log_probs(self, context: str) -> np.ndarray:
+        """Log probabilities (nats) of every next symbol: float32 (V,), vocabulary order."""
+        context = context or " "
+        _check_text(self.vocab, context, "context")
+        return self._log_probs(context)[-1]
+
+    def get_log_prob_sequence(self, next_chars: str, context: str) -> float:
+        """Sum over i of log P(next_chars[i] | context + next_chars[:i]) in nats.
+
+        Scored in one pass that carries the LSTM state along the text.
+        """
+        context = context or " "
+        _check_text(self.vocab, context, "context")
+        _check_text(self.vocab, next_chars, "next_chars")
+        if not next_chars:
+            return 0.0
+        lp = self._log_probs(context + next_chars[:-1])[len(context) - 1:]
+        targets = self.vocab.encode(next_chars)
+        return float(lp[np.arange(len(next_chars)), targets].astype(np.float64).sum())
+
+
+def build_model(config: dict):
+    """A fresh model for ``config`` (task, vocab_size, embed_dim, hidden_size, num_layers, dropout)."""
+    cls = RNNClassifierModel if config["task"] == "classify" else LMRNNModel
+    return cls(config["vocab_size"], config["embed_dim"], config["hidden_size"],
+               config["num_layers"], config.get("dropout", 0.0))
+
+
+def wrap(model, config: dict):
+    """The wrapper (RNNClassifier or RNNLanguageModel) for a trained ``model``."""
+    vocab = Indexer(config["vocab"])
+    cls = RNNClassifier if config["task"] == "classify" else RNNLanguageModel
+    return cls(model, vocab, config)
+
+
+def load(path, task: str | None = None):
+    """Load a checkpoint directory into its wrapper (classifier or LM).
+
+    Raises:
+        CheckpointError: missing, corrupt or mismatched checkpoint.
+    """
+    weights, config = load_checkpoint(path, task)
+    model = build_model(config)
+    model.load_numpy(weights)
+    return wrap(model, config)

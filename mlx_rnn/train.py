@@ -1,0 +1,227 @@
+"""MLX training: one compiled step over model, optimizer and RNG state.
+
+Mirrored by ``torch_ref/train.py``; the epoch loop, checkpoints and reporting around
+it live once, in :mod:`mlx_rnn.runner`. Inside the batch loop nothing is read back
+to Python: the loss sum and a "first non-finite step" marker stay on the device and
+are read every ``check_every`` steps and at the end of the epoch.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+
+from . import blas  # noqa: F401  (before mlx.core)
+import mlx.core as mx
+import mlx.nn as nn
+import mlx.optimizers as optim
+from mlx.utils import tree_flatten, tree_unflatten
+
+from .batching import classify_batches, lm_chunk, lm_num_chunks, lm_streams
+from .models import build_model, wrap
+from .schedule import lr_at
+
+FRAMEWORK = "mlx"
+
+
+def framework_version() -> str:
+    return mx.__version__
+
+
+def select_device(name: str = "auto") -> str:
+    """Make ``name`` (auto, gpu, cpu) MLX's default device; return "gpu" or "cpu".
+
+    Raises:
+        ValueError: "gpu" asked for where MLX has no GPU back end.
+    """
+    has_gpu = mx.metal.is_available() or (hasattr(mx, "cuda") and mx.cuda.is_available())
+    if name == "auto":
+        name = "gpu" if has_gpu else "cpu"
+    if name == "gpu" and not has_gpu:
+        raise ValueError("--device gpu: this MLX build has no GPU back end (Metal or CUDA); use --device cpu")
+    if name not in ("gpu", "cpu"):
+        raise ValueError(f"unknown MLX device {name!r} (auto, gpu, cpu)")
+    mx.set_default_device(mx.gpu if name == "gpu" else mx.cpu)
+    return name
+
+
+def synchronize() -> None:
+    """Wait for all queued MLX work (used around timers)."""
+    mx.synchronize()
+
+
+@dataclass
+class EpochResult:
+    """What one training epoch did. ``time_s`` is synchronised wall time in seconds."""
+
+    mean_loss: float
+    steps: int
+    time_s: float
+    nonfinite_step: int | None
+    interrupted: bool
+
+
+class Trainer:
+    """Trains one model (classifier or LM) with Adam/AdamW, gradient clipping and a schedule.
+
+    Args:
+        config: the run configuration (see :mod:`mlx_rnn.config`); ``config["seed"]``
+            seeds initialisation and dropout.
+        train: encoded training data: ``(x int32 (N, T), y int32 (N,))`` for "classify",
+            int32 ids (n,) for "lm".
+    """
+
+    def __init__(self, config: dict, train):
+        self.config = config
+        self.task = config["task"]
+        mx.random.seed(config["seed"])
+        self.model = build_model(config)
+        mx.eval(self.model.parameters())
+        self.optimizer = optim.AdamW(learning_rate=config["lr"], betas=[0.9, 0.999], eps=1e-8,
+                                     weight_decay=config["weight_decay"], bias_correction=True)
+        self.optimizer.init(self.model.trainable_parameters())
+        self.train_data = train
+        self.global_step = 0
+        self.carry = None  # LM hidden state carried between chunks (stateful truncated BPTT)
+        self.steps_per_epoch = self._steps_per_epoch()
+        self._build_step()
+
+    # ----- the compiled step -------------------------------------------------
+    def _build_step(self):
+        model, optimizer, clip = self.model, self.optimizer, self.config["clip_norm"]
+        state = [model.state, optimizer.state, mx.random.state]
+
+        def apply(grads):
+            if clip > 0:
+                grads, _ = optim.clip_grad_norm(grads, clip)
+            optimizer.update(model, grads)
+
+        if self.task == "classify":
+            loss_and_grad = nn.value_and_grad(model, model.loss)
+
+            @partial(mx.compile, inputs=state, outputs=state)
+            def step(x, y):
+                loss, grads = loss_and_grad(x, y)
+                apply(grads)
+                return loss
+        else:
+            def lm_loss(x, y, h, c):
+                loss, (h, c) = model.loss(x, y, (h, c))
+                return loss, (h, c)
+
+            loss_and_grad = nn.value_and_grad(model, lm_loss)
+
+            @partial(mx.compile, inputs=state, outputs=state)
+            def step(x, y, h, c):
+                (loss, (h, c)), grads = loss_and_grad(x, y, h, c)
+                apply(grads)
+                return loss, h, c
+        self._step = step
+        self._state = state
+
+    def _steps_per_epoch(self) -> int:
+        cfg = self.config
+        if self.task == "classify":
+            return len(classify_batches(len(self.train_data[1]), cfg["batch_size"], 0, 0))
+        streams = lm_streams(self.train_data, cfg["batch_size"], cfg["seq_len"], 0, 0, random_offset=False)
+        return lm_num_chunks(streams, cfg["seq_len"]) - 1  # offsets may cost one chunk
+
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.config["epochs"]
+
+    def _zero_carry(self):
+        cfg = self.config
+        z = mx.zeros((cfg["num_layers"], cfg["batch_size"], cfg["hidden_size"]))
+        return (z, z)
+
+    # ----- one epoch ----------------------------------------------------------
+    def train_epoch(self, epoch: int, start_step: int = 0, should_stop=lambda: False,
+                    progress=None, check_every: int = 50) -> EpochResult:
+        """Train one epoch from batch ``start_step`` (non-zero when resuming mid-epoch).
+
+        ``should_stop()`` is polled after each step (a Python flag set by a signal
+        handler); ``progress`` (a tqdm bar or None) is advanced once per batch.
+        """
+        cfg = self.config
+        self.model.train()
+        if self.task == "classify":
+            x_all, y_all = self.train_data
+            batches = classify_batches(len(y_all), cfg["batch_size"], cfg["seed"], epoch)
+            batches = batches[:self.steps_per_epoch]
+        else:
+            streams = lm_streams(self.train_data, cfg["batch_size"], cfg["seq_len"], cfg["seed"], epoch)
+            if start_step == 0 or self.carry is None:
+                self.carry = self._zero_carry()
+        loss_sum = mx.array(0.0)
+        bad = mx.array(-1)
+        mx.eval(self._state)
+        synchronize()
+        t0 = time.perf_counter()
+        steps = 0
+        nonfinite = None
+        interrupted = False
+        for k in range(start_step, self.steps_per_epoch):
+            self.optimizer.learning_rate = mx.array(
+                lr_at(self.global_step, cfg["lr"], self.total_steps(), cfg["warmup_steps"], cfg["lr_schedule"]))
+            if self.task == "classify":
+                idx = batches[k]
+                loss = self._step(mx.array(x_all[idx]), mx.array(y_all[idx]))
+            else:
+                xb, yb = lm_chunk(streams, k, cfg["seq_len"])
+                loss, h, c = self._step(mx.array(xb), mx.array(yb), *self.carry)
+                self.carry = (h, c)
+            loss_sum = loss_sum + loss
+            bad = mx.where((bad < 0) & ~mx.isfinite(loss), k, bad)
+            mx.async_eval(self._state, loss_sum, bad, self.carry)
+            steps += 1
+            self.global_step += 1
+            if progress is not None:
+                progress.update(1)
+            if (steps % check_every == 0 or k == self.steps_per_epoch - 1) and int(bad.item()) >= 0:
+                nonfinite = int(bad.item())
+                break
+            if should_stop():
+                interrupted = True
+                break
+        mx.eval(self._state, loss_sum)
+        synchronize()
+        time_s = time.perf_counter() - t0
+        if nonfinite is None and int(bad.item()) >= 0:
+            nonfinite = int(bad.item())
+        self.epoch_step = start_step + steps
+        return EpochResult(float(loss_sum.item()) / max(steps, 1), steps, time_s, nonfinite, interrupted)
+
+    # ----- state in and out ---------------------------------------------------
+    def wrapper(self):
+        """The API wrapper over the current model (switches it to eval mode)."""
+        return wrap(self.model, self.config)
+
+    def weights(self) -> dict:
+        return self.model.weights()
+
+    def load_weights(self, weights: dict) -> None:
+        self.model.load_numpy(weights)
+
+    def training_state(self) -> dict:
+        """Optimizer moments, step, RNG key and LM carry as ``{name: numpy array}``."""
+        out = {f"optimizer.{k}": np.array(v) for k, v in tree_flatten(self.optimizer.state)}
+        out["rng.key"] = np.array(mx.random.state[0])
+        if self.carry is not None:
+            out["carry.h"], out["carry.c"] = np.array(self.carry[0]), np.array(self.carry[1])
+        return out
+
+    def load_training_state(self, tensors: dict) -> None:
+        opt = [(k[len("optimizer."):], mx.array(v)) for k, v in tensors.items() if k.startswith("optimizer.")]
+        self.optimizer.state = tree_unflatten(opt)
+        mx.random.state[0] = mx.array(tensors["rng.key"])
+        if "carry.h" in tensors:
+            self.carry = (mx.array(tensors["carry.h"]), mx.array(tensors["carry.c"]))
+        self._build_step()
+
+
+def describe_backend() -> str:
+    """One line for run headers: device and the BLAS MLX actually uses (detected)."""
+    return blas.describe()

@@ -1,0 +1,11 @@
+"""Evaluate a saved checkpoint in MLX or PyTorch. See --help."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from mlx_rnn.evaluate import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""Shared fixtures: the real data directory (skip without it, fail under CI=true)."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+DATA_FILES = ("text8-100k.txt", "text8-dev.txt", "train-consonant-examples.txt",
+              "train-vowel-examples.txt", "dev-consonant-examples.txt", "dev-vowel-examples.txt")
+
+
+def real_data_dir() -> Path | None:
+    env = os.environ.get("MLX_RNN_DATA")
+    for cand in ([Path(env)] if env else []) + [ROOT / "data", ROOT.parent / "shared" / "data"]:
+        if all((cand / f).is_file() for f in DATA_FILES):
+            return cand
+    return None
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The real text8 data; skipped when absent, except under CI=true where that is a failure."""
+    d = real_data_dir()
+    if d is None:
+        msg = ("real text8 data not found: set MLX_RNN_DATA to the directory with "
+               + ", ".join(DATA_FILES))
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg + " (CI=true: the data must be present)")
+        pytest.skip(msg)
+    return d

@@ -1,0 +1,182 @@
+"""PyTorch twin of ``mlx_rnn/models.py``: same classes, methods and parameter names.
+
+Uses ``torch.nn.LSTM`` (batch_first, its fused kernels), whose parameter names
+(``lstm.weight_ih_l0`` ...) are already the checkpoint's names.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from mlx_rnn.checkpoint import load_checkpoint
+from mlx_rnn.vocab import Indexer
+
+
+def _check_text(vocab: Indexer, text: str, what: str) -> None:
+    pos = vocab.first_unknown(text)
+    if pos >= 0:
+        raise ValueError(f"{what}: character {text[pos]!r} at position {pos} is not in the "
+                         f"vocabulary {vocab.symbols!r}")
+
+
+class _Base(nn.Module):
+    def __init__(self, vocab_size: int, embed_dim: int, hidden_size: int, num_layers: int,
+                 dropout: float, out_features: int):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embed_dim)
+        self.lstm = nn.LSTM(embed_dim, hidden_size, num_layers, batch_first=True,
+                            dropout=dropout if num_layers > 1 else 0.0)
+        self.output = nn.Linear(hidden_size, out_features)
+        self.dropout = nn.Dropout(dropout)
+
+    @property
+    def device(self) -> torch.device:
+        return self.embedding.weight.device
+
+    def weights(self) -> dict:
+        """Parameters as ``{pytorch_name: float32 numpy array}``."""
+        return {k: v.detach().to("cpu", torch.float32).numpy().copy() for k, v in self.state_dict().items()}
+
+    def load_numpy(self, weights: dict) -> None:
+        """Load ``{name: numpy array}`` (all names required, shapes checked by PyTorch)."""
+        self.load_state_dict({k: torch.from_numpy(np.asarray(v, dtype=np.float32).copy()) for k, v in weights.items()},
+                             strict=True)
+
+
+class RNNClassifierModel(_Base):
+    """Embedding -> LSTM -> linear -> one logit per sequence.
+
+    Call: ``model(x)`` with x int64 (B, T) -> logits float32 (B,).
+    """
+
+    def __init__(self, vocab_size: int, embed_dim: int, hidden_size: int, num_layers: int = 1,
+                 dropout: float = 0.0):
+        super().__init__(vocab_size, embed_dim, hidden_size, num_layers, dropout, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(self.dropout(self.embedding(x)))
+        return self.output(self.dropout(out[:, -1, :])).squeeze(-1)
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Mean binary cross-entropy with logits (nats); y (B,) of 0/1."""
+        return F.binary_cross_entropy_with_logits(self(x), y.float())
+
+
+class LMRNNModel(_Base):
+    """Embedding -> LSTM -> linear -> logits over the vocabulary at every step.
+
+    Call: ``model(x, state)`` with x int64 (B, T) and optional ``(h, c)`` each
+    (num_layers, B, H) -> ``(logits float32 (B, T, V), (h_n, c_n))``.
+    """
+
+    def __init__(self, vocab_size: int, embed_dim: int, hidden_size: int, num_layers: int = 1,
+                 dropout: float = 0.0):
+        super().__init__(vocab_size, embed_dim, hidden_size, num_layers, dropout, vocab_size)
+
+    def forward(self, x: torch.Tensor, state=None):
+        out, state = self.lstm(self.dropout(self.embedding(x)), state)
+        return self.output(self.dropout(out)), state
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor, state=None):
+        """Mean next-character cross-entropy (nats per character) and the final state."""
+        logits, state = self(x, state)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1)), state
+
+
+class RNNClassifier:
+    """Trained classifier with the exercise's API (mirror of ``mlx_rnn.models.RNNClassifier``)."""
+
+    def __init__(self, model: RNNClassifierModel, vocab: Indexer, config: dict | None = None):
+        self.model, self.vocab, self.config = model, vocab, config or {}
+        self.model.eval()
+
+    @torch.no_grad()
+    def logits(self, contexts: list[str]) -> np.ndarray:
+        """float32 (N,) logits for N contexts (same-length ones batched).
+
+        Raises:
+            ValueError: an empty context or a character outside the vocabulary.
+        """
+        out = np.zeros(len(contexts), dtype=np.float32)
+        by_len: dict[int, list[int]] = {}
+        for i, c in enumerate(contexts):
+            if not c:
+                raise ValueError(f"context {i} is empty")
+            _check_text(self.vocab, c, f"context {i}")
+            by_len.setdefault(len(c), []).append(i)
+        for _, idx in by_len.items():
+            x = torch.from_numpy(np.stack([self.vocab.encode(contexts[i]) for i in idx]).astype(np.int64))
+            out[idx] = self.model(x.to(self.model.device)).float().cpu().numpy()
+        return out
+
+    def predict_batch(self, contexts: list[str]) -> np.ndarray:
+        """int32 (N,) predictions: 1 when a vowel is predicted to follow, else 0."""
+        return (self.logits(contexts) >= 0).astype(np.int32)
+
+    def predict(self, context: str) -> int:
+        """0 (consonant follows) or 1 (vowel follows) for one context string."""
+        return int(self.predict_batch([context])[0])
+
+
+class RNNLanguageModel:
+    """Trained character LM with the exercise's API (mirror of ``mlx_rnn.models.RNNLanguageModel``)."""
+
+    def __init__(self, model: LMRNNModel, vocab: Indexer, config: dict | None = None):
+        self.model, self.vocab, self.config = model, vocab, config or {}
+        self.model.eval()
+
+    @torch.no_grad()
+    def _log_probs(self, text: str) -> np.ndarray:
+        """float32 (len(text), V): log P(next symbol | text[:i+1]) for every position i."""
+        x = torch.from_numpy(self.vocab.encode(text).astype(np.int64)[None, :]).to(self.model.device)
+        logits, _ = self.model(x)
+        return F.log_softmax(logits[0].float(), dim=-1).cpu().numpy()
+
+    def get_next_char_log_probs(self, context: str) -> np.ndarray:
+        """Log probabilities (nats) of every next symbol: float32 (V,), vocabulary order."""
+        context = context or " "
+        _check_text(self.vocab, context, "context")
+        return self._log_probs(context)[-1]
+
+    def get_log_prob_sequence(self, next_chars: str, context: str) -> float:
+        """Sum over i of log P(next_chars[i] | context + next_chars[:i]) in nats, in one pass."""
+        context = context or " "
+        _check_text(self.vocab, context, "context")
+        _check_text(self.vocab, next_chars, "next_chars")
+        if not next_chars:
+            return 0.0
+        lp = self._log_probs(context + next_chars[:-1])[len(context) - 1:]
+        targets = self.vocab.encode(next_chars)
+        return float(lp[np.arange(len(next_chars)), targets].astype(np.float64).sum())
+
+
+def build_model(config: dict):
+    """A fresh model for ``config`` (task, vocab_size, embed_dim, hidden_size, num_layers, dropout)."""
+    cls = RNNClassifierModel if config["task"] == "classify" else LMRNNModel
+    return cls(config["vocab_size"], config["embed_dim"], config["hidden_size"],
+               config["num_layers"], config.get("dropout", 0.0))
+
+
+def wrap(model, config: dict):
+    """The wrapper (RNNClassifier or RNNLanguageModel) for a trained ``model``."""
+    vocab = Indexer(config["vocab"])
+    cls = RNNClassifier if config["task"] == "classify" else RNNLanguageModel
+    return cls(model, vocab, config)
+
+
+def load(path, task: str | None = None, device=None):
+    """Load a checkpoint directory into its wrapper (classifier or LM) on ``device``.
+
+    Raises:
+        CheckpointError: missing, corrupt or mismatched checkpoint.
+    """
+    weights, config = load_checkpoint(path, task)
+    model = build_model(config)
+    model.load_numpy(weights)
+    from .train import current_device
+
+    model.to(device or current_device())
+    return wrap(model, config)

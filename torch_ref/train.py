@@ -1,0 +1,216 @@
+"""PyTorch training, mirror of ``mlx_rnn/train.py`` (same Trainer API and batches).
+
+The epoch loop, checkpoints and reporting around it live once, in
+:mod:`mlx_rnn.runner`. Inside the batch loop nothing is read back to the host:
+the loss sum and the "first non-finite step" marker stay on the device and are
+read every ``check_every`` steps and at the end of the epoch.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from mlx_rnn.batching import classify_batches, lm_chunk, lm_num_chunks, lm_streams
+from mlx_rnn.schedule import lr_at
+
+from .models import build_model, wrap
+
+FRAMEWORK = "torch"
+_DEVICE = torch.device("cpu")
+
+
+def framework_version() -> str:
+    return torch.__version__
+
+
+def current_device() -> torch.device:
+    """The device chosen by :func:`select_device` (CPU until one is chosen)."""
+    return _DEVICE
+
+
+def select_device(name: str = "auto") -> str:
+    """Choose the device: auto (MPS, then CUDA, then CPU), mps, cuda or cpu; returns its name.
+
+    Raises:
+        ValueError: the asked-for device is not available.
+    """
+    global _DEVICE
+    has_mps = hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
+    if name == "auto":
+        name = "mps" if has_mps else "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "mps" and not has_mps:
+        raise ValueError("--device mps: MPS is not available in this PyTorch build/machine")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: CUDA is not available in this PyTorch build/machine")
+    if name not in ("mps", "cuda", "cpu"):
+        raise ValueError(f"unknown torch device {name!r} (auto, mps, cuda, cpu)")
+    _DEVICE = torch.device("cuda:0" if name == "cuda" else name)
+    return str(_DEVICE)
+
+
+def synchronize() -> None:
+    """Wait for queued device work (used around timers)."""
+    if _DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+    elif _DEVICE.type == "mps":
+        torch.mps.synchronize()
+
+
+def describe_backend() -> str:
+    """One line for run headers: threads and the BLAS/LAPACK torch was built with."""
+    cfg = torch.__config__.show()
+    blas = next((ln.split("=", 1)[1].strip() for ln in cfg.splitlines() if "BLAS_INFO" in ln), "unknown")
+    return f"torch {torch.__version__}, {torch.get_num_threads()} threads, BLAS {blas}"
+
+
+@dataclass
+class EpochResult:
+    """What one training epoch did. ``time_s`` is synchronised wall time in seconds."""
+
+    mean_loss: float
+    steps: int
+    time_s: float
+    nonfinite_step: int | None
+    interrupted: bool
+
+
+class Trainer:
+    """Mirror of :class:`mlx_rnn.train.Trainer` (AdamW, gradient clipping, schedule)."""
+
+    def __init__(self, config: dict, train):
+        self.config = config
+        self.task = config["task"]
+        torch.manual_seed(config["seed"])
+        self.model = build_model(config).to(_DEVICE)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config["lr"], betas=(0.9, 0.999),
+                                           eps=1e-8, weight_decay=config["weight_decay"])
+        self.train_data = train
+        self.global_step = 0
+        self.carry = None
+        self.steps_per_epoch = self._steps_per_epoch()
+
+    def _step(self, x, y, carry=None):
+        clip = self.config["clip_norm"]
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.task == "classify":
+            loss = self.model.loss(x, y)
+        else:
+            loss, carry = self.model.loss(x, y, carry)
+        loss.backward()
+        if clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        self.optimizer.step()
+        if carry is not None:
+            carry = (carry[0].detach(), carry[1].detach())
+        return loss.detach(), carry
+
+    def _steps_per_epoch(self) -> int:
+        cfg = self.config
+        if self.task == "classify":
+            return len(classify_batches(len(self.train_data[1]), cfg["batch_size"], 0, 0))
+        streams = lm_streams(self.train_data, cfg["batch_size"], cfg["seq_len"], 0, 0, random_offset=False)
+        return lm_num_chunks(streams, cfg["seq_len"]) - 1
+
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.config["epochs"]
+
+    def _zero_carry(self):
+        cfg = self.config
+        z = torch.zeros((cfg["num_layers"], cfg["batch_size"], cfg["hidden_size"]), device=_DEVICE)
+        return (z, z.clone())
+
+    def train_epoch(self, epoch: int, start_step: int = 0, should_stop=lambda: False,
+                    progress=None, check_every: int = 50) -> EpochResult:
+        """Train one epoch from batch ``start_step``; see :meth:`mlx_rnn.train.Trainer.train_epoch`."""
+        cfg = self.config
+        self.model.train()
+        if self.task == "classify":
+            x_all = torch.from_numpy(self.train_data[0].astype(np.int64)).to(_DEVICE)
+            y_all = torch.from_numpy(self.train_data[1].astype(np.int64)).to(_DEVICE)
+            batches = classify_batches(len(self.train_data[1]), cfg["batch_size"], cfg["seed"], epoch)
+            batches = batches[:self.steps_per_epoch]
+        else:
+            streams = torch.from_numpy(
+                lm_streams(self.train_data, cfg["batch_size"], cfg["seq_len"], cfg["seed"], epoch).astype(np.int64)
+            ).to(_DEVICE)
+            if start_step == 0 or self.carry is None:
+                self.carry = self._zero_carry()
+        loss_sum = torch.zeros((), device=_DEVICE)
+        bad = torch.full((), -1, dtype=torch.int64, device=_DEVICE)
+        synchronize()
+        t0 = time.perf_counter()
+        steps = 0
+        nonfinite = None
+        interrupted = False
+        for k in range(start_step, self.steps_per_epoch):
+            lr = lr_at(self.global_step, cfg["lr"], self.total_steps(), cfg["warmup_steps"], cfg["lr_schedule"])
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            if self.task == "classify":
+                idx = torch.from_numpy(batches[k]).to(_DEVICE)
+                loss, _ = self._step(x_all[idx], y_all[idx])
+            else:
+                xb, yb = lm_chunk(streams, k, cfg["seq_len"])
+                loss, self.carry = self._step(xb, yb, self.carry)
+            loss_sum += loss
+            bad = torch.where((bad < 0) & ~torch.isfinite(loss), torch.tensor(k, device=_DEVICE), bad)
+            steps += 1
+            self.global_step += 1
+            if progress is not None:
+                progress.update(1)
+            if (steps % check_every == 0 or k == self.steps_per_epoch - 1) and int(bad.item()) >= 0:
+                nonfinite = int(bad.item())
+                break
+            if should_stop():
+                interrupted = True
+                break
+        synchronize()
+        time_s = time.perf_counter() - t0
+        if nonfinite is None and int(bad.item()) >= 0:
+            nonfinite = int(bad.item())
+        self.epoch_step = start_step + steps
+        return EpochResult(float(loss_sum.item()) / max(steps, 1), steps, time_s, nonfinite, interrupted)
+
+    def wrapper(self):
+        """The API wrapper over the current model (switches it to eval mode)."""
+        return wrap(self.model, self.config)
+
+    def weights(self) -> dict:
+        return self.model.weights()
+
+    def load_weights(self, weights: dict) -> None:
+        self.model.load_numpy(weights)
+
+    def training_state(self) -> dict:
+        """Optimizer moments, step, RNG state and LM carry as ``{name: numpy array}``."""
+        out = {}
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        for group in self.optimizer.param_groups:
+            for p in group["params"]:
+                st = self.optimizer.state.get(p, {})
+                for key, val in st.items():
+                    out[f"optimizer.{names[id(p)]}.{key}"] = val.detach().cpu().numpy().copy().reshape(val.shape)
+        out["rng.torch"] = torch.get_rng_state().numpy().copy()
+        if self.carry is not None:
+            out["carry.h"], out["carry.c"] = (t.detach().cpu().numpy().copy() for t in self.carry)
+        return out
+
+    def load_training_state(self, tensors: dict) -> None:
+        params = dict(self.model.named_parameters())
+        state = {}
+        for key, val in tensors.items():
+            if not key.startswith("optimizer."):
+                continue
+            pname, field = key[len("optimizer."):].rsplit(".", 1)
+            state.setdefault(params[pname], {})[field] = torch.from_numpy(val.copy()).to(
+                _DEVICE if field != "step" else "cpu")
+        for p, st in state.items():
+            self.optimizer.state[p] = st
+        torch.set_rng_state(torch.from_numpy(tensors["rng.torch"].copy()))
+        if "carry.h" in tensors:
+            self.carry = (torch.from_numpy(tensors["carry.h"].copy()).to(_DEVICE),
+                          torch.from_numpy(tensors["carry.c"].copy()).to(_DEVICE))
