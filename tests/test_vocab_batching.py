@@ -1,0 +1,79 @@
+"""Vocabulary, batching plans, schedule and metrics (framework-neutral core)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from mlx_rnn.batching import classify_batches, lm_chunk, lm_num_chunks, lm_streams
+from mlx_rnn.metrics import classification_bundle, perplexity_figures
+from mlx_rnn.schedule import lr_at
+from mlx_rnn.vocab import TEXT8, Indexer, is_vowel
+
+
+def test_vocab_order_and_roundtrip():
+    assert len(TEXT8) == 27
+    assert TEXT8.index_of("a") == 0 and TEXT8.index_of("z") == 25 and TEXT8.index_of(" ") == 26
+    assert TEXT8.get_object(26) == " "
+    assert TEXT8.index_of("A") == -1
+    text = "the quick brown fox "
+    ids = TEXT8.encode(text)
+    assert ids.dtype == np.int32 and ids.shape == (len(text),)
+    assert TEXT8.decode(ids) == text
+    assert TEXT8.encode("").shape == (0,)
+
+
+def test_vocab_rejects_unknown_characters():
+    with pytest.raises(ValueError, match="'Q' at position 3"):
+        TEXT8.encode("abcQ")
+    with pytest.raises(IndexError):
+        TEXT8.get_object(27)
+    with pytest.raises(ValueError):
+        Indexer("aa")
+
+
+def test_vowels():
+    assert [c for c in TEXT8.symbols if is_vowel(c)] == list("aeiou")
+
+
+def test_classify_batches_cover_every_example_once_and_depend_on_seed_and_epoch():
+    b = classify_batches(130, 64, seed=0, epoch=0)
+    assert [len(x) for x in b] == [64, 64, 2]
+    assert sorted(np.concatenate(b).tolist()) == list(range(130))
+    again = classify_batches(130, 64, seed=0, epoch=0)
+    assert all((x == y).all() for x, y in zip(b, again))
+    assert not (np.concatenate(b) == np.concatenate(classify_batches(130, 64, 0, 1))).all()
+    assert not (np.concatenate(b) == np.concatenate(classify_batches(130, 64, 1, 0))).all()
+
+
+def test_lm_streams_are_contiguous_and_targets_shift_by_one():
+    ids = np.arange(1000, dtype=np.int32)
+    s = lm_streams(ids, batch_size=4, seq_len=10, seed=0, epoch=3)
+    assert s.shape[0] == 4 and (s.shape[1] - 1) % 10 == 0
+    assert (np.diff(s, axis=1) == 1).all()  # each stream is a contiguous slice of the text
+    n = lm_num_chunks(s, 10)
+    for k in range(n):
+        x, y = lm_chunk(s, k, 10)
+        assert x.shape == y.shape == (4, 10)
+        assert (y == x + 1).all()
+    with pytest.raises(ValueError, match="too short"):
+        lm_streams(ids[:30], batch_size=4, seq_len=10, seed=0, epoch=0)
+
+
+def test_schedule_warmup_and_cosine():
+    assert lr_at(0, 1.0, 100, warmup_steps=10) == pytest.approx(0.1)
+    assert lr_at(9, 1.0, 100, warmup_steps=10) == pytest.approx(1.0)
+    assert lr_at(50, 1.0, 100) == 1.0
+    assert lr_at(10, 1.0, 110, 10, "cosine") == pytest.approx(1.0)
+    assert lr_at(110, 1.0, 110, 10, "cosine", min_lr_ratio=0.1) == pytest.approx(0.1)
+    with pytest.raises(ValueError):
+        lr_at(0, 1.0, 10, 0, "step")
+
+
+def test_metrics():
+    b = classification_bundle(np.array([1, 0, 1, 1]), np.array([1, 0, 0, 1]))
+    assert b == {"correct": 3, "total": 4, "accuracy": 75.0}
+    f = perplexity_figures(-100 * math.log(4), 100)
+    assert f["perplexity"] == pytest.approx(4.0)
+    assert f["bits_per_char"] == pytest.approx(2.0)
+    assert f["avg_log_prob"] == pytest.approx(-math.log(4))
