@@ -1,0 +1,11 @@
+"""Generate text from a trained LM checkpoint. See --help."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from mlx_rnn.sample import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main())
