@@ -1,0 +1,78 @@
+"""A GRU for MLX with PyTorch's parameter names, gate order and initialisation.
+
+Batch-first input (B, T, E). Per layer k: ``weight_ih_l{k}`` (3H, in), ``weight_hh_l{k}``
+(3H, H), ``bias_ih_l{k}``, ``bias_hh_l{k}`` (3H,), gates ordered (r, z, n) as in
+``torch.nn.GRU``. Equations (PyTorch's ``nn.GRU`` documentation)::
+
+    r = sigmoid(W_ir x + b_ir + W_hr h + b_hr)
+    z = sigmoid(W_iz x + b_iz + W_hz h + b_hz)
+    n = tanh(W_in x + b_in + r * (W_hn h + b_hn))      # b_hn inside the reset product
+    h' = (1 - z) * n + z * h
+
+``b_hn`` is applied at every step, the first one included when no initial state is
+given (the zero state still goes through ``W_hn h + b_hn``).
+"""
+
+from __future__ import annotations
+
+import math
+
+from . import blas  # noqa: F401  (before mlx.core)
+import mlx.core as mx
+import mlx.nn as nn
+
+
+class GRU(nn.Module):
+    """Multi-layer GRU (our own module, not ``mlx.nn.GRU``).
+
+    Args:
+        input_size: E. hidden_size: H. num_layers: stacked layers.
+        dropout: on the outputs of every layer but the last, in training only.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0):
+        super().__init__()
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.dropout_p = dropout
+        k = 1.0 / math.sqrt(hidden_size)
+        for layer in range(num_layers):
+            inp = input_size if layer == 0 else hidden_size
+            setattr(self, f"weight_ih_l{layer}", mx.random.uniform(-k, k, (3 * hidden_size, inp)))
+            setattr(self, f"weight_hh_l{layer}", mx.random.uniform(-k, k, (3 * hidden_size, hidden_size)))
+            setattr(self, f"bias_ih_l{layer}", mx.random.uniform(-k, k, (3 * hidden_size,)))
+            setattr(self, f"bias_hh_l{layer}", mx.random.uniform(-k, k, (3 * hidden_size,)))
+        self.inter_dropout = nn.Dropout(dropout)
+
+    def __call__(self, x: mx.array, state=None):
+        """Run the GRU.
+
+        Args:
+            x: float32 (B, T, E).
+            state: optional ``(h0,)`` with h0 float32 (num_layers, B, H); zeros when None.
+
+        Returns:
+            ``(output (B, T, H), (h_n,))`` with h_n float32 (num_layers, B, H).
+        """
+        B, H = x.shape[0], self.hidden_size
+        h_n = []
+        for layer in range(self.num_layers):
+            w_ih = getattr(self, f"weight_ih_l{layer}")
+            w_hh = getattr(self, f"weight_hh_l{layer}")
+            b_hh = getattr(self, f"bias_hh_l{layer}")
+            xw = mx.addmm(getattr(self, f"bias_ih_l{layer}"), x.reshape(-1, x.shape[-1]), w_ih.T)
+            xw = xw.reshape(B, -1, 3 * H)
+            h = mx.zeros((B, H), dtype=x.dtype) if state is None else state[0][layer]
+            outs = []
+            for t in range(xw.shape[1]):
+                hw = mx.addmm(b_hh, h, w_hh.T)
+                xt = xw[:, t]
+                r = mx.sigmoid(xt[:, :H] + hw[:, :H])
+                z = mx.sigmoid(xt[:, H:2 * H] + hw[:, H:2 * H])
+                n = mx.tanh(xt[:, 2 * H:] + r * hw[:, 2 * H:])
+                h = (1 - z) * n + z * h
+                outs.append(h)
+            x = mx.stack(outs, axis=1)
+            h_n.append(h)
+            if layer < self.num_layers - 1 and self.dropout_p > 0:
+                x = self.inter_dropout(x)
+        return x, (mx.stack(h_n),)

@@ -1,0 +1,56 @@
+"""Training curves as a PNG (``--plot PATH``); needs the ``plot`` extra (matplotlib).
+
+Framework-neutral: it draws the per-epoch records the runner keeps (the same ones
+appended to ``metrics.jsonl``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def plot_history(history: list[dict], path, task: str, title: str = "") -> Path:
+    """Draw train and validation loss and the dev metric against epoch and against seconds.
+
+    Args:
+        history: per-epoch dicts with ``epoch``, ``train_loss``, ``val_loss`` (nats),
+            ``elapsed_s`` (cumulative training seconds) and ``dev_accuracy`` (percent,
+            classify) or ``dev_bits_per_char`` (lm).
+        path: the PNG to write (parent directories are created).
+
+    Raises:
+        ValueError: matplotlib is not installed (install the 'plot' extra) or no epochs.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ValueError("--plot needs matplotlib: pip install 'mlx-rnn[plot]'") from None
+    if not history:
+        raise ValueError("--plot: no finished epoch to draw")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dev_key, dev_label = (("dev_accuracy", "dev accuracy (%)") if task == "classify"
+                          else ("dev_bits_per_char", "dev bits per character"))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, xkey, xlabel in ((axes[0], "epoch", "epoch"), (axes[1], "elapsed_s", "training time (s)")):
+        xs = [h[xkey] for h in history]
+        ax.plot(xs, [h["train_loss"] for h in history], "o-", label="train loss")
+        ax.plot(xs, [h["val_loss"] for h in history], "s-", label="validation loss")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("loss (nats)")
+        ax.grid(alpha=0.3)
+        twin = ax.twinx()
+        twin.plot(xs, [h.get(dev_key) for h in history], "^--", color="tab:green", label=dev_label)
+        twin.set_ylabel(dev_label)
+        lines = ax.get_lines() + twin.get_lines()
+        ax.legend(lines, [ln.get_label() for ln in lines], loc="best", fontsize=8)
+    fig.suptitle(title or f"{task}: training curves")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return path

@@ -1,0 +1,141 @@
+"""mlx_rnn.blas: the OpenBLAS preload really reaches libmlx.so, and the opt-out works.
+
+Each check runs in a fresh interpreter (the preload is once per process and
+must happen before mlx.core is imported).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+# Do not import mlx.core here: that would make the preload "too late" for
+# every other test in this pytest process.
+if importlib.util.find_spec("mlx") is None:
+    pytest.skip("mlx is not installed", allow_module_level=True)
+
+LINUX = sys.platform.startswith("linux")
+OPENBLAS_PATHS = (
+    "/usr/lib/x86_64-linux-gnu/libopenblas.so.0",
+    "/usr/lib/aarch64-linux-gnu/libopenblas.so.0",
+    "/usr/lib64/libopenblas.so.0",
+    "/usr/lib/libopenblas.so.0",
+)
+
+
+def _have_openblas() -> bool:
+    import ctypes.util
+
+    return any(os.path.exists(p) for p in OPENBLAS_PATHS) or bool(
+        ctypes.util.find_library("openblas")
+    )
+
+
+def _require_openblas() -> None:
+    if not LINUX:
+        pytest.skip("the BLAS preload is Linux-only (macOS uses Accelerate)")
+    if not _have_openblas():
+        if os.environ.get("CI") == "true":
+            pytest.fail("libopenblas is not installed, but CI installs libopenblas0-pthread")
+        pytest.skip("libopenblas not installed (apt-get install libopenblas0-pthread)")
+
+
+CHILD = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import mlx_rnn.blas as blas
+    import mlx.core as mx
+    info = blas.blas_info()
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((67, 129)).astype(np.float32)
+    b = rng.standard_normal((129, 45)).astype(np.float32)
+    c = np.array(mx.matmul(mx.array(a), mx.array(b), stream=mx.cpu))
+    ref = a.astype(np.float64) @ b.astype(np.float64)
+    err = float(np.max(np.abs(c - ref)) / np.max(np.abs(ref)))
+    out = {"info": info, "describe": blas.describe(info), "matmul_rel_err": err}
+    if "--torch" in sys.argv:
+        import torch
+        t = (torch.from_numpy(a) @ torch.from_numpy(b)).numpy()
+        out["torch_rel_err"] = float(np.max(np.abs(t - ref)) / np.max(np.abs(ref)))
+        out["numpy_rel_err"] = float(np.max(np.abs(a @ b - ref)) / np.max(np.abs(ref)))
+    print("RESULT " + json.dumps(out))
+    """
+)
+
+
+def _run(env_value: str | None, *args: str) -> dict:
+    env = dict(os.environ)
+    env.pop("MLX_RNN_BLAS", None)
+    if env_value is not None:
+        env["MLX_RNN_BLAS"] = env_value
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, *args],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT "):])
+
+
+def test_openblas_is_what_mlx_uses():
+    _require_openblas()
+    out = _run(None)
+    info = out["info"]
+    assert info["preloaded"] is True, info
+    assert info["name"] == "openblas", info
+    assert info["method"] in ("got", "lookup")
+    assert "OpenBLAS" in out["describe"]
+    assert out["matmul_rel_err"] < 1e-5
+
+
+def test_reference_opt_out_keeps_reference_blas():
+    if not LINUX:
+        pytest.skip("the reference BLAS is what the Linux wheel links")
+    out = _run("reference")
+    info = out["info"]
+    assert info["preloaded"] is False
+    assert info["name"] == "reference", info
+    assert "reference BLAS" in out["describe"]
+    assert out["matmul_rel_err"] < 1e-5
+
+
+def test_numpy_and_torch_still_work_after_preload():
+    _require_openblas()
+    pytest.importorskip("torch")
+    out = _run(None, "--torch")
+    assert out["info"]["name"] == "openblas"
+    assert out["torch_rel_err"] < 1e-5
+    assert out["numpy_rel_err"] < 1e-5
+    assert out["matmul_rel_err"] < 1e-5
+
+
+def test_too_late_is_reported():
+    if not LINUX:
+        pytest.skip("Linux-only")
+    code = (
+        "import json, mlx.core, mlx_rnn.blas as b; "
+        "print('RESULT ' + json.dumps(b.preload()))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    st = json.loads(proc.stdout.split("RESULT ", 1)[1])
+    assert st["preloaded"] is False
+    assert st["reason"].startswith("too late")
+
+
+def test_import_is_safe_and_idempotent():
+    from mlx_rnn import blas
+
+    a = blas.preload()
+    b = blas.preload()
+    assert a == b
+    assert set(a) >= {"preloaded", "library", "reason"}
+    assert isinstance(blas.describe(), str)
