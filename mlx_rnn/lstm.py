@@ -34,6 +34,8 @@ class LSTM(nn.Module):
     Parameters are drawn from U(-1/sqrt(H), 1/sqrt(H)) like PyTorch.
     """
 
+    CHUNK = 128  # longest sequence handed to the unrolled recurrence at once
+
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0):
         super().__init__()
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
@@ -73,9 +75,24 @@ class LSTM(nn.Module):
             bias = getattr(self, f"bias_ih_l{layer}") + getattr(self, f"bias_hh_l{layer}")
             # Input projection for all time steps in one matmul: (B, T, 4H).
             xw = mx.addmm(bias, x.reshape(-1, x.shape[-1]), w_ih.T).reshape(B, -1, 4 * H)
-            x, h_t, c_t = lstm_recurrence(xw, h0s[layer], c0s[layer], w_hh)
+            x, h_t, c_t = self._recurrence(xw, h0s[layer], c0s[layer], w_hh)
             h_n.append(h_t)
             c_n.append(c_t)
             if layer < self.num_layers - 1 and self.dropout_p > 0:
                 x = self.inter_dropout(x)
         return x, (mx.stack(h_n), mx.stack(c_n))
+
+    def _recurrence(self, xw, h, c, w_hh):
+        """The recurrence over (B, T, 4H), in chunks of ``CHUNK`` steps carrying (h, c).
+
+        The compiled recurrence is unrolled over time, so one very long sequence (scoring
+        a whole text) would build a huge graph; chunks keep it bounded. Equal results.
+        """
+        T = xw.shape[1]
+        if T <= self.CHUNK:
+            return lstm_recurrence(xw, h, c, w_hh)
+        outs = []
+        for s in range(0, T, self.CHUNK):
+            hs, h, c = lstm_recurrence(xw[:, s:s + self.CHUNK], h, c, w_hh)
+            outs.append(hs)
+        return mx.concatenate(outs, axis=1), h, c

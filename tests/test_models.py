@@ -112,3 +112,14 @@ def test_baselines():
     u = UniformLanguageModel()
     b = lm_bundle(u, TEXT8, "hello world")
     assert b["perplexity"] == pytest.approx(27.0) and b["sane"] and b["normalizes"]
+
+
+def test_long_sequences_are_chunked_with_equal_results(monkeypatch):
+    mx.random.seed(6)
+    lstm = LSTM(4, 5, num_layers=2)
+    x = mx.random.normal((2, 23, 4))
+    whole, (h, c) = lstm(x)
+    monkeypatch.setattr(LSTM, "CHUNK", 5)
+    chunked, (h2, c2) = lstm(x)
+    assert np.allclose(np.array(whole), np.array(chunked), atol=1e-6)
+    assert np.allclose(np.array(h), np.array(h2), atol=1e-6) and np.allclose(np.array(c), np.array(c2), atol=1e-6)

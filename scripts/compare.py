@@ -1,0 +1,11 @@
+"""Run MLX and PyTorch on the same checkpoint over the dev data and check they agree. See --help."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from torch_ref.compare import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main())
