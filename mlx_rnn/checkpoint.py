@@ -14,7 +14,9 @@ no pickle anywhere. Every file is written atomically (temporary file, fsync, ren
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -23,6 +25,7 @@ import numpy as np
 
 FORMAT_VERSION = 1
 TASKS = ("classify", "lm")
+CELL_GATES = {"lstm": 4, "gru": 3}
 
 
 class CheckpointError(ValueError):
@@ -97,7 +100,7 @@ def expected_shapes(config: dict) -> dict:
     """Parameter names and shapes a model built from ``config`` must have."""
     v, e, h, n = (config["vocab_size"], config["embed_dim"], config["hidden_size"],
                   config["num_layers"])
-    gates = {"lstm": 4, "gru": 3}[config.get("cell", "lstm")]
+    gates = CELL_GATES[config.get("cell", "lstm")]
     shapes = {"embedding.weight": (v, e)}
     for k in range(n):
         inp = e if k == 0 else h
@@ -148,10 +151,47 @@ def read_config(path) -> dict:
             raise CheckpointError(f"{cfg_path}: missing key {key!r}")
     if config["task"] not in TASKS:
         raise CheckpointError(f"{cfg_path}: unknown task {config['task']!r}")
-    if len(config["vocab"]) != config["vocab_size"]:
-        raise CheckpointError(f"{cfg_path}: vocab has {len(config['vocab'])} symbols "
+    vocab = config["vocab"]
+    if not isinstance(vocab, str) or not vocab or len(set(vocab)) != len(vocab):
+        raise CheckpointError(f"{cfg_path}: 'vocab' must be a non-empty string of distinct symbols "
+                              f"(got {vocab!r:.60})")
+    for key in ("vocab_size", "embed_dim", "hidden_size", "num_layers"):
+        if not _is_int(config[key]) or config[key] < 1:
+            raise CheckpointError(f"{cfg_path}: {key!r} must be a positive integer (got {config[key]!r:.60})")
+    if len(vocab) != config["vocab_size"]:
+        raise CheckpointError(f"{cfg_path}: vocab has {len(vocab)} symbols "
                               f"but vocab_size is {config['vocab_size']}")
+    if config.get("cell", "lstm") not in CELL_GATES:
+        raise CheckpointError(f"{cfg_path}: unknown cell {config.get('cell')!r} "
+                              f"(expected one of {', '.join(CELL_GATES)})")
+    dropout = config.get("dropout", 0.0)
+    if not _is_number(dropout) or not 0.0 <= dropout < 1.0:
+        raise CheckpointError(f"{cfg_path}: 'dropout' must be a number in [0, 1) (got {dropout!r:.60})")
     return config
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def check_weights(weights: dict, config: dict, where) -> None:
+    """Raise CheckpointError unless ``weights`` has exactly the float32 tensors ``config`` implies."""
+    want = expected_shapes(config)
+    missing = sorted(set(want) - set(weights))
+    extra = sorted(set(weights) - set(want))
+    if missing or extra:
+        raise CheckpointError(f"{where}: does not match config.json "
+                              f"(missing {missing or 'none'}, unexpected {extra or 'none'})")
+    for name, shape in want.items():
+        if tuple(weights[name].shape) != tuple(shape):
+            raise CheckpointError(f"{where}: {name} has shape "
+                                  f"{tuple(weights[name].shape)}, config.json implies {tuple(shape)}")
+        if weights[name].dtype != np.float32:
+            raise CheckpointError(f"{where}: {name} is {weights[name].dtype}, expected float32")
 
 
 def load_checkpoint(path, task: str | None = None) -> tuple[dict, dict]:
@@ -167,18 +207,7 @@ def load_checkpoint(path, task: str | None = None) -> tuple[dict, dict]:
     if task is not None and config["task"] != task:
         raise CheckpointError(f"{path}: checkpoint is for task {config['task']!r}, not {task!r}")
     weights = load_tensors(Path(path) / "model.safetensors")
-    want = expected_shapes(config)
-    missing = sorted(set(want) - set(weights))
-    extra = sorted(set(weights) - set(want))
-    if missing or extra:
-        raise CheckpointError(f"{path}/model.safetensors: does not match config.json "
-                              f"(missing {missing or 'none'}, unexpected {extra or 'none'})")
-    for name, shape in want.items():
-        if tuple(weights[name].shape) != tuple(shape):
-            raise CheckpointError(f"{path}/model.safetensors: {name} has shape "
-                                  f"{tuple(weights[name].shape)}, config.json implies {tuple(shape)}")
-        if weights[name].dtype != np.float32:
-            raise CheckpointError(f"{path}/model.safetensors: {name} is {weights[name].dtype}, expected float32")
+    check_weights(weights, config, f"{path}/model.safetensors")
     return weights, config
 
 
@@ -187,21 +216,45 @@ def save_resume(path, weights: dict, optimizer_state: dict, trainer_state: dict)
 
     ``model.safetensors`` holds the *current* weights (the checkpoint beside it holds the
     best ones), ``optimizer.safetensors`` the optimizer moments and RNG state,
-    ``trainer_state.json`` epoch, step, data-order seed and best metric. The JSON is
-    written last, so a resume directory without it is incomplete and is not used.
+    ``trainer_state.json`` epoch, step, data-order seed and best metric, plus the sha256
+    of the two tensor files. The JSON is written last, so a resume directory without it
+    is incomplete and is not used, and one whose tensor files do not match the recorded
+    hashes (a crash between the renames) is refused rather than resumed wrongly.
     """
+    from safetensors.numpy import save
+
     rdir = Path(path) / "resume"
-    save_tensors(rdir / "model.safetensors",
-                 {k: np.asarray(v, dtype=np.float32) for k, v in weights.items()})
-    save_tensors(rdir / "optimizer.safetensors", optimizer_state)
+    model_bytes = save({k: np.ascontiguousarray(np.asarray(v, dtype=np.float32)) for k, v in weights.items()})
+    opt_bytes = save({k: np.ascontiguousarray(v) for k, v in optimizer_state.items()})
+    trainer_state = dict(trainer_state, files={
+        "model.safetensors": hashlib.sha256(model_bytes).hexdigest(),
+        "optimizer.safetensors": hashlib.sha256(opt_bytes).hexdigest()})
+    atomic_write_bytes(rdir / "model.safetensors", model_bytes)
+    atomic_write_bytes(rdir / "optimizer.safetensors", opt_bytes)
     atomic_write_json(rdir / "trainer_state.json", trainer_state)
+
+
+#: trainer_state.json keys and the checks their values must pass.
+_STATE_KEYS = {
+    "epoch": lambda v: _is_int(v) and v >= 0,
+    "step": lambda v: _is_int(v) and v >= 0,
+    "global_step": lambda v: _is_int(v) and v >= 0,
+    "best_val_loss": lambda v: v is None or isinstance(v, (int, float)) and not isinstance(v, bool),
+    "best_epoch": lambda v: _is_int(v) and v >= -1,
+    "bad_epochs": lambda v: _is_int(v) and v >= 0,
+    "epoch_times_s": lambda v: isinstance(v, list) and all(_is_number(t) for t in v),
+    "framework": lambda v: isinstance(v, str),
+}
 
 
 def load_resume(path) -> tuple[dict, dict, dict]:
     """Read ``(weights, optimizer_state, trainer_state)`` from ``path/resume``.
 
+    Checks that ``trainer_state.json`` is complete and that the tensor files are the
+    ones it was written with; :func:`check_resume` checks them against a config.
+
     Raises:
-        CheckpointError: when absent or corrupt.
+        CheckpointError: when absent, incomplete, corrupt or inconsistent.
     """
     rdir = Path(path) / "resume"
     state_path = rdir / "trainer_state.json"
@@ -211,4 +264,78 @@ def load_resume(path) -> tuple[dict, dict, dict]:
         state = json.loads(state_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{state_path}: corrupt JSON ({e})") from None
-    return load_tensors(rdir / "model.safetensors"), load_tensors(rdir / "optimizer.safetensors"), state
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{state_path}: expected a JSON object")
+    for key, ok in _STATE_KEYS.items():
+        if key not in state:
+            raise CheckpointError(f"{state_path}: missing key {key!r}")
+        if not ok(state[key]):
+            raise CheckpointError(f"{state_path}: bad value for {key!r}: {state[key]!r:.60}")
+    if state["best_val_loss"] is None:
+        state["best_val_loss"] = math.inf
+    files = state.get("files") or {}
+    tensors = []
+    for name in ("model.safetensors", "optimizer.safetensors"):
+        fpath = rdir / name
+        tensors.append(load_tensors(fpath))
+        want = files.get(name)
+        if want is not None and hashlib.sha256(fpath.read_bytes()).hexdigest() != want:
+            raise CheckpointError(f"{fpath}: does not match {state_path.name} (written by another save; "
+                                  "the resume state is inconsistent)")
+    return tensors[0], tensors[1], state
+
+
+def check_resume(path, config: dict, weights: dict, tensors: dict, state: dict, framework: str,
+                 steps_per_epoch: int) -> None:
+    """Check resumable state read by :func:`load_resume` against the run it is to continue.
+
+    ``tensors`` must be what the ``framework`` trainer's ``training_state()`` writes:
+    ``optimizer.<param>.<field>`` moments shaped like their parameter, scalar
+    ``optimizer.<field>`` entries, ``rng.*`` generator state and, for the LM, the
+    carried ``carry.h``/``carry.c`` of shape (num_layers, batch_size, hidden_size).
+
+    Raises:
+        CheckpointError: naming the file and what does not fit.
+    """
+    rdir = Path(path) / "resume"
+    if state["framework"] != framework:
+        other = "train_mlx.py" if state["framework"] == "mlx" else "train_torch.py"
+        raise CheckpointError(f"{rdir / 'trainer_state.json'}: resumable state was written by "
+                              f"{state['framework']!r}, not {framework!r}; resume it with {other}")
+    check_weights(weights, config, rdir / "model.safetensors")
+    shapes = expected_shapes(config)
+    where = rdir / "optimizer.safetensors"
+    fields: dict[str, set] = {}
+    rng = False
+    for key, val in tensors.items():
+        kind, _, rest = key.partition(".")
+        if kind == "optimizer":
+            pname, _, field = rest.rpartition(".")
+            if pname in shapes:
+                fields.setdefault(pname, set()).add(field)
+                if field != "step" and tuple(val.shape) != tuple(shapes[pname]):
+                    raise CheckpointError(f"{where}: {key} has shape {tuple(val.shape)}, "
+                                          f"expected {tuple(shapes[pname])}")
+            elif pname or val.size != 1:
+                raise CheckpointError(f"{where}: unexpected tensor {key} (not a parameter of this model)")
+        elif kind == "rng":
+            rng = True
+        elif kind == "carry":
+            want = (config["num_layers"], config["batch_size"], config["hidden_size"])
+            if config["task"] != "lm" or tuple(val.shape) != want:
+                raise CheckpointError(f"{where}: {key} has shape {tuple(val.shape)}, expected {want}")
+        else:
+            raise CheckpointError(f"{where}: unexpected tensor {key}")
+    if not rng:
+        raise CheckpointError(f"{where}: incomplete, no random generator state")
+    if not fields and state["global_step"] > 0:
+        raise CheckpointError(f"{where}: incomplete, no optimizer state")
+    every = set().union(*fields.values()) if fields else set()
+    for pname in shapes:  # every parameter has the same fields (Adam: two moments, maybe a step)
+        lacking = sorted(every - fields.get(pname, set()))
+        if lacking:
+            raise CheckpointError(f"{where}: incomplete, no optimizer.{pname}.{lacking[0]}")
+    if state["step"] >= max(steps_per_epoch, 1):
+        raise CheckpointError(f"{rdir / 'trainer_state.json'}: stopped at step {state['step']} of an epoch, "
+                              f"but the data gives {steps_per_epoch} steps per epoch (did the data or "
+                              "batch size change?)")

@@ -7,6 +7,7 @@ here; only ``--device`` differs.
 from __future__ import annotations
 
 import argparse
+import math
 
 from .vocab import TEXT8_SYMBOLS
 
@@ -15,17 +16,26 @@ TASK_DEFAULTS = {
                      weight_decay=0.0, clip_norm=1.0, batch_size=64, seq_len=20, epochs=10,
                      warmup_steps=0, lr_schedule="constant"),
     "lm": dict(embed_dim=64, hidden_size=256, num_layers=1, dropout=0.0, lr=3e-3,
-               weight_decay=0.0, clip_norm=1.0, batch_size=32, seq_len=100, epochs=10,
+               weight_decay=0.0, clip_norm=1.0, batch_size=16, seq_len=100, epochs=10,
                warmup_steps=0, lr_schedule="constant"),
 }
 COMMON_DEFAULTS = dict(seed=0, val_fraction=0.05, patience=0, save_every=1)
 DEVICES = {"mlx": ("auto", "gpu", "cpu"), "torch": ("auto", "mps", "cuda", "cpu")}
+#: Settings a resumed run may change; every other flag must match the checkpoint's config.
+RESUME_OVERRIDABLE = ("epochs", "patience", "save_every")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line (exit code 2), not usage + error."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser(framework: str) -> argparse.ArgumentParser:
     """The trainer's argument parser; flags left unset are None so per-task defaults apply."""
     name = "train_mlx.py" if framework == "mlx" else "train_torch.py"
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog=name,
         description=("Train the text8 character models with "
                      + ("MLX" if framework == "mlx" else "PyTorch")
@@ -37,9 +47,15 @@ def build_parser(framework: str) -> argparse.ArgumentParser:
                 + ". Exit codes: 0 ok, 2 bad input or usage, 3 training diverged, 130 interrupted "
                 "(resumable state saved)."),
     )
-    p.add_argument("--task", choices=("classify", "lm", "both"), default="both",
-                   help="which model to train (default: both)")
+    p.add_argument("--task", choices=("classify", "lm", "both"),
+                   help="which model to train (default: both; with --resume, what the checkpoint holds)")
     p.add_argument("--data-dir", help="directory with the text8 files (default: $MLX_RNN_DATA, else ./data)")
+    p.add_argument("--download", action="store_true",
+                   help="when the data files are missing, build them first (downloads text8.zip; "
+                        "same as scripts/prepare_data.py --out DATA_DIR)")
+    p.add_argument("--normalize", action="store_true",
+                   help="map the LM text files onto a-z and space first (newlines, capitals, digits, "
+                        "punctuation); without it any other character is an error")
     p.add_argument("--epochs", type=int, help="training epochs")
     p.add_argument("--batch-size", type=int, help="sequences per batch")
     p.add_argument("--embed-dim", type=int, help="embedding size E")
@@ -65,9 +81,23 @@ def build_parser(framework: str) -> argparse.ArgumentParser:
     p.add_argument("--save", metavar="DIR",
                    help="write the checkpoint here (both tasks: DIR/classify and DIR/lm)")
     p.add_argument("--save-every", type=int, help="write resumable state every N epochs (default 1)")
-    p.add_argument("--resume", metavar="DIR", help="continue an interrupted run from its checkpoint directory")
+    p.add_argument("--resume", metavar="DIR",
+                   help="continue an interrupted run from its checkpoint directory (weights, optimizer, RNG, "
+                        "data order); only --epochs, --patience and --save-every may change")
     p.add_argument("--output-json", metavar="PATH", help="also write the result JSON here")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--corpus", nargs=2, metavar=("NAME", "PATH"),
+                   help="LM: train on a whole corpus file instead of text8-100k.txt; NAME text8 (the 10^8-char "
+                        "text8 file: first 90M chars train, next 5M validation, last 5M test; other lengths split "
+                        "by the same fractions), streamed from disk; adds valid/test bits per char to the result")
+    launcher = ("mlx.launch -n N --backend ring -- python scripts/train_mlx.py" if framework == "mlx"
+                else "torchrun --nproc-per-node N scripts/train_torch.py")
+    p.add_argument("--distributed", action="store_true",
+                   help=f"data-parallel training; start with {launcher} --distributed ... Each rank trains on its "
+                        "share of every global batch of batch-size x ranks; only rank 0 prints and writes")
+    p.add_argument("--dist-timeout", type=float, metavar="SECONDS",
+                   help="with --distributed: end a rank that waits this long for its peers in a step "
+                        "(a hung or vanished peer; default 300, 0 = never)")
     return p
 
 
@@ -88,18 +118,30 @@ def resolve_config(args: argparse.Namespace, task: str) -> dict:
 
 def validate_config(cfg: dict) -> None:
     """Raise ValueError (one line) for settings that cannot work."""
-    positive = ("embed_dim", "hidden_size", "num_layers", "batch_size", "seq_len", "epochs")
-    for key in positive:
-        if int(cfg[key]) < 1:
-            raise ValueError(f"--{key.replace('_', '-')} must be at least 1 (got {cfg[key]})")
-    if not 0.0 <= cfg["dropout"] < 1.0:
+    def flag(key):
+        return "--" + key.replace("_", "-")
+
+    def number(key, integer=False):
+        val = cfg.get(key)
+        if integer:
+            ok = isinstance(val, int) and not isinstance(val, bool)
+        else:
+            ok = isinstance(val, (int, float)) and not isinstance(val, bool) and math.isfinite(val)
+        if not ok:
+            raise ValueError(f"{flag(key)} must be {'an integer' if integer else 'a finite number'} (got {val!r})")
+        return val
+
+    for key in ("embed_dim", "hidden_size", "num_layers", "batch_size", "seq_len", "epochs", "save_every"):
+        if number(key, integer=True) < 1:
+            raise ValueError(f"{flag(key)} must be at least 1 (got {cfg[key]})")
+    if not 0.0 <= number("dropout") < 1.0:
         raise ValueError(f"--dropout must be in [0, 1) (got {cfg['dropout']})")
-    if not cfg["lr"] > 0:
+    if not number("lr") > 0:
         raise ValueError(f"--lr must be positive (got {cfg['lr']})")
-    if not 0.0 < cfg["val_fraction"] < 0.5:
+    if not 0.0 < number("val_fraction") < 0.5:
         raise ValueError(f"--val-fraction must be in (0, 0.5) (got {cfg['val_fraction']})")
-    for key in ("weight_decay", "clip_norm", "warmup_steps", "patience"):
-        if cfg[key] < 0:
-            raise ValueError(f"--{key.replace('_', '-')} must not be negative (got {cfg[key]})")
-    if cfg["save_every"] < 1:
-        raise ValueError(f"--save-every must be at least 1 (got {cfg['save_every']})")
+    for key in ("weight_decay", "clip_norm", "warmup_steps", "patience", "seed"):
+        if number(key, integer=key in ("warmup_steps", "patience", "seed")) < 0:
+            raise ValueError(f"{flag(key)} must not be negative (got {cfg[key]})")
+    if cfg.get("lr_schedule") not in ("constant", "cosine"):
+        raise ValueError(f"--lr-schedule must be constant or cosine (got {cfg.get('lr_schedule')!r})")

@@ -45,14 +45,21 @@ def _read_utf8(path) -> str:
         raise DataError(p, "file not found")
     if p.is_dir():
         raise DataError(p, "is a directory, expected a text file")
-    raw = p.read_bytes()
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise DataError(p, f"cannot read ({e.strerror or e})") from None
     if not raw:
         raise DataError(p, "file is empty")
+    if raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark (some Windows editors write one)
+        raw = raw[3:]
     try:
-        text = raw.decode("utf-8-sig")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
-        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        start = raw.rfind(b"\n", 0, e.start) + 1
+        # column in characters: the valid text before the bad byte on its line, plus one
+        col = len(raw[start: e.start].decode("utf-8", "replace")) + 1
         raise DataError(p, f"not valid UTF-8 (byte 0x{raw[e.start]:02x})", line, col) from None
     text = text.replace("\r\n", "\n")
     if not text:
@@ -60,11 +67,11 @@ def _read_utf8(path) -> str:
     return text
 
 
-def _check_symbols(path, text: str, vocab: Indexer, line: int = 1, col0: int = 1) -> None:
+def _check_symbols(path, text: str, vocab: Indexer, line: int = 1, col0: int = 1,
+                   hint: str = "") -> None:
     pos = vocab.first_unknown(text)
     if pos >= 0:
         ch = text[pos]
-        hint = " (use --normalize to map text onto a-z and space)" if vocab is TEXT8 else ""
         raise DataError(path, f"character {ch!r} (U+{ord(ch):04X}) is not in the vocabulary{hint}",
                         line, col0 + pos)
 
@@ -92,7 +99,9 @@ def read_examples(path, vocab: Indexer = TEXT8, length: int = EXAMPLE_LENGTH) ->
         if "\r" in line:
             raise DataError(path, "stray carriage return", n, line.index("\r") + 1)
         if len(line) != length:
-            raise DataError(path, f"line has {len(line)} characters, expected exactly {length}", n)
+            # the column is where the line ends early or where the extra characters begin
+            raise DataError(path, f"line has {len(line)} characters, expected exactly {length}",
+                            n, min(len(line), length) + 1)
         _check_symbols(path, line, vocab, n)
     return lines
 
@@ -120,18 +129,19 @@ def read_text(path, vocab: Indexer = TEXT8, normalize: bool = False) -> str:
         text = text[:-1]
     if not text:
         raise DataError(path, "file is empty")
-    if "\n" not in vocab and "\n" in text:
-        pos = text.index("\n")
-        line = text.count("\n", 0, pos) + 1
-        col = pos - (text.rfind("\n", 0, pos) + 1) + 1
-        raise DataError(path, "newline inside the text (use --normalize to turn it into a space)",
-                        line, col)
-    # locate the offending character by line for a useful message
+    try:
+        vocab.encode(text)  # fast check of every character
+        return text
+    except ValueError:
+        pass
+    # the first character outside the vocabulary (a newline included), by line and column
     pos = vocab.first_unknown(text)
-    if pos >= 0:
-        line = text.count("\n", 0, pos) + 1
-        col0 = pos - (text.rfind("\n", 0, pos) + 1)
-        _check_symbols(path, text[pos], vocab, line, col0 + 1)
+    line = text.count("\n", 0, pos) + 1
+    col = pos - (text.rfind("\n", 0, pos) + 1) + 1
+    if text[pos] == "\n":
+        raise DataError(path, "newline inside the text (use --normalize to turn it into a space)", line, col)
+    hint = " (use --normalize to map text onto a-z and space)" if vocab.symbols == TEXT8.symbols else ""
+    _check_symbols(path, text[pos], vocab, line, col, hint)
     return text
 
 
@@ -144,17 +154,34 @@ def resolve_data_dir(data_dir=None) -> Path:
 
 
 def missing_data_message(data_dir: Path, names) -> str:
-    """One-line message for a data directory that lacks the needed files."""
-    missing = [n for n in names if not (data_dir / n).is_file()]
-    return (f"{data_dir}: data not found (missing {', '.join(missing)}); "
-            "pass --data-dir DIR, set MLX_RNN_DATA=DIR, or run scripts/prepare_data.py "
-            "(or add --download)")
+    """One-line message for a data directory that lacks the needed files, listing the ways out."""
+    data_dir = Path(data_dir)
+    if not data_dir.exists():
+        what = "data directory not found"
+    elif not data_dir.is_dir():
+        what = "not a directory"
+    else:
+        missing = [n for n in names if not (data_dir / n).exists()]
+        what = f"data not found (missing {', '.join(missing)})"
+    return (f"{data_dir}: {what}; pass --data-dir DIR, set MLX_RNN_DATA=DIR, or run "
+            "scripts/prepare_data.py --out DIR to build the files (the trainers also take --download)")
+
+
+def data_dir_complete(data_dir: Path, names) -> bool:
+    """Whether ``data_dir`` is a directory holding an entry for every one of ``names``.
+
+    An entry that exists but is not a regular file (a directory, say) counts as present:
+    its reader then reports exactly what is wrong with it.
+    """
+    data_dir = Path(data_dir)
+    return data_dir.is_dir() and all((data_dir / n).exists() for n in names)
 
 
 def check_data_dir(data_dir: Path, names) -> None:
-    """Raise DataError (one line, listing the ways out) if any of ``names`` is missing."""
-    if not all((Path(data_dir) / n).is_file() for n in names):
-        raise DataError(data_dir, missing_data_message(Path(data_dir), names).split(": ", 1)[1])
+    """Raise DataError (one line, listing the ways out) if the directory or any of ``names`` is missing."""
+    if not data_dir_complete(data_dir, names):
+        msg = missing_data_message(Path(data_dir), names)
+        raise DataError(data_dir, msg[len(f"{data_dir}: "):])
 
 
 @dataclass

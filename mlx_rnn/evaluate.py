@@ -6,20 +6,20 @@ Framework-neutral driver: ``--framework mlx`` loads with :func:`mlx_rnn.load`,
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
 from . import checkpoint as ckpt
-from .data import CLASSIFY_FILES, LM_FILES, DataError, load_examples, read_text, resolve_data_dir
+from .data import CLASSIFY_FILES, LM_FILES, DataError, check_data_dir, load_examples, read_text, resolve_data_dir
 from .metrics import classification_bundle, lm_bundle
-from .runner import EXIT_BAD_INPUT, EXIT_OK, print_result
+from .config import OneLineParser
+from .runner import EXIT_BAD_INPUT, EXIT_OK, _one_line, check_output_json, print_result
 from .vocab import Indexer
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+def build_parser() -> OneLineParser:
+    p = OneLineParser(
         prog="evaluate.py",
         description=("Evaluate a checkpoint. An LM checkpoint scores a text (--text; default the dev text): "
                      "log probability given the context ' ', average, perplexity, bits per character and the "
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 ok, 2 bad input or usage.")
     p.add_argument("--checkpoint", required=True, metavar="DIR", help="checkpoint directory (model.safetensors + config.json)")
     p.add_argument("--framework", choices=("mlx", "torch"), default="mlx", help="framework to load it in (default mlx)")
-    p.add_argument("--device", default="cpu",
+    p.add_argument("--device", default="cpu", choices=("auto", "cpu", "gpu", "mps", "cuda"),
                    help="device: mlx cpu/gpu, torch cpu/mps/cuda, or auto (default cpu, the reproducible choice)")
     p.add_argument("--text", metavar="FILE", help="LM: text file to score")
     p.add_argument("--consonant", metavar="FILE", help="classifier: examples followed by a consonant (label 0)")
@@ -56,7 +56,12 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     t0 = time.perf_counter()
     try:
-        config = ckpt.read_config(args.checkpoint)
+        check_output_json(args.output_json)
+        if args.framework == "mlx" and args.device in ("mps", "cuda"):
+            raise ValueError(f"--device {args.device} is a PyTorch device; MLX takes cpu, gpu or auto")
+        if args.framework == "torch" and args.device == "gpu":
+            raise ValueError("--device gpu is an MLX device; PyTorch takes cpu, mps, cuda or auto")
+        _, config = ckpt.load_checkpoint(args.checkpoint)  # every check before the framework loads
         task = config["task"]
         vocab = Indexer(config["vocab"])
         data_dir = resolve_data_dir(args.data_dir)
@@ -65,12 +70,16 @@ def main(argv=None) -> int:
                 raise ValueError(f"{args.checkpoint} is a classifier checkpoint: give --consonant and --vowel, not --text")
             if bool(args.consonant) != bool(args.vowel):
                 raise ValueError("give both --consonant and --vowel")
+            if not args.consonant:
+                check_data_dir(data_dir, [CLASSIFY_FILES["dev_consonant"], CLASSIFY_FILES["dev_vowel"]])
             cons = Path(args.consonant or data_dir / CLASSIFY_FILES["dev_consonant"])
             vows = Path(args.vowel or data_dir / CLASSIFY_FILES["dev_vowel"])
             examples = load_examples(cons, vows, vocab)
         else:
             if args.consonant or args.vowel:
                 raise ValueError(f"{args.checkpoint} is a language-model checkpoint: give --text, not --consonant/--vowel")
+            if not args.text:
+                check_data_dir(data_dir, [LM_FILES["dev"]])
             text = read_text(Path(args.text or data_dir / LM_FILES["dev"]), vocab, normalize=args.normalize)
         wrapper, device = load_wrapper(args.framework, args.checkpoint, args.device)
         if task == "classify":
@@ -82,8 +91,11 @@ def main(argv=None) -> int:
         print_result({task: bundle}, args.output_json)
         return EXIT_OK
     except (DataError, ckpt.CheckpointError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

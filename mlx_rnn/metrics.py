@@ -45,7 +45,7 @@ def perplexity_figures(log_prob: float, num_chars: int) -> dict:
     return {
         "log_prob": float(log_prob),
         "avg_log_prob": float(avg),
-        "perplexity": float(math.exp(-avg)),
+        "perplexity": float(math.exp(-avg)) if -avg < 709.0 else math.inf,  # exp overflows past 709.78
         "bits_per_char": float(-avg / math.log(2.0)),
     }
 

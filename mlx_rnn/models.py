@@ -20,6 +20,7 @@ from mlx.utils import tree_flatten
 
 from .checkpoint import load_checkpoint
 from .lstm import LSTM
+from .sampling import choose
 from .vocab import Indexer
 
 
@@ -169,6 +170,28 @@ class RNNLanguageModel:
         lp = self._log_probs(context + next_chars[:-1])[len(context) - 1:]
         targets = self.vocab.encode(next_chars)
         return float(lp[np.arange(len(next_chars)), targets].astype(np.float64).sum())
+
+    def sample(self, prime: str = " ", length: int = 200, temperature: float = 1.0,
+               top_k: int | None = None, seed: int = 0) -> str:
+        """Generate ``length`` symbols after ``prime``, carrying the LSTM state one step at a time.
+
+        ``temperature`` 0 is greedy; ``top_k`` keeps the k most likely symbols. The same
+        weights, prime and seed give the same text. Raises ValueError for a prime with
+        symbols outside the vocabulary or a negative length.
+        """
+        prime = prime or " "
+        _check_text(self.vocab, prime, "prime")
+        if length < 0:
+            raise ValueError(f"length must be >= 0 (got {length})")
+        rng = np.random.default_rng(seed)
+        logits, state = self.model(mx.array(self.vocab.encode(prime)[None, :]))
+        out = []
+        for _ in range(length):
+            lp = np.array(nn.log_softmax(logits[0, -1].astype(mx.float32)))
+            idx = choose(lp, temperature, top_k, rng)
+            out.append(self.vocab.get_object(idx))
+            logits, state = self.model(mx.array([[idx]], dtype=mx.int32), state)
+        return "".join(out)
 
 
 def build_model(config: dict):

@@ -8,20 +8,26 @@ and ``metrics.jsonl``, and builds the result JSON of DESIGN.md.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import math
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from . import checkpoint as ckpt
-from .config import build_parser, resolve_config
-from .data import CLASSIFY_FILES, LM_FILES, DataError, check_data_dir, load_examples, read_text, resolve_data_dir
+from . import corpus as corpus_mod
+from . import distributed
+from .config import RESUME_OVERRIDABLE, TASK_DEFAULTS, COMMON_DEFAULTS, build_parser, resolve_config, validate_config
+from .data import (CLASSIFY_FILES, LM_FILES, DataError, check_data_dir, data_dir_complete, load_examples,
+                   missing_data_message, read_text, resolve_data_dir)
 from .metrics import classification_bundle, lm_bundle, perplexity_figures
 from .vocab import Indexer
 
@@ -33,7 +39,18 @@ class Diverged(RuntimeError):
 
 
 class Interrupted(RuntimeError):
-    """The user pressed Ctrl-C; resumable state was saved (or could not be)."""
+    """The user pressed Ctrl-C; resumable state was saved in ``save_dir``."""
+
+    def __init__(self, message: str, task: str = "", save_dir: Path | None = None):
+        super().__init__(message)
+        self.task, self.save_dir = task, save_dir
+
+
+class CheckFailed(RuntimeError):
+    """A check failed (exit code 1), e.g. a downloaded file's checksum."""
+
+
+_log = partial(print, flush=True)
 
 
 def framework_module(name: str):
@@ -47,15 +64,22 @@ def framework_module(name: str):
 
 
 # ----- data ---------------------------------------------------------------------
-def load_task_data(task: str, data_dir: Path, vocab: Indexer, val_fraction: float, seed: int) -> dict:
+def task_files(task: str) -> list[str]:
+    """The data files a task needs (the classifier also reads text8-100k.txt when present)."""
+    return list(CLASSIFY_FILES.values()) if task == "classify" else list(LM_FILES.values())
+
+
+def load_task_data(task: str, data_dir: Path, vocab: Indexer, val_fraction: float, seed: int,
+                   normalize: bool = False) -> dict:
     """Read and encode one task's files; carve the validation slice from the training data.
 
+    ``normalize`` maps the LM text files onto the vocabulary first (``--normalize``).
     Returns a dict with "train" (as the Trainer expects), "val", "dev" and raw texts.
     Raises DataError for missing or bad files.
     """
+    data_dir = Path(data_dir)
+    check_data_dir(data_dir, task_files(task))
     if task == "classify":
-        names = list(CLASSIFY_FILES.values())
-        check_data_dir(data_dir, names)
         train = load_examples(data_dir / CLASSIFY_FILES["train_consonant"],
                               data_dir / CLASSIFY_FILES["train_vowel"], vocab)
         dev = load_examples(data_dir / CLASSIFY_FILES["dev_consonant"],
@@ -67,15 +91,54 @@ def load_task_data(task: str, data_dir: Path, vocab: Indexer, val_fraction: floa
                "val": ([train.texts[i] for i in val_idx], train.y[val_idx]),
                "dev": (dev.texts, dev.y),
                "train_texts": [train.texts[i] for i in train_idx]}
-        lm_path = data_dir / LM_FILES["train"]
-        out["lm_text"] = read_text(lm_path, vocab) if lm_path.is_file() else None
+        # Only for the contamination figures: a missing or unreadable LM file just drops them.
+        try:
+            out["lm_text"] = read_text(data_dir / LM_FILES["train"], vocab, normalize=normalize)
+        except DataError:
+            out["lm_text"] = None
         return out
-    names = list(LM_FILES.values())
-    check_data_dir(data_dir, names)
-    text = read_text(data_dir / LM_FILES["train"], vocab)
-    dev = read_text(data_dir / LM_FILES["dev"], vocab)
+    text = read_text(data_dir / LM_FILES["train"], vocab, normalize=normalize)
+    dev = read_text(data_dir / LM_FILES["dev"], vocab, normalize=normalize)
+    if len(text) < 4:
+        raise DataError(data_dir / LM_FILES["train"], f"text of {len(text)} characters is too short to train on")
+    if len(dev) < 1:
+        raise DataError(data_dir / LM_FILES["dev"], "no text to evaluate")
     n_val = max(2, int(round(len(text) * val_fraction)))
     return {"train": vocab.encode(text[:-n_val]), "val": text[-n_val:], "dev": dev}
+
+
+def steps_per_epoch(cfg: dict, train) -> int:
+    """Training steps in one epoch (what the frameworks' ``Trainer.steps_per_epoch`` computes;
+    distributed: of the global batch, batch_size x ranks)."""
+    return distributed.steps_per_epoch(cfg["task"], train, cfg["batch_size"], cfg["seq_len"],
+                                       distributed.current().world_size)
+
+
+def check_trainable(cfg: dict, train, where) -> int:
+    """``steps_per_epoch``, or ValueError (one line) when the data gives no full step."""
+    size = len(train[1]) if cfg["task"] == "classify" else len(train)
+    what = "training examples" if cfg["task"] == "classify" else "training characters"
+    try:
+        steps = steps_per_epoch(cfg, train)
+    except ValueError:
+        steps = 0
+    if steps < 1:
+        hint = "--batch-size" if cfg["task"] == "classify" else "--batch-size or --seq-len"
+        raise ValueError(f"{where}: {size} {what} (after the validation slice) give no full training step "
+                         f"with batch size {cfg['batch_size']}" + (f" and sequence length {cfg['seq_len']}"
+                                                                   if cfg["task"] == "lm" else "")
+                         + f"; use more data or a smaller {hint}")
+    return steps
+
+
+def data_fingerprint(train) -> str:
+    """sha256 of the encoded training data (recorded with resumable state)."""
+    if hasattr(train, "fingerprint"):  # a corpus split read from disk (--corpus)
+        return train.fingerprint()
+    h = hashlib.sha256()
+    for arr in (train if isinstance(train, tuple) else (train,)):
+        h.update(np.ascontiguousarray(arr, dtype=np.int32).tobytes())
+    return h.hexdigest()
 
 
 def contamination(dev_texts: list[str], train_texts: list[str], lm_text: str | None) -> dict:
@@ -100,6 +163,8 @@ def validation_loss(task: str, wrapper, val) -> float:
     if task == "classify":
         texts, labels = val
         return bce_from_logits(wrapper.logits(texts), labels)
+    if isinstance(val, corpus_mod.CorpusSplit):  # --corpus: batched streams over the validation split
+        return -corpus_mod.split_figures(wrapper, val)["avg_log_prob"]
     text = val
     return -wrapper.get_log_prob_sequence(text[1:], text[0]) / (len(text) - 1)
 
@@ -110,6 +175,10 @@ def dev_summary(task: str, wrapper, dev) -> tuple[dict, str]:
         texts, labels = dev
         b = classification_bundle(wrapper.predict_batch(texts), labels)
         return {"dev_accuracy": b["accuracy"]}, f"dev acc {b['accuracy']:.2f}%"
+    if isinstance(dev, corpus_mod.CorpusSplit):  # --corpus: the validation split, evaluated once per epoch
+        f = corpus_mod.split_figures(wrapper, dev)
+        return ({"valid_perplexity": f["perplexity"], "valid_bits_per_char": f["bits_per_char"]},
+                f"valid {f['bits_per_char']:.3f} bpc")
     lp = wrapper.get_log_prob_sequence(dev, " ")
     f = perplexity_figures(lp, len(dev))
     return ({"dev_perplexity": f["perplexity"], "dev_bits_per_char": f["bits_per_char"]},
@@ -123,6 +192,8 @@ def final_bundle(task: str, wrapper, data: dict) -> dict:
         out = classification_bundle(wrapper.predict_batch(texts), labels)
         out.update(contamination(texts, data["train_texts"], data.get("lm_text")))
         return out
+    if "corpus" in data:  # --corpus: figures of the test split, plus valid/test bits per char
+        return corpus_mod.lm_corpus_bundle(wrapper, data)
     return lm_bundle(wrapper, wrapper.vocab, data["dev"], " ")
 
 
@@ -160,58 +231,156 @@ def _progress(total: int, desc: str, quiet: bool):
                 file=sys.stderr, dynamic_ncols=True)
 
 
+# ----- resumable state ----------------------------------------------------------------
+@dataclass
+class ResumeState:
+    """Resumable training state read from ``dir/resume`` and checked against the run's config."""
+
+    dir: Path
+    weights: dict
+    tensors: dict
+    state: dict
+    best_weights: dict | None
+
+
+def load_resume_state(resume_dir, task: str, cfg: dict, train, framework: str) -> ResumeState:
+    """Read and check everything a resumed run needs, before anything is trained or written.
+
+    Raises:
+        CheckpointError: missing, corrupt, truncated or mismatched state (one line).
+    """
+    resume_dir = Path(resume_dir)
+    weights, tensors, state = ckpt.load_resume(resume_dir)
+    steps = steps_per_epoch(cfg, train)
+    ckpt.check_resume(resume_dir, cfg, weights, tensors, state, framework, steps)
+    best_weights = None
+    if state["best_epoch"] >= 0:
+        best_weights, best_cfg = ckpt.load_checkpoint(resume_dir, task)
+        ckpt.check_weights(best_weights, cfg, resume_dir / "model.safetensors")
+    return ResumeState(resume_dir, weights, tensors, state, best_weights)
+
+
+def _restore(trainer, resume: ResumeState) -> None:
+    """Load resumable state into a fresh trainer; any failure is a CheckpointError."""
+    try:
+        trainer.load_weights(resume.weights)
+        trainer.load_training_state(resume.tensors)
+    except ckpt.CheckpointError:
+        raise
+    except Exception as e:  # noqa: BLE001  (framework errors: shapes, dtypes, missing keys)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ckpt.CheckpointError(f"{resume.dir / 'resume'}: cannot restore the training state ({first})") from None
+    trainer.global_step = resume.state["global_step"]
+
+
+def _truncate_metrics(path: Path, last_epoch: int) -> None:
+    """Drop metrics.jsonl lines of epochs after ``last_epoch`` (re-run after a crash)."""
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    keep = []
+    for line in lines:
+        try:
+            if json.loads(line).get("epoch", 0) > last_epoch:
+                continue
+        except (json.JSONDecodeError, AttributeError):
+            pass
+        keep.append(line)
+    if len(keep) != len(lines):
+        ckpt.atomic_write_bytes(path, "".join(keep).encode())
+
+
+# ----- the epoch loop ---------------------------------------------------------------
 def train_task(fw, task: str, cfg: dict, data: dict, save_dir: Path | None, resume_dir: Path | None,
-               quiet: bool, stop: StopFlag, log=print) -> dict:
-    """Train one task and return its result bundle (without the total time)."""
+               quiet: bool, stop, log=_log, *, resume: ResumeState | None = None,
+               interrupt_dir: Path | None = None) -> dict:
+    """Train one task and return its result bundle (without the total time).
+
+    Args:
+        save_dir: where the checkpoint, ``metrics.jsonl`` and resumable state go (None: nowhere,
+            except on Ctrl-C, when they go to ``interrupt_dir``, by default
+            ``checkpoints/interrupted-TASK-DATE``).
+        resume_dir / resume: continue from this checkpoint directory (``resume``: its state,
+            already read with :func:`load_resume_state`).
+        stop: polled after every step; when true, resumable state is saved and
+            :class:`Interrupted` raised.
+
+    Raises:
+        Diverged: a non-finite training or validation loss (nothing is saved for that epoch).
+        Interrupted: ``stop()`` became true.
+        CheckpointError: unusable resumable state.
+    """
+    if resume is None and resume_dir is not None:
+        resume = load_resume_state(resume_dir, task, cfg, data["train"], fw.FRAMEWORK)
+    save_dir = Path(save_dir) if save_dir is not None else None
     trainer = fw.Trainer(cfg, data["train"])
+    if trainer.steps_per_epoch < 1:
+        check_trainable(cfg, data["train"], "training data")
     first_epoch, start_step, best_loss, best_epoch, bad_epochs = 0, 0, math.inf, -1, 0
     epoch_times: list[float] = []
     best_weights = None
-    if resume_dir is not None:
-        weights, tensors, state = ckpt.load_resume(resume_dir)
-        trainer.load_weights(weights)
-        trainer.load_training_state(tensors)
+    fingerprint = data_fingerprint(data["train"])
+    if resume is not None:
+        state = resume.state
+        _restore(trainer, resume)
         first_epoch, start_step = state["epoch"], state["step"]
-        trainer.global_step = state["global_step"]
         best_loss, best_epoch = state["best_val_loss"], state["best_epoch"]
-        bad_epochs, epoch_times = state["bad_epochs"], state["epoch_times_s"]
-        if best_epoch >= 0:
-            best_weights, _ = ckpt.load_checkpoint(resume_dir, task)
-        log(f"[{task}] resuming from {resume_dir}: epoch {first_epoch + 1}, step {start_step}")
+        bad_epochs, epoch_times = state["bad_epochs"], list(state["epoch_times_s"])
+        best_weights = resume.best_weights
+        if state.get("data_sha256", fingerprint) != fingerprint:
+            log(f"[{task}] warning: the training data differ from those of the interrupted run; "
+                "the resumed run will not match an uninterrupted one")
+        if save_dir is not None and save_dir.resolve() == resume.dir.resolve():
+            _truncate_metrics(save_dir / "metrics.jsonl", first_epoch)
+        log(f"[{task}] resuming from {resume.dir}: epoch {first_epoch + 1}, step {start_step}")
 
-    def save_state(epoch: int, step: int) -> None:
-        if save_dir is None:
-            return
-        ckpt.save_resume(save_dir, trainer.weights(), trainer.training_state(), {
+    writer = {"framework": fw.FRAMEWORK, "framework_version": fw.framework_version()}
+
+    def save_state(target: Path, epoch: int, step: int) -> None:
+        ckpt.save_resume(target, trainer.weights(), trainer.training_state(), {
             "epoch": epoch, "step": step, "global_step": trainer.global_step,
-            "data_order_seed": cfg["seed"], "best_val_loss": best_loss, "best_epoch": best_epoch,
+            "data_order_seed": cfg["seed"], "data_sha256": fingerprint,
+            "best_val_loss": best_loss if math.isfinite(best_loss) else None, "best_epoch": best_epoch,
             "bad_epochs": bad_epochs, "epoch_times_s": epoch_times,
             "framework": fw.FRAMEWORK, "framework_version": fw.framework_version(),
         })
 
-    writer = {"framework": fw.FRAMEWORK, "framework_version": fw.framework_version()}
     t_train = time.perf_counter()
     epochs_run = first_epoch
-    for epoch in range(first_epoch, cfg["epochs"]):
+    last_epoch = cfg["epochs"]
+    if resume is not None and cfg["patience"] and bad_epochs >= cfg["patience"]:
+        log(f"[{task}] already stopped early (no better validation loss for {bad_epochs} epochs)")
+        last_epoch = first_epoch
+    for epoch in range(first_epoch, last_epoch):
         bar = _progress(trainer.steps_per_epoch - start_step, f"{task} epoch {epoch + 1}/{cfg['epochs']}", quiet)
         res = trainer.train_epoch(epoch, start_step, should_stop=stop, progress=bar)
         bar.close()
+        kept = (f"; the last good checkpoint is in {save_dir}" if save_dir is not None and best_epoch >= 0
+                else "; nothing was saved" if save_dir is not None else "")
         if res.nonfinite_step is not None:
             raise Diverged(f"[{task}] training diverged: non-finite loss at epoch {epoch + 1}, "
-                           f"step {res.nonfinite_step + 1}"
-                           + (f"; the last good checkpoint is in {save_dir}" if save_dir and best_epoch >= 0 else "")
-                           + " (try a lower --lr or --clip-norm)")
+                           f"step {res.nonfinite_step + 1}{kept} (try a lower --lr or --clip-norm)")
         if res.interrupted:
-            if save_dir is None:
-                save_dir = Path("checkpoints") / f"interrupted-{task}-{datetime.now():%Y%m%d-%H%M%S}"
-                ckpt.save_checkpoint(save_dir, best_weights or trainer.weights(), dict(cfg, **writer))
-            save_state(epoch, trainer.epoch_step)
+            target = save_dir
+            if target is None:
+                target = interrupt_dir or Path("checkpoints") / f"interrupted-{task}-{datetime.now():%Y%m%d-%H%M%S}"
+            main_rank = distributed.current().is_main  # distributed: only rank 0 writes
+            if main_rank and (target != save_dir or best_epoch < 0):
+                # the directory needs a checkpoint (config.json + weights) to be resumable
+                ckpt.save_checkpoint(target, best_weights if best_weights is not None else trainer.weights(),
+                                     dict(cfg, **writer, best_epoch=best_epoch + 1))
+            if main_rank:
+                save_state(target, epoch, trainer.epoch_step)
             raise Interrupted(f"[{task}] interrupted at epoch {epoch + 1}, step {trainer.epoch_step}; "
-                              f"resume with --resume {save_dir}")
+                              f"resume with --resume {target}", task, target)
         start_step = 0
         epoch_times.append(res.time_s)
         wrapper = trainer.wrapper()
-        val_loss = validation_loss(task, wrapper, data["val"])
+        # distributed: rank 0's figure on every rank, so model selection and early stopping agree
+        val_loss = distributed.current().from_main(validation_loss(task, wrapper, data["val"]))
+        if not math.isfinite(val_loss):
+            raise Diverged(f"[{task}] training diverged: non-finite validation loss after epoch {epoch + 1}, "
+                           f"step {res.steps}{kept} (try a lower --lr or --clip-norm)")
         dev_fig, dev_text = dev_summary(task, wrapper, data["dev"])
         improved = val_loss < best_loss
         if improved:
@@ -220,7 +389,8 @@ def train_task(fw, task: str, cfg: dict, data: dict, save_dir: Path | None, resu
         else:
             bad_epochs += 1
         epochs_run = epoch + 1
-        extra = f"  val ppl {math.exp(val_loss):.3f}" if task == "lm" else f"  val loss {val_loss:.4f}"
+        extra = (f"  val ppl {math.exp(val_loss) if val_loss < 709.0 else math.inf:.3f}" if task == "lm"
+                 else f"  val loss {val_loss:.4f}")
         log(f"[{task}] epoch {epoch + 1:>3}/{cfg['epochs']}  train loss {res.mean_loss:.4f}{extra}"
             f"  {dev_text}  epoch {res.time_s:.2f} s{'  *' if improved else ''}")
         if save_dir is not None:
@@ -230,9 +400,11 @@ def train_task(fw, task: str, cfg: dict, data: dict, save_dir: Path | None, resu
                 epoch=epoch + 1, train_loss=res.mean_loss, val_loss=val_loss, epoch_time_s=res.time_s,
                 steps=res.steps, best=improved, **dev_fig))
             if (epoch + 1) % cfg["save_every"] == 0 or epoch + 1 == cfg["epochs"]:
-                save_state(epoch + 1, 0)
+                save_state(save_dir, epoch + 1, 0)
         if cfg["patience"] and bad_epochs >= cfg["patience"]:
             log(f"[{task}] early stop: no better validation loss for {bad_epochs} epochs")
+            if save_dir is not None:
+                save_state(save_dir, epoch + 1, 0)
             break
     train_time = time.perf_counter() - t_train
     if best_weights is not None:
@@ -251,51 +423,259 @@ def print_result(result: dict, output_json: str | None) -> None:
         ckpt.atomic_write_bytes(output_json, (text + "\n").encode())
 
 
+# ----- the command line ------------------------------------------------------------------
+def check_output_json(path) -> None:
+    """ValueError (one line) unless ``path`` can be written: its directory must exist."""
+    if not path:
+        return
+    p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"--output-json {path}: is a directory")
+    if not p.parent.is_dir():
+        raise ValueError(f"--output-json {path}: directory {p.parent} does not exist")
+
+
+@dataclass
+class TaskPlan:
+    """One task of a run, checked and read before anything is trained or written."""
+
+    task: str
+    cfg: dict
+    data: dict | None = None
+    save_dir: Path | None = None
+    resume: ResumeState | None = None
+    resume_dir: Path | None = None
+    pending: Path | None = None  # resume/pending_config.json of a task not started yet
+    read_time_s: float = 0.0
+
+
+PENDING = "pending_config.json"
+
+
+def _tasks_from_args(args) -> list[str]:
+    if args.task:
+        return ["classify", "lm"] if args.task == "both" else [args.task]
+    if args.resume:
+        root = Path(args.resume)
+        if (root / "config.json").exists():
+            return [ckpt.read_config(root)["task"]]
+        if (root / "resume" / PENDING).exists():
+            return [_read_pending(root / "resume" / PENDING)["task"]]
+    return ["classify", "lm"]
+
+
+def _read_pending(path: Path) -> dict:
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ckpt.CheckpointError(f"{path}: corrupt JSON ({e})") from None
+    if not isinstance(cfg, dict) or cfg.get("task") not in ckpt.TASKS:
+        raise ckpt.CheckpointError(f"{path}: not a task configuration")
+    return cfg
+
+
+def _resume_config(args, task: str, resume_dir: Path, pending: Path | None) -> dict:
+    """The configuration of the run being resumed, with the flags a resumed run may change."""
+    if pending is not None:
+        cfg, where = _read_pending(pending), pending
+    else:
+        cfg, where = ckpt.read_config(resume_dir), resume_dir / "config.json"
+    if cfg["task"] != task:
+        raise ckpt.CheckpointError(f"{resume_dir}: checkpoint is for task {cfg['task']!r}, not {task!r}")
+    keys = set(TASK_DEFAULTS[task]) | set(COMMON_DEFAULTS)
+    missing = sorted(k for k in keys if k not in cfg)
+    if missing:
+        raise ckpt.CheckpointError(f"{where}: missing training settings {', '.join(missing)} (not written by a trainer?)")
+    for key in sorted(keys):
+        given = getattr(args, key, None)
+        if given is None or key in RESUME_OVERRIDABLE or (key == "seq_len" and task == "classify"):
+            continue
+        if given != cfg[key]:
+            flag = "--" + key.replace("_", "-")
+            raise ValueError(f"{flag} {given} differs from the resumed run's {cfg[key]} ({where}); a resumed run "
+                             "keeps its settings (only --epochs, --patience and --save-every may change)")
+    for key in RESUME_OVERRIDABLE:
+        if getattr(args, key, None) is not None:
+            cfg[key] = getattr(args, key)
+    try:
+        validate_config(cfg)
+    except ValueError as e:
+        if any(getattr(args, k, None) is not None for k in RESUME_OVERRIDABLE):
+            raise
+        raise ckpt.CheckpointError(f"{where}: bad setting: {e}") from None
+    return cfg
+
+
+def plan_run(framework: str, args) -> list[TaskPlan]:
+    """Everything that can fail on bad input, done before any training or writing.
+
+    Resolves and validates every task's configuration, the output paths, the data
+    (building it with ``--download`` when missing) and any resumable state.
+
+    Raises:
+        ValueError, DataError, CheckpointError, OSError: bad input (exit code 2).
+        CheckFailed: a downloaded file failed its checksum (exit code 1).
+    """
+    tasks = _tasks_from_args(args)
+    multi = len(tasks) > 1
+    check_output_json(args.output_json)
+    plans = []
+    if args.resume and not Path(args.resume).is_dir():
+        raise ckpt.CheckpointError(f"{args.resume}: checkpoint directory not found (nothing to resume)")
+    for task in tasks:
+        plan = TaskPlan(task, {})
+        if args.resume:
+            root = Path(args.resume)
+            rdir = root / task if multi else root
+            if not multi and not (root / "config.json").exists() and not (root / "resume" / PENDING).exists() \
+                    and (root / task).is_dir():
+                rdir = root / task  # --task lm --resume ROOT of a two-task run
+            if not rdir.exists():
+                raise ckpt.CheckpointError(f"{rdir}: checkpoint directory not found (nothing to resume)")
+            pending = rdir / "resume" / PENDING
+            plan.pending = pending if not (rdir / "config.json").exists() and pending.is_file() else None
+            plan.cfg = _resume_config(args, task, rdir, plan.pending)
+            plan.resume_dir = rdir
+            plan.cfg["normalize"] = bool(args.normalize or plan.cfg.get("normalize", False))
+        else:
+            plan.cfg = resolve_config(args, task)
+            plan.cfg["normalize"] = bool(args.normalize)
+        if task == "lm" and (getattr(args, "corpus", None) or plan.cfg.get("corpus")):
+            # --corpus NAME PATH: the LM trains on a whole corpus file, streamed (mlx_rnn/corpus.py)
+            plan.cfg["corpus"] = ([args.corpus[0], str(Path(args.corpus[1]).resolve())] if args.corpus
+                                  else plan.cfg["corpus"])
+        if args.save:
+            plan.save_dir = Path(args.save) / task if multi else Path(args.save)
+        elif plan.resume_dir is not None:
+            plan.save_dir = plan.resume_dir
+        plans.append(plan)
+    for plan in plans:
+        d = plan.save_dir
+        if d is None:
+            continue
+        for p in (d.parent, d) if multi else (d,):
+            if p.exists() and not p.is_dir():
+                raise ValueError(f"--save {args.save}: {p} exists and is not a directory")
+        resuming_here = plan.resume_dir is not None and d.resolve() == plan.resume_dir.resolve()
+        if not resuming_here and (d / "config.json").exists():
+            raise ValueError(f"--save {args.save}: {d} already holds a checkpoint; continue it with --resume {d}, "
+                             "or save somewhere else")
+
+    data_dir = resolve_data_dir(args.data_dir)
+    needed = sorted({f for plan in plans for f in task_files(plan.task)
+                     if not (plan.task == "lm" and plan.cfg.get("corpus"))})
+    if needed and not data_dir_complete(data_dir, needed):  # (--corpus alone needs no data directory)
+        if not args.download:
+            raise DataError(data_dir, missing_data_message(data_dir, needed)[len(f"{data_dir}: "):])
+        download_data(data_dir, args.quiet)
+    for plan in plans:
+        t = time.perf_counter()
+        cfg = plan.cfg
+        if plan.task == "lm" and cfg.get("corpus"):
+            plan.data = corpus_mod.lm_data(cfg["corpus"], Indexer(cfg["vocab"]))
+            where = Path(cfg["corpus"][1])
+        else:
+            plan.data = load_task_data(plan.task, data_dir, Indexer(cfg["vocab"]), cfg["val_fraction"], cfg["seed"],
+                                       normalize=cfg["normalize"])
+            where = data_dir / (CLASSIFY_FILES["train_consonant"] if plan.task == "classify" else LM_FILES["train"])
+        check_trainable(cfg, plan.data["train"], where)
+        plan.read_time_s = time.perf_counter() - t
+        if plan.resume_dir is not None and plan.pending is None:
+            plan.resume = load_resume_state(plan.resume_dir, plan.task, cfg, plan.data["train"], framework)
+    return plans
+
+
+def download_data(data_dir: Path, quiet: bool) -> None:
+    """Build the data files in ``data_dir`` (``--download``), as ``scripts/prepare_data.py --out`` does."""
+    print(f"{data_dir}: data not found; building it (--download), as scripts/prepare_data.py --out {data_dir} "
+          "would", file=sys.stderr, flush=True)
+    try:
+        from .prepare import ChecksumError, prepare
+    except ImportError:  # the preparation module is missing: run the script
+        import subprocess
+
+        script = Path(__file__).resolve().parent.parent / "scripts" / "prepare_data.py"
+        rc = subprocess.call([sys.executable, str(script), "--out", str(data_dir)] + (["--quiet"] if quiet else []))
+        if rc == 1:
+            raise CheckFailed(f"{data_dir}: data preparation failed a checksum (see above)") from None
+        if rc == 130:
+            raise KeyboardInterrupt
+        if rc != 0:
+            raise DataError(data_dir, f"data preparation failed (scripts/prepare_data.py exit code {rc})") from None
+        return
+    try:
+        prepare(data_dir, progress=not quiet)
+    except ChecksumError as e:
+        raise CheckFailed(str(e)) from None
+
+
+def _save_pending(plans: list[TaskPlan], after: int, root: Path) -> None:
+    """After an interrupt, record the configuration of the tasks not started, so that
+    ``--resume ROOT`` can run them later exactly as this run would have."""
+    for plan in plans[after + 1:]:
+        d = plan.save_dir or root / plan.task
+        if not (d / "config.json").exists():
+            ckpt.atomic_write_json(d / "resume" / PENDING, plan.cfg)
+
+
 def main(framework: str, argv=None) -> int:
     """Entry point of both trainers; returns the process exit code (DESIGN.md)."""
     t0 = time.perf_counter()
     parser = build_parser(framework)
     args = parser.parse_args(argv)
-    tasks = ["classify", "lm"] if args.task == "both" else [args.task]
     try:
+        dist = distributed.init_from_args(framework, args)  # --distributed: rank and world size
+        plans = plan_run(framework, args)
         fw = framework_module(framework)
         device = fw.select_device(args.device)
-        data_dir = resolve_data_dir(args.data_dir)
+        multi = len(plans) > 1
+        root = Path(args.save) if args.save else Path(args.resume) if args.resume else \
+            Path("checkpoints") / f"interrupted-{datetime.now():%Y%m%d-%H%M%S}"
         result = {}
         with StopFlag() as stop:
-            for task in tasks:
-                t_task = time.perf_counter() if len(tasks) > 1 else t0
-                resume_dir = None
-                if args.resume:
-                    resume_dir = Path(args.resume) / task if len(tasks) > 1 else Path(args.resume)
-                    cfg = ckpt.read_config(resume_dir)
-                    if cfg["task"] != task:
-                        raise ckpt.CheckpointError(f"{resume_dir}: checkpoint is for task {cfg['task']!r}, not {task!r}")
-                    if args.epochs is not None:
-                        cfg["epochs"] = args.epochs
-                else:
-                    cfg = resolve_config(args, task)
+            for i, plan in enumerate(plans):
+                task, cfg = plan.task, plan.cfg
+                t_task = time.perf_counter()
                 cfg["device"] = device
-                vocab = Indexer(cfg["vocab"])
-                data = load_task_data(task, data_dir, vocab, cfg["val_fraction"], cfg["seed"])
-                save_dir = None
-                if args.save:
-                    save_dir = Path(args.save) / task if len(tasks) > 1 else Path(args.save)
-                elif resume_dir is not None:
-                    save_dir = resume_dir
-                print(f"[{task}] {fw.FRAMEWORK} {fw.framework_version()} on {device}; {fw.describe_backend()}",
-                      flush=True)
-                bundle = train_task(fw, task, cfg, data, save_dir, resume_dir, args.quiet, stop)
-                bundle["total_time_s"] = time.perf_counter() - t_task
+                distributed.print0(f"[{task}] {fw.FRAMEWORK} {fw.framework_version()} on {device}; "
+                                   f"{fw.describe_backend()}" + (f"; data-parallel over {dist.world_size} ranks "
+                                                                 f"({dist.backend})" if dist.enabled else ""))
+                try:  # distributed: only rank 0 prints, shows progress and writes
+                    bundle = train_task(fw, task, cfg, plan.data, plan.save_dir if dist.is_main else None, None,
+                                        args.quiet or not dist.is_main, stop,
+                                        log=_log if dist.is_main else lambda *a, **k: None,
+                                        resume=plan.resume, interrupt_dir=root / task if multi else None)
+                except Interrupted as e:
+                    if multi:
+                        if dist.is_main:
+                            _save_pending(plans, i, root)
+                        # tasks finished without --save left nothing to resume: name the rest
+                        rest = "" if all(p.save_dir is not None for p in plans[:i]) else \
+                            "--task " + ("both " if len(plans) - i > 1 else f"{task} ")
+                        raise Interrupted(f"{e}".rsplit("; resume with", 1)[0]
+                                          + f"; resume with {rest}--resume {e.save_dir.parent}", task,
+                                          e.save_dir) from None
+                    raise
+                if plan.pending is not None:
+                    plan.pending.unlink(missing_ok=True)
+                bundle["total_time_s"] = (time.perf_counter() - t0 if not multi
+                                          else plan.read_time_s + time.perf_counter() - t_task)
+                if dist.enabled:
+                    bundle["distributed"] = {"world_size": dist.world_size, "backend": dist.backend,
+                                             "global_batch_size": cfg["batch_size"] * dist.world_size}
                 result[task] = bundle
-                if task == "classify" and bundle.get("dev_windows_in_lm_train"):
+                if task == "classify" and bundle.get("dev_windows_in_lm_train") and dist.is_main:
                     print(f"[classify] note: {bundle['dev_windows_in_lm_train']} of {bundle['total']} dev windows occur "
                           f"verbatim in text8-100k.txt and {bundle['dev_windows_in_classifier_train']} in the "
                           "classifier's training examples", flush=True)
-        print_result(result, args.output_json)
+        if dist.is_main:
+            print_result(result, args.output_json)
         return EXIT_OK
-    except (DataError, ckpt.CheckpointError, ValueError, OSError) as e:
+    except CheckFailed as e:
         print(f"error: {e}", file=sys.stderr)
+        return EXIT_CHECK_FAILED
+    except (DataError, ckpt.CheckpointError, ValueError, OSError) as e:
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Diverged as e:
         print(f"error: {e}", file=sys.stderr)
@@ -306,3 +686,15 @@ def main(framework: str, argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except RuntimeError as e:  # distributed: a peer died ("connection to a peer was lost")
+        if not distributed.current().enabled:
+            raise
+        print(f"error: rank {distributed.current().rank}: {_one_line(e)}", file=sys.stderr)
+        return EXIT_CHECK_FAILED
+
+
+def _one_line(e: BaseException) -> str:
+    """An exception as one line (OSError: 'path: reason')."""
+    if isinstance(e, OSError) and e.filename and e.strerror:
+        return f"{e.filename}: {e.strerror}"
+    return " ".join(str(e).split("\n")).strip() or type(e).__name__

@@ -20,7 +20,8 @@ import mlx.nn as nn
 import mlx.optimizers as optim
 from mlx.utils import tree_flatten, tree_unflatten
 
-from .batching import classify_batches, lm_chunk, lm_num_chunks, lm_streams
+from . import distributed, parallel
+from .batching import classify_batches, lm_chunk, lm_num_chunks, lm_streams  # noqa: F401
 from .models import build_model, wrap
 from .schedule import lr_at
 
@@ -77,9 +78,11 @@ class Trainer:
     def __init__(self, config: dict, train):
         self.config = config
         self.task = config["task"]
+        self.dist = distributed.current()  # data-parallel rank and world size (1: one process)
         mx.random.seed(config["seed"])
         self.model = build_model(config)
         mx.eval(self.model.parameters())
+        parallel.setup_model(self.model, config, self.dist)
         self.optimizer = optim.AdamW(learning_rate=config["lr"], betas=[0.9, 0.999], eps=1e-8,
                                      weight_decay=config["weight_decay"], bias_correction=True)
         self.optimizer.init(self.model.trainable_parameters())
@@ -93,6 +96,7 @@ class Trainer:
     def _build_step(self):
         model, optimizer, clip = self.model, self.optimizer, self.config["clip_norm"]
         state = [model.state, optimizer.state, mx.random.state]
+        reduce = parallel.gradient_reducer(self.dist)  # identity for one process
 
         def apply(grads):
             if clip > 0:
@@ -103,8 +107,9 @@ class Trainer:
             loss_and_grad = nn.value_and_grad(model, model.loss)
 
             @partial(mx.compile, inputs=state, outputs=state)
-            def step(x, y):
+            def step(x, y, *weight):
                 loss, grads = loss_and_grad(x, y)
+                loss, grads = reduce(loss, grads, *weight)
                 apply(grads)
                 return loss
         else:
@@ -115,19 +120,18 @@ class Trainer:
             loss_and_grad = nn.value_and_grad(model, lm_loss)
 
             @partial(mx.compile, inputs=state, outputs=state)
-            def step(x, y, h, c):
+            def step(x, y, h, c, *weight):
                 (loss, (h, c)), grads = loss_and_grad(x, y, h, c)
+                loss, grads = reduce(loss, grads, *weight)
                 apply(grads)
                 return loss, h, c
         self._step = step
         self._state = state
 
     def _steps_per_epoch(self) -> int:
-        cfg = self.config
-        if self.task == "classify":
-            return len(classify_batches(len(self.train_data[1]), cfg["batch_size"], 0, 0))
-        streams = lm_streams(self.train_data, cfg["batch_size"], cfg["seq_len"], 0, 0, random_offset=False)
-        return lm_num_chunks(streams, cfg["seq_len"]) - 1  # offsets may cost one chunk
+        cfg = self.config  # global batch = batch_size x ranks; LM offsets may cost one chunk
+        return distributed.steps_per_epoch(self.task, self.train_data, cfg["batch_size"], cfg["seq_len"],
+                                           self.dist.world_size)
 
     def total_steps(self) -> int:
         return self.steps_per_epoch * self.config["epochs"]
@@ -149,16 +153,20 @@ class Trainer:
         self.model.train()
         if self.task == "classify":
             x_all, y_all = self.train_data
-            batches = classify_batches(len(y_all), cfg["batch_size"], cfg["seed"], epoch)
+            # this rank's share of the shared plan: [(indices, gradient weight)]
+            batches = distributed.classify_plan(len(y_all), cfg["batch_size"], cfg["seed"], epoch,
+                                                self.dist.rank, self.dist.world_size)
             batches = batches[:self.steps_per_epoch]
         else:
-            streams = lm_streams(self.train_data, cfg["batch_size"], cfg["seq_len"], cfg["seed"], epoch)
+            streams = distributed.lm_shard_streams(self.train_data, cfg["batch_size"], cfg["seq_len"], cfg["seed"],
+                                                   epoch, self.dist.rank, self.dist.world_size)
             if start_step == 0 or self.carry is None:
                 self.carry = self._zero_carry()
         loss_sum = mx.array(0.0)
         bad = mx.array(-1)
         mx.eval(self._state)
         synchronize()
+        self.dist.arm()  # watchdog for hung peers (distributed only)
         t0 = time.perf_counter()
         steps = 0
         nonfinite = None
@@ -167,27 +175,30 @@ class Trainer:
             self.optimizer.learning_rate = mx.array(
                 lr_at(self.global_step, cfg["lr"], self.total_steps(), cfg["warmup_steps"], cfg["lr_schedule"]))
             if self.task == "classify":
-                idx = batches[k]
-                loss = self._step(mx.array(x_all[idx]), mx.array(y_all[idx]))
+                idx, weight = batches[k]
+                loss = self._step(mx.array(x_all[idx]), mx.array(y_all[idx]), *parallel.weight_args(self.dist, weight))
             else:
                 xb, yb = lm_chunk(streams, k, cfg["seq_len"])
-                loss, h, c = self._step(mx.array(xb), mx.array(yb), *self.carry)
+                loss, h, c = self._step(mx.array(xb), mx.array(yb), *self.carry,
+                                        *parallel.weight_args(self.dist, 1.0 / self.dist.world_size))
                 self.carry = (h, c)
             loss_sum = loss_sum + loss
             bad = mx.where((bad < 0) & ~mx.isfinite(loss), k, bad)
             mx.async_eval(self._state, loss_sum, bad, self.carry)
             steps += 1
             self.global_step += 1
+            self.dist.after_step(self.global_step)
             if progress is not None:
                 progress.update(1)
             if (steps % check_every == 0 or k == self.steps_per_epoch - 1) and int(bad.item()) >= 0:
                 nonfinite = int(bad.item())
                 break
-            if should_stop():
+            if self.dist.should_stop(should_stop, steps, k == self.steps_per_epoch - 1, check_every):
                 interrupted = True
                 break
         mx.eval(self._state, loss_sum)
         synchronize()
+        self.dist.disarm()
         time_s = time.perf_counter() - t0
         if nonfinite is None and int(bad.item()) >= 0:
             nonfinite = int(bad.item())
@@ -216,10 +227,24 @@ class Trainer:
     def load_training_state(self, tensors: dict) -> None:
         opt = [(k[len("optimizer."):], mx.array(v)) for k, v in tensors.items() if k.startswith("optimizer.")]
         self.optimizer.state = tree_unflatten(opt)
-        mx.random.state[0] = mx.array(tensors["rng.key"])
+        set_rng_key(tensors["rng.key"])
         if "carry.h" in tensors:
             self.carry = (mx.array(tensors["carry.h"]), mx.array(tensors["carry.c"]))
         self._build_step()
+
+
+def set_rng_key(key) -> None:
+    """Make ``key`` (uint32 (2,), as saved from ``mx.random.state[0]``) MLX's global RNG key.
+
+    ``mx.random.state`` cannot be assigned to, but ``mx.random.seed(s)`` sets the key to
+    ``mx.random.key(s)`` = ``[s >> 32, s & 0xFFFFFFFF]``, which reaches every key.
+    """
+    key = np.asarray(key)
+    if key.shape != (2,) or key.dtype != np.uint32:
+        raise ValueError(f"RNG key must be uint32 of shape (2,), got {key.dtype} {key.shape}")
+    mx.random.seed((int(key[0]) << 32) | int(key[1]))
+    if not np.array_equal(np.array(mx.random.state[0]), key):
+        raise ValueError("could not restore MLX's random key")
 
 
 def describe_backend() -> str:

@@ -12,6 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mlx_rnn.checkpoint import load_checkpoint
+from mlx_rnn.sampling import choose
 from mlx_rnn.vocab import Indexer
 
 
@@ -151,6 +152,25 @@ class RNNLanguageModel:
         lp = self._log_probs(context + next_chars[:-1])[len(context) - 1:]
         targets = self.vocab.encode(next_chars)
         return float(lp[np.arange(len(next_chars)), targets].astype(np.float64).sum())
+
+    @torch.no_grad()
+    def sample(self, prime: str = " ", length: int = 200, temperature: float = 1.0,
+               top_k: int | None = None, seed: int = 0) -> str:
+        """Generate ``length`` symbols after ``prime``; mirror of ``mlx_rnn`` ``RNNLanguageModel.sample``."""
+        prime = prime or " "
+        _check_text(self.vocab, prime, "prime")
+        if length < 0:
+            raise ValueError(f"length must be >= 0 (got {length})")
+        rng = np.random.default_rng(seed)
+        dev = self.model.device
+        logits, state = self.model(torch.from_numpy(self.vocab.encode(prime).astype(np.int64)[None, :]).to(dev))
+        out = []
+        for _ in range(length):
+            lp = F.log_softmax(logits[0, -1].float(), dim=-1).cpu().numpy()
+            idx = choose(lp, temperature, top_k, rng)
+            out.append(self.vocab.get_object(idx))
+            logits, state = self.model(torch.tensor([[idx]], dtype=torch.int64, device=dev), state)
+        return "".join(out)
 
 
 def build_model(config: dict):

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mlx_rnn.batching import classify_batches, lm_chunk, lm_num_chunks, lm_streams
+from mlx_rnn import distributed
+from mlx_rnn.batching import classify_batches, lm_chunk, lm_num_chunks, lm_streams  # noqa: F401
 from mlx_rnn.schedule import lr_at
 
+from . import parallel
 from .models import build_model, wrap
 
 FRAMEWORK = "torch"
@@ -48,7 +50,7 @@ def select_device(name: str = "auto") -> str:
         raise ValueError("--device cuda: CUDA is not available in this PyTorch build/machine")
     if name not in ("mps", "cuda", "cpu"):
         raise ValueError(f"unknown torch device {name!r} (auto, mps, cuda, cpu)")
-    _DEVICE = torch.device("cuda:0" if name == "cuda" else name)
+    _DEVICE = torch.device(f"cuda:{distributed.current().local_rank}" if name == "cuda" else name)
     return str(_DEVICE)
 
 
@@ -62,8 +64,10 @@ def synchronize() -> None:
 
 def describe_backend() -> str:
     """One line for run headers: threads and the BLAS/LAPACK torch was built with."""
-    cfg = torch.__config__.show()
-    blas = next((ln.split("=", 1)[1].strip() for ln in cfg.splitlines() if "BLAS_INFO" in ln), "unknown")
+    import re
+
+    found = re.search(r"BLAS_INFO=([\w\-.]+)", torch.__config__.show())
+    blas = found.group(1) if found else "unknown"
     return f"torch {torch.__version__}, {torch.get_num_threads()} threads, BLAS {blas}"
 
 
@@ -84,8 +88,10 @@ class Trainer:
     def __init__(self, config: dict, train):
         self.config = config
         self.task = config["task"]
+        self.dist = distributed.current()  # data-parallel rank and world size (1: one process)
         torch.manual_seed(config["seed"])
         self.model = build_model(config).to(_DEVICE)
+        self._loss_fn = parallel.setup_model(self.model, config, self.dist)  # model.loss, or its DDP wrapper
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config["lr"], betas=(0.9, 0.999),
                                            eps=1e-8, weight_decay=config["weight_decay"])
         self.train_data = train
@@ -93,27 +99,25 @@ class Trainer:
         self.carry = None
         self.steps_per_epoch = self._steps_per_epoch()
 
-    def _step(self, x, y, carry=None):
+    def _step(self, x, y, carry=None, weight=1.0):
         clip = self.config["clip_norm"]
         self.optimizer.zero_grad(set_to_none=True)
         if self.task == "classify":
-            loss = self.model.loss(x, y)
+            loss = self._loss_fn(x, y)
         else:
-            loss, carry = self.model.loss(x, y, carry)
-        loss.backward()
+            loss, carry = self._loss_fn(x, y, carry)
+        parallel.backward(loss, weight, self.dist)  # distributed: DDP reduces sum_r weight_r * grad_r
         if clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
         self.optimizer.step()
         if carry is not None:
             carry = (carry[0].detach(), carry[1].detach())
-        return loss.detach(), carry
+        return parallel.global_loss(loss.detach(), weight, self.dist), carry
 
     def _steps_per_epoch(self) -> int:
-        cfg = self.config
-        if self.task == "classify":
-            return len(classify_batches(len(self.train_data[1]), cfg["batch_size"], 0, 0))
-        streams = lm_streams(self.train_data, cfg["batch_size"], cfg["seq_len"], 0, 0, random_offset=False)
-        return lm_num_chunks(streams, cfg["seq_len"]) - 1
+        cfg = self.config  # global batch = batch_size x ranks; LM offsets may cost one chunk
+        return distributed.steps_per_epoch(self.task, self.train_data, cfg["batch_size"], cfg["seq_len"],
+                                           self.dist.world_size)
 
     def total_steps(self) -> int:
         return self.steps_per_epoch * self.config["epochs"]
@@ -131,17 +135,20 @@ class Trainer:
         if self.task == "classify":
             x_all = torch.from_numpy(self.train_data[0].astype(np.int64)).to(_DEVICE)
             y_all = torch.from_numpy(self.train_data[1].astype(np.int64)).to(_DEVICE)
-            batches = classify_batches(len(self.train_data[1]), cfg["batch_size"], cfg["seed"], epoch)
+            # this rank's share of the shared plan: [(indices, gradient weight)]
+            batches = distributed.classify_plan(len(self.train_data[1]), cfg["batch_size"], cfg["seed"], epoch,
+                                                self.dist.rank, self.dist.world_size)
             batches = batches[:self.steps_per_epoch]
         else:
-            streams = torch.from_numpy(
-                lm_streams(self.train_data, cfg["batch_size"], cfg["seq_len"], cfg["seed"], epoch).astype(np.int64)
-            ).to(_DEVICE)
+            streams = parallel.device_streams(distributed.lm_shard_streams(
+                self.train_data, cfg["batch_size"], cfg["seq_len"], cfg["seed"], epoch,
+                self.dist.rank, self.dist.world_size), _DEVICE)
             if start_step == 0 or self.carry is None:
                 self.carry = self._zero_carry()
         loss_sum = torch.zeros((), device=_DEVICE)
         bad = torch.full((), -1, dtype=torch.int64, device=_DEVICE)
         synchronize()
+        self.dist.arm()  # watchdog for hung peers (distributed only)
         t0 = time.perf_counter()
         steps = 0
         nonfinite = None
@@ -151,24 +158,27 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             if self.task == "classify":
-                idx = torch.from_numpy(batches[k]).to(_DEVICE)
-                loss, _ = self._step(x_all[idx], y_all[idx])
+                idx, weight = batches[k]
+                idx = torch.from_numpy(idx).to(_DEVICE)
+                loss, _ = self._step(x_all[idx], y_all[idx], weight=weight)
             else:
                 xb, yb = lm_chunk(streams, k, cfg["seq_len"])
-                loss, self.carry = self._step(xb, yb, self.carry)
+                loss, self.carry = self._step(xb, yb, self.carry, weight=1.0 / self.dist.world_size)
             loss_sum += loss
             bad = torch.where((bad < 0) & ~torch.isfinite(loss), torch.tensor(k, device=_DEVICE), bad)
             steps += 1
             self.global_step += 1
+            self.dist.after_step(self.global_step)
             if progress is not None:
                 progress.update(1)
             if (steps % check_every == 0 or k == self.steps_per_epoch - 1) and int(bad.item()) >= 0:
                 nonfinite = int(bad.item())
                 break
-            if should_stop():
+            if self.dist.should_stop(should_stop, steps, k == self.steps_per_epoch - 1, check_every):
                 interrupted = True
                 break
         synchronize()
+        self.dist.disarm()
         time_s = time.perf_counter() - t0
         if nonfinite is None and int(bad.item()) >= 0:
             nonfinite = int(bad.item())
@@ -195,6 +205,10 @@ class Trainer:
                 for key, val in st.items():
                     out[f"optimizer.{names[id(p)]}.{key}"] = val.detach().cpu().numpy().copy().reshape(val.shape)
         out["rng.torch"] = torch.get_rng_state().numpy().copy()
+        if _DEVICE.type == "cuda":  # dropout on the GPU draws from the device's own generator
+            out["rng.cuda"] = torch.cuda.get_rng_state(_DEVICE).numpy().copy()
+        elif _DEVICE.type == "mps":
+            out["rng.mps"] = torch.mps.get_rng_state().numpy().copy()
         if self.carry is not None:
             out["carry.h"], out["carry.c"] = (t.detach().cpu().numpy().copy() for t in self.carry)
         return out
@@ -211,6 +225,10 @@ class Trainer:
         for p, st in state.items():
             self.optimizer.state[p] = st
         torch.set_rng_state(torch.from_numpy(tensors["rng.torch"].copy()))
+        if "rng.cuda" in tensors and _DEVICE.type == "cuda":
+            torch.cuda.set_rng_state(torch.from_numpy(tensors["rng.cuda"].copy()), _DEVICE)
+        elif "rng.mps" in tensors and _DEVICE.type == "mps":
+            torch.mps.set_rng_state(torch.from_numpy(tensors["rng.mps"].copy()))
         if "carry.h" in tensors:
             self.carry = (torch.from_numpy(tensors["carry.h"].copy()).to(_DEVICE),
                           torch.from_numpy(tensors["carry.c"].copy()).to(_DEVICE))

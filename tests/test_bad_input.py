@@ -1,0 +1,561 @@
+"""Bad input to the real scripts: one line on stderr naming the file (and line:col where
+there is one) and the cause, exit code 2 (3 for a diverged run), no traceback, nothing
+overwritten. Each case runs train_mlx.py, train_torch.py and/or evaluate.py as a subprocess;
+bad input fails before any training, so most runs take well under a second.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mlx_rnn import checkpoint as ckpt
+from mlx_rnn.data import CLASSIFY_FILES, LM_FILES
+from tests.synthetic import (FRAMEWORK, TINY, TRAINERS, error_line, fake_checkpoint, fingerprint, make_data_dir,
+                             run_script)
+
+TC, TV = CLASSIFY_FILES["train_consonant"], CLASSIFY_FILES["train_vowel"]
+DC, DV = CLASSIFY_FILES["dev_consonant"], CLASSIFY_FILES["dev_vowel"]
+LM, LMDEV = LM_FILES["train"], LM_FILES["dev"]
+
+
+@pytest.fixture(scope="module")
+def good_data(tmp_path_factory) -> Path:
+    return make_data_dir(tmp_path_factory.mktemp("data"))
+
+
+def copy_data(good: Path, dst: Path) -> Path:
+    shutil.copytree(good, dst)
+    return dst
+
+
+# ----- 1. bad data files ----------------------------------------------------------------
+def _bad_char(p: Path):
+    lines = p.read_text().split("\n")
+    lines[2] = lines[2][:4] + "X" + lines[2][5:]
+    p.write_text("\n".join(lines))
+
+
+def _short_line(p: Path):
+    lines = p.read_text().split("\n")
+    lines[4] = lines[4][:19]
+    p.write_text("\n".join(lines))
+
+
+def _latin1(p: Path):
+    raw = p.read_bytes()
+    p.write_bytes(raw[:30] + b"\xe9" + raw[31:])
+
+
+def _lm_newline(p: Path):
+    t = p.read_text()
+    p.write_text(t[:50] + "\n" + t[51:])
+
+
+def _lm_capital(p: Path):
+    t = p.read_text()
+    p.write_text(t[:50] + "Q" + t[51:])
+
+
+def _empty(p: Path):
+    p.write_bytes(b"")
+
+
+def _directory(p: Path):
+    p.unlink()
+    p.mkdir()
+
+
+def _missing(p: Path):
+    p.unlink()
+
+
+# (file, corruption, task, expected message after "error: "; {p} is the file's path)
+DATA_CASES = {
+    "example-bad-char": (TV, _bad_char, "classify", r"{p}:3:5: character 'X' \(U\+0058\) is not in the vocabulary$"),
+    "example-short-line": (DC, _short_line, "classify", r"{p}:5:20: line has 19 characters, expected exactly 20$"),
+    "example-empty": (TC, _empty, "classify", r"{p}: file is empty$"),
+    "example-directory": (DV, _directory, "classify", r"{p}: is a directory, expected a text file$"),
+    "example-not-utf8": (TC, _latin1, "classify", r"{p}:2:10: not valid UTF-8 \(byte 0xe9\)$"),
+    "lm-newline": (LM, _lm_newline, "lm", r"{p}:1:51: newline inside the text \(use --normalize .*\)$"),
+    "lm-capital": (LMDEV, _lm_capital, "lm",
+                   r"{p}:1:51: character 'Q' \(U\+0051\) is not in the vocabulary \(use --normalize .*\)$"),
+    "lm-not-utf8": (LM, _latin1, "lm", r"{p}:1:31: not valid UTF-8 \(byte 0xe9\)$"),
+    "lm-empty": (LMDEV, _empty, "lm", r"{p}: file is empty$"),
+    "lm-missing": (LM, _missing, "lm",
+                   r"{d}: data not found \(missing text8-100k.txt\); pass --data-dir DIR, set MLX_RNN_DATA=DIR, "
+                   r"or run scripts/prepare_data.py .*"),
+}
+
+
+@pytest.mark.parametrize("script", TRAINERS)
+@pytest.mark.parametrize("case", list(DATA_CASES))
+def test_trainer_bad_data_file(script, case, good_data, tmp_path):
+    name, corrupt, task, pattern = DATA_CASES[case]
+    d = copy_data(good_data, tmp_path / "data")
+    corrupt(d / name)
+    proc = run_script(script, "--task", task, "--data-dir", d, "--epochs", "1", *TINY, "--save", tmp_path / "ck")
+    assert proc.returncode == 2, proc.stderr
+    line = error_line(proc)
+    assert re.match("error: " + pattern.format(p=re.escape(str(d / name)), d=re.escape(str(d))), line), line
+    assert not (tmp_path / "ck").exists()  # failed before training or writing anything
+
+
+@pytest.mark.parametrize("script", TRAINERS)
+def test_trainer_bad_example_file_fails_before_the_other_task_trains(script, good_data, tmp_path):
+    """With --task both, a bad LM file is reported before the classifier trains."""
+    d = copy_data(good_data, tmp_path / "data")
+    _lm_capital(d / LM)
+    proc = run_script(script, "--data-dir", d, "--epochs", "1", *TINY, "--save", tmp_path / "ck")
+    assert proc.returncode == 2 and "character 'Q'" in error_line(proc)
+    assert "epoch" not in proc.stdout and not (tmp_path / "ck").exists()
+
+
+EVAL_CASES = {
+    "bad-char": ("classify", "--vowel", _bad_char, r"{p}:3:5: character 'X' \(U\+0058\) is not in the vocabulary$"),
+    "short-line": ("classify", "--consonant", _short_line, r"{p}:5:20: line has 19 characters, expected exactly 20$"),
+    "empty": ("classify", "--consonant", _empty, r"{p}: file is empty$"),
+    "directory": ("classify", "--vowel", _directory, r"{p}: is a directory, expected a text file$"),
+    "missing": ("classify", "--vowel", _missing, r"{p}: file not found$"),
+    "not-utf8": ("lm", "--text", _latin1, r"{p}:1:31: not valid UTF-8 \(byte 0xe9\)$"),
+    "newline": ("lm", "--text", _lm_newline, r"{p}:1:51: newline inside the text \(use --normalize .*\)$"),
+    "capital": ("lm", "--text", _lm_capital, r"{p}:1:51: character 'Q' .* \(use --normalize .*\)$"),
+}
+
+
+@pytest.mark.parametrize("case", list(EVAL_CASES))
+def test_evaluate_bad_data_file(case, good_data, tmp_path):
+    task, flag, corrupt, pattern = EVAL_CASES[case]
+    d = copy_data(good_data, tmp_path / "data")
+    ck = fake_checkpoint(tmp_path / "ck", task)
+    if task == "classify":
+        files = {"--consonant": d / DC, "--vowel": d / DV}
+    else:
+        files = {"--text": d / LMDEV}
+    corrupt(files[flag])
+    args = [a for kv in files.items() for a in map(str, kv)]
+    proc = run_script("evaluate", "--checkpoint", ck, *args)
+    assert proc.returncode == 2, proc.stderr
+    line = error_line(proc)
+    assert re.match("error: " + pattern.format(p=re.escape(str(files[flag]))), line), line
+
+
+def test_evaluate_normalize(good_data, tmp_path):
+    ck = fake_checkpoint(tmp_path / "ck", "lm")
+    text = tmp_path / "any.txt"
+    text.write_text("Hello, World!\r\nIt's 2024.\n", encoding="utf-8")
+    bad = run_script("evaluate", "--checkpoint", ck, "--text", text)
+    assert bad.returncode == 2 and ":1:1: character 'H'" in error_line(bad)
+    ok = run_script("evaluate", "--checkpoint", ck, "--text", text, "--normalize")
+    assert ok.returncode == 0, ok.stderr
+    assert np.isfinite(json.loads(ok.stdout)["lm"]["perplexity"])
+
+
+# ----- transparently accepted input, and --normalize, through a real (tiny) training run --------
+@pytest.mark.parametrize("script", TRAINERS)
+def test_trainer_accepts_crlf_bom_no_final_newline_and_normalizes(script, good_data, tmp_path):
+    d = copy_data(good_data, tmp_path / "data")
+    for name in (TC, TV, DC, DV):
+        text = (d / name).read_text()
+        (d / name).write_bytes(b"\xef\xbb\xbf" + text.rstrip("\n").replace("\n", "\r\n").encode())
+    lm = (d / LM).read_text()
+    (d / LM).write_text("The " + lm[:3000].upper() + "\r\n\r\n" + lm[3000:] + "\n", encoding="utf-8")
+    bad = run_script(script, "--data-dir", d, "--epochs", "1", *TINY)
+    assert bad.returncode == 2 and f"{d / LM}:1:1: character 'T'" in error_line(bad)
+    out = tmp_path / "result.json"
+    proc = run_script(script, "--data-dir", d, "--epochs", "1", *TINY, "--normalize", "--output-json", out)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    assert result["classify"]["total"] == 40  # every dev line read, the last one without its newline
+    assert result["lm"]["config"]["normalize"] is True
+
+
+# ----- 2. no data at all ---------------------------------------------------------------------
+@pytest.mark.parametrize("how", ["default", "env", "flag"])
+@pytest.mark.parametrize("script", TRAINERS + ("evaluate",))
+def test_missing_data_dir_lists_the_ways_out(script, how, tmp_path):
+    nowhere = tmp_path / "nowhere"
+    env, args = {}, []
+    if how == "env":
+        env["MLX_RNN_DATA"] = str(nowhere)
+    elif how == "flag":
+        args = ["--data-dir", nowhere]
+    if script == "evaluate":
+        args += ["--checkpoint", fake_checkpoint(tmp_path / "ck", "lm")]
+    proc = run_script(script, *args, cwd=tmp_path, env=env)  # cwd has no ./data
+    assert proc.returncode == 2, proc.stderr
+    line = error_line(proc)
+    where = "data" if how == "default" else str(nowhere)
+    assert line.startswith(f"error: {where}: data directory not found; "), line
+    for way in ("--data-dir DIR", "MLX_RNN_DATA=DIR", "scripts/prepare_data.py"):
+        assert way in line, line
+
+
+# ----- --download (the preparation itself is tested in test_prepare_data.py) ---------------------
+@pytest.fixture
+def fake_prepare(monkeypatch, good_data):
+    """Replace the download-and-build step with a copy of the generated data."""
+    import mlx_rnn.prepare as prepare_mod
+
+    calls = []
+
+    def prepare(out_dir, **kw):
+        calls.append((Path(out_dir), kw))
+        shutil.copytree(good_data, out_dir, dirs_exist_ok=True)
+
+    monkeypatch.setattr(prepare_mod, "prepare", prepare)
+    return calls
+
+
+def test_download_builds_missing_data_then_trains(fake_prepare, tmp_path, capsys):
+    from mlx_rnn.runner import main
+
+    d = tmp_path / "fresh"
+    rc = main("mlx", ["--task", "classify", "--data-dir", str(d), "--download", "--epochs", "1", *TINY])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert [c[0] for c in fake_prepare] == [d] and (d / TC).is_file()
+    assert "--download" in err
+    # the data is there now: no second preparation
+    assert main("mlx", ["--task", "classify", "--data-dir", str(d), "--download", "--epochs", "1", *TINY]) == 0
+    assert len(fake_prepare) == 1
+
+
+def test_download_failures_exit_codes(monkeypatch, tmp_path, capsys):
+    import mlx_rnn.prepare as prepare_mod
+    from mlx_rnn.runner import main
+
+    def offline(out_dir, **kw):
+        raise prepare_mod.DataError("http://example.invalid/text8.zip", "download failed (no network); rerun to resume")
+
+    def bad_sum(out_dir, **kw):
+        raise prepare_mod.ChecksumError(Path(out_dir) / "text8.zip", "sha1 mismatch")
+
+    monkeypatch.setattr(prepare_mod, "prepare", offline)
+    assert main("torch", ["--data-dir", str(tmp_path / "d"), "--download", *TINY]) == 2
+    assert "download failed" in capsys.readouterr().err
+    monkeypatch.setattr(prepare_mod, "prepare", bad_sum)
+    assert main("torch", ["--data-dir", str(tmp_path / "d"), "--download", *TINY]) == 1
+    assert "sha1 mismatch" in capsys.readouterr().err
+
+
+# ----- 6. bad flags ----------------------------------------------------------------------------
+BAD_FLAGS = {
+    "negative-hidden": (["--hidden-size", "-1"], "--hidden-size must be at least 1"),
+    "zero-embed": (["--embed-dim", "0"], "--embed-dim must be at least 1"),
+    "zero-layers": (["--num-layers", "0"], "--num-layers must be at least 1"),
+    "zero-batch": (["--batch-size", "0"], "--batch-size must be at least 1"),
+    "zero-seq-len": (["--task", "lm", "--seq-len", "0"], "--seq-len must be at least 1"),
+    "zero-epochs": (["--epochs", "0"], "--epochs must be at least 1"),
+    "dropout-1": (["--dropout", "1"], "--dropout must be in [0, 1)"),
+    "dropout-negative": (["--dropout", "-0.1"], "--dropout must be in [0, 1)"),
+    "lr-zero": (["--lr", "0"], "--lr must be positive"),
+    "lr-inf": (["--lr", "inf"], "--lr must be a finite number"),
+    "weight-decay-negative": (["--weight-decay", "-1"], "--weight-decay must not be negative"),
+    "clip-nan": (["--clip-norm", "nan"], "--clip-norm must be a finite number"),
+    "val-fraction": (["--val-fraction", "0.7"], "--val-fraction must be in (0, 0.5)"),
+    "patience": (["--patience", "-1"], "--patience must not be negative"),
+    "save-every": (["--save-every", "0"], "--save-every must be at least 1"),
+    "warmup": (["--warmup-steps", "-5"], "--warmup-steps must not be negative"),
+    "seed": (["--seed", "-1"], "--seed must not be negative"),
+    "not-an-int": (["--epochs", "abc"], "argument --epochs: invalid int value: 'abc'"),
+    "bad-choice": (["--task", "nope"], "argument --task: invalid choice: 'nope'"),
+    "unknown-flag": (["--bogus"], "unrecognized arguments: --bogus"),
+    "seq-too-long": (["--task", "lm", "--seq-len", "100000"], "give no full training step"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_FLAGS))
+@pytest.mark.parametrize("script", TRAINERS)
+def test_trainer_bad_flag(script, case, good_data, tmp_path):
+    flags, message = BAD_FLAGS[case]
+    proc = run_script(script, "--data-dir", good_data, *TINY, *flags, "--save", tmp_path / "ck")  # last flag wins
+    assert proc.returncode == 2, proc.stderr
+    assert message in error_line(proc)
+    assert not (tmp_path / "ck").exists()
+
+
+@pytest.mark.parametrize("script", TRAINERS)
+def test_trainer_device_flag(script, good_data):
+    other = "mps" if script == "train_mlx" else "gpu"  # the other framework's device name
+    proc = run_script(script, "--data-dir", good_data, *TINY[:-2], "--device", other)
+    assert proc.returncode == 2 and "argument --device: invalid choice" in error_line(proc)
+
+
+EVAL_FLAGS = {
+    "no-checkpoint": ([], "the following arguments are required: --checkpoint"),
+    "framework": (["--checkpoint", "{ck}", "--framework", "jax"], "argument --framework: invalid choice"),
+    "device": (["--checkpoint", "{ck}", "--device", "tpu"], "argument --device: invalid choice"),
+    "device-other-framework": (["--checkpoint", "{ck}", "--device", "mps"], "--device mps is a PyTorch device"),
+    "text-for-classifier": (["--checkpoint", "{ck}", "--text", "x.txt"], "is a classifier checkpoint"),
+    "one-file": (["--checkpoint", "{ck}", "--vowel", "x.txt"], "give both --consonant and --vowel"),
+}
+
+
+@pytest.mark.parametrize("case", list(EVAL_FLAGS))
+def test_evaluate_bad_flag(case, tmp_path):
+    ck = fake_checkpoint(tmp_path / "ck", "classify")
+    flags, message = EVAL_FLAGS[case]
+    proc = run_script("evaluate", *[f.format(ck=ck) for f in flags])
+    assert proc.returncode == 2, proc.stderr
+    assert message in error_line(proc)
+
+
+@pytest.mark.parametrize("script", TRAINERS + ("evaluate",))
+def test_output_json_in_missing_directory(script, good_data, tmp_path):
+    out = tmp_path / "no" / "such" / "dir" / "result.json"
+    if script == "evaluate":
+        args = ["--checkpoint", fake_checkpoint(tmp_path / "ck", "lm"), "--data-dir", good_data]
+    else:
+        args = ["--data-dir", good_data, *TINY]
+    proc = run_script(script, *args, "--output-json", out)
+    assert proc.returncode == 2, proc.stderr
+    assert error_line(proc) == f"error: --output-json {out}: directory {out.parent} does not exist"
+    assert not (tmp_path / "no").exists()
+    proc = run_script(script, *args, "--output-json", tmp_path)
+    assert proc.returncode == 2 and error_line(proc) == f"error: --output-json {tmp_path}: is a directory"
+
+
+@pytest.mark.parametrize("script", TRAINERS)
+def test_save_pointing_at_a_file_or_a_checkpoint(script, good_data, tmp_path):
+    f = tmp_path / "afile"
+    f.write_text("precious")
+    for task in ("classify", "both"):
+        proc = run_script(script, "--task", task, "--data-dir", good_data, *TINY, "--save", f)
+        assert proc.returncode == 2, proc.stderr
+        assert error_line(proc).startswith(f"error: --save {f}: {f} exists and is not a directory")
+    assert f.read_text() == "precious"
+    ck = fake_checkpoint(tmp_path / "ck", "lm")
+    before = fingerprint(ck)
+    proc = run_script(script, "--task", "lm", "--data-dir", good_data, *TINY, "--save", ck)
+    assert proc.returncode == 2
+    assert error_line(proc) == (f"error: --save {ck}: {ck} already holds a checkpoint; continue it with "
+                                f"--resume {ck}, or save somewhere else")
+    assert fingerprint(ck) == before
+
+
+# ----- 4. corrupt, truncated or mismatched checkpoints ---------------------------------------------
+def _edit_config(**changes):
+    def edit(d: Path):
+        cfg = json.loads((d / "config.json").read_text())
+        cfg.update(changes)
+        (d / "config.json").write_text(json.dumps(cfg))
+    return edit
+
+
+def _truncate(name):
+    def edit(d: Path):
+        raw = (d / name).read_bytes()
+        (d / name).write_bytes(raw[: len(raw) // 2])
+    return edit
+
+
+def _garbage(name):
+    def edit(d: Path):
+        (d / name).write_bytes(b"this is not a safetensors file at all" * 10)
+    return edit
+
+
+def _remove(name):
+    def edit(d: Path):
+        (d / name).unlink()
+    return edit
+
+
+def _write(name, text):
+    def edit(d: Path):
+        (d / name).write_text(text)
+    return edit
+
+
+# corruption -> (edit, expected message after "error: {dir}")
+CKPT_CASES = {
+    "garbage-weights": (_garbage("model.safetensors"), r"/model.safetensors: corrupt or truncated safetensors file"),
+    "truncated-weights": (_truncate("model.safetensors"), r"/model.safetensors: corrupt or truncated safetensors file"),
+    "missing-weights": (_remove("model.safetensors"), r"/model.safetensors: file not found"),
+    "missing-config": (_remove("config.json"), r"/config.json: file not found \(not a checkpoint directory\?\)"),
+    "bad-json": (_write("config.json", '{"task": "lm", '), r"/config.json: corrupt JSON"),
+    "json-not-object": (_write("config.json", "[1, 2]"), r"/config.json: expected a JSON object"),
+    "format-version": (_edit_config(format_version=99), r"/config.json: unsupported format_version 99"),
+    "sizes": (_edit_config(hidden_size=32), r"/model.safetensors: lstm.weight_ih_l0 has shape \(64, 8\), "
+                                            r"config.json implies \(128, 8\)"),
+    "layers": (_edit_config(num_layers=2), r"/model.safetensors: does not match config.json \(missing \["),
+    "vocab-size": (_edit_config(vocab_size=28), r"/config.json: vocab has 27 symbols but vocab_size is 28"),
+    "vocab-type": (_edit_config(vocab=27), r"/config.json: 'vocab' must be a non-empty string"),
+    "vocab-repeated": (_edit_config(vocab="abcdefghijklmnopqrstuvwxyza"), r"/config.json: 'vocab' must be"),
+    "size-type": (_edit_config(hidden_size="16"), r"/config.json: 'hidden_size' must be a positive integer"),
+    "unknown-task": (_edit_config(task="translate"), r"/config.json: unknown task 'translate'"),
+}
+
+
+def _check_failure(proc, d: Path, pattern: str, before: dict):
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    line = error_line(proc)
+    assert re.match(f"error: {re.escape(str(d))}{pattern}", line), line
+    assert fingerprint(d) == before, "a file of the checkpoint was changed"
+
+
+@pytest.mark.parametrize("framework", ["mlx", "torch"])
+@pytest.mark.parametrize("case", list(CKPT_CASES))
+def test_evaluate_bad_checkpoint(case, framework, good_data, tmp_path):
+    d = fake_checkpoint(tmp_path / "ck", "lm")
+    edit, pattern = CKPT_CASES[case]
+    edit(d)
+    before = fingerprint(d)
+    proc = run_script("evaluate", "--checkpoint", d, "--framework", framework, "--data-dir", good_data)
+    _check_failure(proc, d, pattern, before)
+
+
+def test_evaluate_vocabulary_mismatch(good_data, tmp_path):
+    """A checkpoint whose vocabulary lacks a character of the text: named with its position."""
+    d = fake_checkpoint(tmp_path / "ck", "lm")
+    _edit_config(vocab="abcdefghijklmnopqrstuvwxyz_")(d)
+    proc = run_script("evaluate", "--checkpoint", d, "--data-dir", good_data)
+    assert proc.returncode == 2
+    assert re.match(rf"error: {re.escape(str(good_data / LMDEV))}:1:\d+: character ' ' \(U\+0020\) is not in the "
+                    r"vocabulary$", error_line(proc))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, good_data) -> dict:
+    """One epoch of tiny training per framework and task, with resumable state: {(script, task): dir}."""
+    root = tmp_path_factory.mktemp("trained")
+    out = {}
+    for script in TRAINERS:
+        proc = run_script(script, "--data-dir", good_data, "--epochs", "1", "--dropout", "0.2", *TINY,
+                          "--save", root / script)
+        assert proc.returncode == 0, proc.stderr
+        for task in ("classify", "lm"):
+            out[(script, task)] = root / script / task
+            assert (root / script / task / "resume" / "trainer_state.json").is_file()
+    return out
+
+
+def _state_edit(**changes):
+    def edit(d: Path):
+        p = d / "resume" / "trainer_state.json"
+        st = json.loads(p.read_text())
+        st.update(changes)
+        p.write_text(json.dumps(st))
+    return edit
+
+
+def _swap_resume_weights(d: Path):
+    """Valid tensors, but not the ones trainer_state.json was saved with (a crash between renames)."""
+    w = ckpt.load_tensors(d / "resume" / "model.safetensors")
+    ckpt.save_tensors(d / "resume" / "model.safetensors", {k: v + 1 for k, v in w.items()})
+
+
+def _drop_optimizer_tensor(d: Path):
+    t = ckpt.load_tensors(d / "resume" / "optimizer.safetensors")
+    name = next(k for k in t if k.startswith("optimizer.output.weight."))
+    del t[name]
+    ckpt.save_tensors(d / "resume" / "optimizer.safetensors", t)
+    _state_edit(files=None)(d)
+
+
+RESUME_CASES = dict(CKPT_CASES)
+RESUME_CASES.update({
+    "wrong-task": (_edit_config(task="lm"), r": checkpoint is for task 'lm', not 'classify'"),
+    "missing-setting": (lambda d: _edit_config()(d) or _config_drop(d, "lr"), r"/config.json: missing training settings lr"),
+    "bad-setting": (_edit_config(dropout=1.5), r"/config.json: 'dropout' must be a number in \[0, 1\)"),
+    "no-state": (_remove("resume/trainer_state.json"), r"/resume/trainer_state.json: file not found \(nothing to resume\)"),
+    "state-bad-json": (_write("resume/trainer_state.json", "{"), r"/resume/trainer_state.json: corrupt JSON"),
+    "state-missing-key": (lambda d: _state_drop(d, "epoch"), r"/resume/trainer_state.json: missing key 'epoch'"),
+    "state-bad-value": (_state_edit(step=-4), r"/resume/trainer_state.json: bad value for 'step': -4"),
+    "state-step-beyond-epoch": (_state_edit(step=10**6), r"/resume/trainer_state.json: stopped at step 1000000"),
+    "optimizer-truncated": (_truncate("resume/optimizer.safetensors"),
+                            r"/resume/optimizer.safetensors: corrupt or truncated safetensors file"),
+    "optimizer-incomplete": (_drop_optimizer_tensor,
+                             r"/resume/optimizer.safetensors: incomplete, no optimizer\.output\.weight\.\w+$"),
+    # the resumable weights are checked first
+    "sizes": (_edit_config(hidden_size=32), r"/resume/model.safetensors: lstm.weight_ih_l0 has shape \(64, 8\), "
+                                            r"config.json implies \(128, 8\)"),
+    "layers": (_edit_config(num_layers=2), r"/resume/model.safetensors: does not match config.json \(missing \["),
+    "resume-weights-swapped": (_swap_resume_weights, r"/resume/model.safetensors: does not match trainer_state.json"),
+})
+del RESUME_CASES["unknown-task"]  # covered by wrong-task (and by evaluate)
+
+
+def _config_drop(d: Path, key: str):
+    cfg = json.loads((d / "config.json").read_text())
+    del cfg[key]
+    (d / "config.json").write_text(json.dumps(cfg))
+
+
+def _state_drop(d: Path, key: str):
+    p = d / "resume" / "trainer_state.json"
+    st = json.loads(p.read_text())
+    del st[key]
+    p.write_text(json.dumps(st))
+
+
+@pytest.mark.parametrize("case", list(RESUME_CASES))
+@pytest.mark.parametrize("script", TRAINERS)
+def test_trainer_resume_bad_checkpoint(script, case, trained, good_data, tmp_path):
+    d = tmp_path / "ck"
+    shutil.copytree(trained[(script, "classify")], d)
+    edit, pattern = RESUME_CASES[case]
+    edit(d)
+    before = fingerprint(d)
+    proc = run_script(script, "--task", "classify", "--resume", d, "--data-dir", good_data, "--epochs", "2",
+                      "--quiet")
+    _check_failure(proc, d, pattern, before)
+
+
+@pytest.mark.parametrize("script", TRAINERS)
+def test_trainer_resume_other_framework_or_settings(script, trained, good_data, tmp_path):
+    d = tmp_path / "ck"
+    shutil.copytree(trained[(script, "lm")], d)
+    before = fingerprint(d)
+    other = "torch" if script == "train_mlx" else "mlx"
+    _state_edit(framework=other)(d)
+    before = fingerprint(d)
+    proc = run_script(script, "--resume", d, "--data-dir", good_data, "--epochs", "2", "--quiet")
+    _check_failure(proc, d, rf"/resume/trainer_state.json: resumable state was written by '{other}', not "
+                            rf"'{FRAMEWORK[script]}'; resume it with train_{other}.py", before)
+    _state_edit(framework=FRAMEWORK[script])(d)
+    before = fingerprint(d)
+    proc = run_script(script, "--resume", d, "--data-dir", good_data, "--epochs", "2", "--hidden-size", "32")
+    assert proc.returncode == 2
+    assert error_line(proc).startswith("error: --hidden-size 32 differs from the resumed run's 16")
+    assert fingerprint(d) == before
+    proc = run_script(script, "--resume", tmp_path / "nothing", "--data-dir", good_data)
+    assert proc.returncode == 2
+    assert error_line(proc) == f"error: {tmp_path / 'nothing'}: checkpoint directory not found (nothing to resume)"
+
+
+# ----- 5. a diverging run: exit 3, epoch and step named, the last good checkpoint kept ------------
+@pytest.mark.parametrize("task", ["classify", "lm"])
+@pytest.mark.parametrize("script", TRAINERS)
+def test_diverged_run_exits_3(script, task, good_data, tmp_path):
+    """An absurd learning rate with decoupled weight decay and no clipping overflows float32
+    within a few steps in both frameworks (p <- p (1 - lr wd))."""
+    proc = run_script(script, "--task", task, "--data-dir", good_data, "--epochs", "2", *TINY,
+                      "--lr", "1e30", "--weight-decay", "1", "--clip-norm", "0", "--save", tmp_path / "ck")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    line = error_line(proc)
+    assert re.match(rf"error: \[{task}\] training diverged: non-finite loss at epoch 1, step \d+; nothing was saved "
+                    r"\(try a lower --lr or --clip-norm\)$", line), line
+    assert not (tmp_path / "ck" / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("script", TRAINERS)
+def test_diverged_run_keeps_the_last_good_checkpoint(script, trained, good_data, tmp_path):
+    """Resume a good one-epoch checkpoint with an absurd learning rate written into its
+    config.json: epoch 2 diverges, and not one file of the checkpoint changes."""
+    d = tmp_path / "ck"
+    shutil.copytree(trained[(script, "classify")], d)
+    _edit_config(lr=1e30, weight_decay=1.0, clip_norm=0.0)(d)
+    before = fingerprint(d)
+    proc = run_script(script, "--resume", d, "--data-dir", good_data, "--epochs", "3", "--quiet")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    line = error_line(proc)
+    assert re.match(rf"error: \[classify\] training diverged: non-finite loss at epoch 2, step \d+; the last good "
+                    rf"checkpoint is in {re.escape(str(d))} ", line), line
+    assert fingerprint(d) == before

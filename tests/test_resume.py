@@ -1,0 +1,252 @@
+"""Checkpoints never lose work: Ctrl-C saves resumable state and exits 130, and a run that
+is interrupted (mid-epoch or between epochs) and resumed ends with exactly the parameters of
+an uninterrupted run, in both frameworks and both tasks, with dropout so that the random
+generator's state matters.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from mlx_rnn import checkpoint as ckpt
+from mlx_rnn.config import resolve_config
+from mlx_rnn.vocab import Indexer
+from tests.synthetic import SCRIPTS, TINY, TRAINERS, make_data_dir, run_script, script_env
+
+TOL = 1e-6
+FILES = ("model.safetensors", "resume/model.safetensors", "resume/optimizer.safetensors")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return make_data_dir(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models on shared cores: one intra-op thread is faster (and restored afterwards)."""
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def max_diff(a: Path, b: Path, files=FILES) -> float:
+    """Largest |difference| over every tensor of ``files`` in checkpoint dirs ``a`` and ``b``."""
+    worst = 0.0
+    for name in files:
+        ta, tb = ckpt.load_tensors(a / name), ckpt.load_tensors(b / name)
+        assert set(ta) == set(tb), name
+        for k in ta:
+            assert ta[k].shape == tb[k].shape, (name, k)
+            if ta[k].size:
+                worst = max(worst, float(np.max(np.abs(ta[k].astype(np.float64) - tb[k].astype(np.float64)))))
+    return worst
+
+
+# ----- exact resume, in process (deterministic interruption points) ----------------------------
+def _setup(framework: str, task: str, data_dir: Path, epochs: int = 2):
+    from mlx_rnn import runner
+
+    fw = runner.framework_module(framework)
+    fw.select_device("cpu")
+    args = SimpleNamespace(epochs=epochs, hidden_size=16, embed_dim=8, dropout=0.3, batch_size=8, seq_len=10, seed=7)
+    cfg = resolve_config(args, task)
+    cfg.update(device="cpu", normalize=False)
+    d = runner.load_task_data(task, data_dir, Indexer(cfg["vocab"]), cfg["val_fraction"], cfg["seed"])
+    return runner, fw, cfg, d
+
+
+def _quiet(*a, **k):
+    pass
+
+
+class StopAfter:
+    """A stop flag that turns true at the ``n``-th poll (one poll per training step)."""
+
+    def __init__(self, n: int):
+        self.n, self.calls = n, 0
+
+    def __call__(self) -> bool:
+        self.calls += 1
+        return self.calls >= self.n
+
+
+@pytest.mark.parametrize("task", ["classify", "lm"])
+@pytest.mark.parametrize("framework", ["mlx", "torch"])
+def test_resume_is_exact(framework, task, data, tmp_path):
+    runner, fw, cfg, d = _setup(framework, task, data)
+    spe = runner.steps_per_epoch(cfg, d["train"])
+    assert spe >= 4
+
+    # uninterrupted
+    runner.train_task(fw, task, dict(cfg), d, tmp_path / "ref", None, True, lambda: False, log=_quiet)
+
+    # interrupted mid-epoch (epoch 2, halfway), then resumed
+    with pytest.raises(runner.Interrupted, match=rf"interrupted at epoch 2, step {spe // 2}; resume with"):
+        runner.train_task(fw, task, dict(cfg), d, tmp_path / "mid", None, True, StopAfter(spe + spe // 2), log=_quiet)
+    state = json.loads((tmp_path / "mid" / "resume" / "trainer_state.json").read_text())
+    assert (state["epoch"], state["step"], state["global_step"]) == (1, spe // 2, spe + spe // 2)
+    runner.train_task(fw, task, dict(cfg), d, tmp_path / "mid", tmp_path / "mid", True, lambda: False, log=_quiet)
+    assert max_diff(tmp_path / "ref", tmp_path / "mid") <= TOL
+
+    # stopped between epochs (a run of 1 epoch, then resumed for both), interrupted again
+    # in the very first step of the resumed part, and resumed once more
+    runner.train_task(fw, task, dict(cfg, epochs=1), d, tmp_path / "between", None, True, lambda: False, log=_quiet)
+    with pytest.raises(runner.Interrupted, match="interrupted at epoch 2, step 1;"):
+        runner.train_task(fw, task, dict(cfg), d, tmp_path / "between", tmp_path / "between", True, StopAfter(1),
+                          log=_quiet)
+    runner.train_task(fw, task, dict(cfg), d, tmp_path / "between", tmp_path / "between", True, lambda: False,
+                      log=_quiet)
+    assert max_diff(tmp_path / "ref", tmp_path / "between") <= TOL
+
+    # metrics.jsonl: one line per epoch, whatever the interruptions
+    for run in ("ref", "mid", "between"):
+        lines = [json.loads(x) for x in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+        assert [x["epoch"] for x in lines] == [1, 2], run
+
+
+@pytest.mark.parametrize("framework", ["mlx", "torch"])
+def test_resume_needs_the_rng_state(framework, data, tmp_path):
+    """Control: resuming with another generator state gives other weights, so the test above
+    really checks that the RNG state is restored (dropout is on)."""
+    runner, fw, cfg, d = _setup(framework, "classify", data, epochs=2)
+    spe = runner.steps_per_epoch(cfg, d["train"])
+    runner.train_task(fw, "classify", dict(cfg), d, tmp_path / "ref", None, True, lambda: False, log=_quiet)
+    with pytest.raises(runner.Interrupted):
+        runner.train_task(fw, "classify", dict(cfg), d, tmp_path / "b", None, True, StopAfter(spe + 1), log=_quiet)
+    rdir = tmp_path / "b" / "resume"
+    tensors = ckpt.load_tensors(rdir / "optimizer.safetensors")
+    if framework == "mlx":
+        tensors["rng.key"] = tensors["rng.key"] ^ np.uint32(1)
+    else:
+        import torch
+
+        gen = torch.Generator().manual_seed(12345)
+        tensors["rng.torch"] = gen.get_state().numpy().copy()
+    state = json.loads((rdir / "trainer_state.json").read_text())
+    state.pop("files")
+    ckpt.save_resume(tmp_path / "b", ckpt.load_tensors(rdir / "model.safetensors"), tensors, state)
+    runner.train_task(fw, "classify", dict(cfg), d, tmp_path / "b", tmp_path / "b", True, lambda: False, log=_quiet)
+    assert max_diff(tmp_path / "ref", tmp_path / "b", ("resume/model.safetensors",)) > 1e-4
+
+
+@pytest.mark.parametrize("framework", ["mlx", "torch"])
+def test_interrupt_in_first_epoch_leaves_a_resumable_checkpoint(framework, data, tmp_path):
+    runner, fw, cfg, d = _setup(framework, "lm", data, epochs=1)
+    with pytest.raises(runner.Interrupted, match="interrupted at epoch 1, step 2;"):
+        runner.train_task(fw, "lm", dict(cfg), d, tmp_path / "ck", None, True, StopAfter(2), log=_quiet)
+    # config.json + weights exist (no epoch finished yet), so --resume and evaluate accept it
+    weights, config = ckpt.load_checkpoint(tmp_path / "ck", "lm")
+    assert config["best_epoch"] == 0
+    runner.train_task(fw, "lm", dict(cfg), d, tmp_path / "ck", tmp_path / "ck", True, lambda: False, log=_quiet)
+    runner.train_task(fw, "lm", dict(cfg), d, tmp_path / "ref", None, True, lambda: False, log=_quiet)
+    assert max_diff(tmp_path / "ref", tmp_path / "ck") <= TOL
+
+
+# ----- Ctrl-C on the real scripts ----------------------------------------------------------
+def _interrupt_after_first_epoch(cmd: list, cwd: Path, timeout: float = 300) -> tuple[int, str, str]:
+    """Start ``cmd``, send SIGINT once the first epoch line is printed; (exit code, stdout, stderr)."""
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=script_env())
+    out = []
+    deadline = time.monotonic() + timeout
+    try:
+        for line in proc.stdout:  # the trainers flush each line
+            out.append(line)
+            if re.search(r"\] epoch +1/", line):
+                proc.send_signal(signal.SIGINT)
+                break
+            assert time.monotonic() < deadline, "no epoch line in time"
+        rest, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, "".join(out) + rest, err
+
+
+@pytest.mark.parametrize("script", TRAINERS)
+def test_ctrl_c_saves_state_exits_130_and_resume_matches(script, data, tmp_path):
+    """Both tasks in one run: Ctrl-C lands in the classifier's training; the LM, not started,
+    is recorded as pending; --resume finishes both, equal to an uninterrupted run."""
+    flags = ["--data-dir", data, "--epochs", "2", "--dropout", "0.3", "--seed", "5", *TINY]
+    ref = run_script(script, *flags, "--save", tmp_path / "ref")
+    assert ref.returncode == 0, ref.stderr
+
+    ck = tmp_path / "ck"
+    rc, out, err = _interrupt_after_first_epoch([sys.executable, str(SCRIPTS[script]), *map(str, flags),
+                                                 "--save", str(ck)], tmp_path)
+    assert rc == 130, out + err
+    assert "Traceback" not in err
+    assert f"resume with --resume {ck}" in err.splitlines()[-1]
+    assert (ck / "classify" / "resume" / "trainer_state.json").is_file()
+    state = json.loads((ck / "classify" / "resume" / "trainer_state.json").read_text())
+    if state["epoch"] < 2:  # interrupted in the classifier (the usual case): the LM waits
+        assert (ck / "lm" / "resume" / "pending_config.json").is_file()
+
+    res = run_script(script, "--resume", ck, "--data-dir", data, "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert "resuming from" in res.stdout
+    assert not (ck / "lm" / "resume" / "pending_config.json").exists()
+    for task in ("classify", "lm"):
+        assert max_diff(tmp_path / "ref" / task, ck / task) <= TOL, task
+        lines = (ck / task / "metrics.jsonl").read_text().splitlines()
+        assert [json.loads(x)["epoch"] for x in lines] == [1, 2]
+
+
+def test_ctrl_c_without_save_dir_then_resume_by_directory_alone(data, tmp_path):
+    """No --save: Ctrl-C still writes a checkpoint (under ./checkpoints) and says where; --resume
+    with that directory alone (the task is read from it) finishes the run."""
+    script = "train_mlx"
+    rc, out, err = _interrupt_after_first_epoch(
+        [sys.executable, str(SCRIPTS[script]), "--task", "lm", "--data-dir", str(data), "--epochs", "3", *TINY],
+        tmp_path)
+    assert rc == 130, out + err
+    m = re.search(r"resume with --resume (\S+)$", err.strip())
+    assert m, err
+    d = tmp_path / m.group(1)
+    assert d.parent == tmp_path / "checkpoints" and (d / "config.json").is_file()
+    assert (d / "resume" / "trainer_state.json").is_file()
+    res = run_script(script, "--resume", d, "--data-dir", data, "--quiet", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout[res.stdout.index("{"):])["lm"]["epochs"] == 3
+
+
+def test_interrupted_second_task_without_save_names_the_task_to_resume(data, tmp_path, monkeypatch, capsys):
+    """--task both without --save, Ctrl-C in the LM: the finished classifier was not saved, so
+    the message says to resume the LM alone (--task lm --resume ROOT), and that works."""
+    from mlx_rnn import runner
+
+    real = runner.train_task
+
+    def train_task(fw, task, cfg, d, save_dir, resume_dir, quiet, stop, *a, **kw):
+        return real(fw, task, cfg, d, save_dir, resume_dir, quiet, StopAfter(3) if task == "lm" else stop, *a, **kw)
+
+    monkeypatch.setattr(runner, "train_task", train_task)
+    monkeypatch.chdir(tmp_path)
+    flags = ["--data-dir", str(data), "--epochs", "1", *TINY]
+    assert runner.main("mlx", flags) == 130
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    m = re.search(r"\[lm\] interrupted at epoch 1, step 3; resume with --task lm --resume (\S+)$", err)
+    assert m, err
+    root = Path(m.group(1))
+    assert root.parent == Path("checkpoints") and (root / "lm" / "resume" / "trainer_state.json").is_file()
+    monkeypatch.setattr(runner, "train_task", real)
+    assert runner.main("mlx", ["--task", "lm", "--resume", str(root), *flags]) == 0
+    out = capsys.readouterr().out
+    assert "[lm] resuming from" in out and json.loads(out[out.index("\n{") + 1:])["lm"]["epochs"] == 1
