@@ -100,14 +100,15 @@ def expected_shapes(config: dict) -> dict:
     """Parameter names and shapes a model built from ``config`` must have."""
     v, e, h, n = (config["vocab_size"], config["embed_dim"], config["hidden_size"],
                   config["num_layers"])
-    gates = CELL_GATES[config.get("cell", "lstm")]
+    cell = config.get("cell", "lstm")  # the recurrent module is named after its cell: lstm.* or gru.*
+    gates = CELL_GATES[cell]
     shapes = {"embedding.weight": (v, e)}
     for k in range(n):
         inp = e if k == 0 else h
-        shapes[f"lstm.weight_ih_l{k}"] = (gates * h, inp)
-        shapes[f"lstm.weight_hh_l{k}"] = (gates * h, h)
-        shapes[f"lstm.bias_ih_l{k}"] = (gates * h,)
-        shapes[f"lstm.bias_hh_l{k}"] = (gates * h,)
+        shapes[f"{cell}.weight_ih_l{k}"] = (gates * h, inp)
+        shapes[f"{cell}.weight_hh_l{k}"] = (gates * h, h)
+        shapes[f"{cell}.bias_ih_l{k}"] = (gates * h,)
+        shapes[f"{cell}.bias_hh_l{k}"] = (gates * h,)
     out = 1 if config["task"] == "classify" else v
     shapes["output.weight"] = (out, h)
     shapes["output.bias"] = (out,)

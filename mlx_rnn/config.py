@@ -19,7 +19,7 @@ TASK_DEFAULTS = {
                weight_decay=0.0, clip_norm=1.0, batch_size=16, seq_len=100, epochs=10,
                warmup_steps=0, lr_schedule="constant"),
 }
-COMMON_DEFAULTS = dict(seed=0, val_fraction=0.05, patience=0, save_every=1)
+COMMON_DEFAULTS = dict(seed=0, val_fraction=0.05, patience=0, save_every=1, cell="lstm")
 DEVICES = {"mlx": ("auto", "gpu", "cpu"), "torch": ("auto", "mps", "cuda", "cpu")}
 #: Settings a resumed run may change; every other flag must match the checkpoint's config.
 RESUME_OVERRIDABLE = ("epochs", "patience", "save_every")
@@ -61,6 +61,8 @@ def build_parser(framework: str) -> argparse.ArgumentParser:
     p.add_argument("--embed-dim", type=int, help="embedding size E")
     p.add_argument("--hidden-size", type=int, help="LSTM hidden size H")
     p.add_argument("--num-layers", type=int, help="stacked LSTM layers")
+    p.add_argument("--cell", choices=("lstm", "gru"),
+                   help="recurrent cell (default lstm); parameters keep PyTorch's names (lstm.* or gru.*)")
     p.add_argument("--dropout", type=float, help="dropout on embeddings, between layers and on the LSTM output")
     p.add_argument("--lr", type=float, help="peak learning rate of Adam/AdamW")
     p.add_argument("--weight-decay", type=float, help="decoupled weight decay (AdamW); 0 = plain Adam")
@@ -111,7 +113,7 @@ def resolve_config(args: argparse.Namespace, task: str) -> dict:
             cfg[key] = val
     if task == "classify":
         cfg["seq_len"] = 20
-    cfg.update(task=task, vocab=TEXT8_SYMBOLS, vocab_size=len(TEXT8_SYMBOLS), cell="lstm")
+    cfg.update(task=task, vocab=TEXT8_SYMBOLS, vocab_size=len(TEXT8_SYMBOLS))
     validate_config(cfg)
     return cfg
 

@@ -19,6 +19,7 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten
 
 from .checkpoint import load_checkpoint
+from .gru import GRU
 from .lstm import LSTM
 from .sampling import choose
 from .vocab import Indexer
@@ -33,14 +34,24 @@ def _check_text(vocab: Indexer, text: str, what: str) -> None:
 
 class _Base(nn.Module):
     def __init__(self, vocab_size: int, embed_dim: int, hidden_size: int, num_layers: int,
-                 dropout: float, out_features: int):
+                 dropout: float, out_features: int, cell: str = "lstm"):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embed_dim)
         # PyTorch's nn.Embedding draws N(0, 1); MLX's default is N(0, 1/E). Match PyTorch.
         self.embedding.weight = mx.random.normal((vocab_size, embed_dim))
-        self.lstm = LSTM(embed_dim, hidden_size, num_layers, dropout)
+        if cell not in ("lstm", "gru"):
+            raise ValueError(f"unknown cell {cell!r} (lstm or gru)")
+        self.cell = cell  # the recurrent module is self.lstm or self.gru (PyTorch's names)
+        if cell == "lstm":
+            self.lstm = LSTM(embed_dim, hidden_size, num_layers, dropout)
+        else:
+            self.gru = GRU(embed_dim, hidden_size, num_layers, dropout)
         self.output = nn.Linear(hidden_size, out_features)
         self.dropout = nn.Dropout(dropout)
+
+    def recurrent(self, x: mx.array, state=None):
+        """Run the LSTM or GRU: ``(output (B, T, H), state)``; state is ``(h, c)`` or ``(h,)``."""
+        return (self.lstm if self.cell == "lstm" else self.gru)(x, state)
 
     def weights(self) -> dict:
         """Parameters as ``{pytorch_name: float32 numpy array}``."""
@@ -61,11 +72,11 @@ class RNNClassifierModel(_Base):
     """
 
     def __init__(self, vocab_size: int, embed_dim: int, hidden_size: int, num_layers: int = 1,
-                 dropout: float = 0.0):
-        super().__init__(vocab_size, embed_dim, hidden_size, num_layers, dropout, 1)
+                 dropout: float = 0.0, cell: str = "lstm"):
+        super().__init__(vocab_size, embed_dim, hidden_size, num_layers, dropout, 1, cell)
 
     def __call__(self, x: mx.array) -> mx.array:
-        out, _ = self.lstm(self.dropout(self.embedding(x)))
+        out, _ = self.recurrent(self.dropout(self.embedding(x)))
         return self.output(self.dropout(out[:, -1, :])).squeeze(-1)
 
     def loss(self, x: mx.array, y: mx.array) -> mx.array:
@@ -82,11 +93,11 @@ class LMRNNModel(_Base):
     """
 
     def __init__(self, vocab_size: int, embed_dim: int, hidden_size: int, num_layers: int = 1,
-                 dropout: float = 0.0):
-        super().__init__(vocab_size, embed_dim, hidden_size, num_layers, dropout, vocab_size)
+                 dropout: float = 0.0, cell: str = "lstm"):
+        super().__init__(vocab_size, embed_dim, hidden_size, num_layers, dropout, vocab_size, cell)
 
     def __call__(self, x: mx.array, state=None):
-        out, state = self.lstm(self.dropout(self.embedding(x)), state)
+        out, state = self.recurrent(self.dropout(self.embedding(x)), state)
         return self.output(self.dropout(out)), state
 
     def loss(self, x: mx.array, y: mx.array, state=None):
@@ -198,7 +209,7 @@ def build_model(config: dict):
     """A fresh model for ``config`` (task, vocab_size, embed_dim, hidden_size, num_layers, dropout)."""
     cls = RNNClassifierModel if config["task"] == "classify" else LMRNNModel
     return cls(config["vocab_size"], config["embed_dim"], config["hidden_size"],
-               config["num_layers"], config.get("dropout", 0.0))
+               config["num_layers"], config.get("dropout", 0.0), config.get("cell", "lstm"))
 
 
 def wrap(model, config: dict):

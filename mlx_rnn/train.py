@@ -113,18 +113,17 @@ class Trainer:
                 apply(grads)
                 return loss
         else:
-            def lm_loss(x, y, h, c):
-                loss, (h, c) = model.loss(x, y, (h, c))
-                return loss, (h, c)
+            def lm_loss(x, y, carry):
+                return model.loss(x, y, carry)
 
             loss_and_grad = nn.value_and_grad(model, lm_loss)
 
             @partial(mx.compile, inputs=state, outputs=state)
-            def step(x, y, h, c, *weight):
-                (loss, (h, c)), grads = loss_and_grad(x, y, h, c)
+            def step(x, y, carry, *weight):  # carry: (h, c) for the LSTM, (h,) for the GRU
+                (loss, carry), grads = loss_and_grad(x, y, carry)
                 loss, grads = reduce(loss, grads, *weight)
                 apply(grads)
-                return loss, h, c
+                return loss, carry
         self._step = step
         self._state = state
 
@@ -139,7 +138,7 @@ class Trainer:
     def _zero_carry(self):
         cfg = self.config
         z = mx.zeros((cfg["num_layers"], cfg["batch_size"], cfg["hidden_size"]))
-        return (z, z)
+        return (z, z) if cfg.get("cell", "lstm") == "lstm" else (z,)
 
     # ----- one epoch ----------------------------------------------------------
     def train_epoch(self, epoch: int, start_step: int = 0, should_stop=lambda: False,
@@ -179,9 +178,8 @@ class Trainer:
                 loss = self._step(mx.array(x_all[idx]), mx.array(y_all[idx]), *parallel.weight_args(self.dist, weight))
             else:
                 xb, yb = lm_chunk(streams, k, cfg["seq_len"])
-                loss, h, c = self._step(mx.array(xb), mx.array(yb), *self.carry,
-                                        *parallel.weight_args(self.dist, 1.0 / self.dist.world_size))
-                self.carry = (h, c)
+                loss, self.carry = self._step(mx.array(xb), mx.array(yb), self.carry,
+                                              *parallel.weight_args(self.dist, 1.0 / self.dist.world_size))
             loss_sum = loss_sum + loss
             bad = mx.where((bad < 0) & ~mx.isfinite(loss), k, bad)
             mx.async_eval(self._state, loss_sum, bad, self.carry)
@@ -220,8 +218,8 @@ class Trainer:
         """Optimizer moments, step, RNG key and LM carry as ``{name: numpy array}``."""
         out = {f"optimizer.{k}": np.array(v) for k, v in tree_flatten(self.optimizer.state)}
         out["rng.key"] = np.array(mx.random.state[0])
-        if self.carry is not None:
-            out["carry.h"], out["carry.c"] = np.array(self.carry[0]), np.array(self.carry[1])
+        for name, value in zip(("carry.h", "carry.c"), self.carry or ()):
+            out[name] = np.array(value)
         return out
 
     def load_training_state(self, tensors: dict) -> None:
@@ -229,7 +227,7 @@ class Trainer:
         self.optimizer.state = tree_unflatten(opt)
         set_rng_key(tensors["rng.key"])
         if "carry.h" in tensors:
-            self.carry = (mx.array(tensors["carry.h"]), mx.array(tensors["carry.c"]))
+            self.carry = tuple(mx.array(tensors[k]) for k in ("carry.h", "carry.c") if k in tensors)
         self._build_step()
 
 

@@ -25,13 +25,24 @@ def _check_text(vocab: Indexer, text: str, what: str) -> None:
 
 class _Base(nn.Module):
     def __init__(self, vocab_size: int, embed_dim: int, hidden_size: int, num_layers: int,
-                 dropout: float, out_features: int):
+                 dropout: float, out_features: int, cell: str = "lstm"):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embed_dim)
-        self.lstm = nn.LSTM(embed_dim, hidden_size, num_layers, batch_first=True,
-                            dropout=dropout if num_layers > 1 else 0.0)
+        if cell not in ("lstm", "gru"):
+            raise ValueError(f"unknown cell {cell!r} (lstm or gru)")
+        self.cell = cell  # the recurrent module is self.lstm or self.gru (PyTorch's names)
+        rnn_cls = nn.LSTM if cell == "lstm" else nn.GRU
+        setattr(self, cell, rnn_cls(embed_dim, hidden_size, num_layers, batch_first=True,
+                                    dropout=dropout if num_layers > 1 else 0.0))
         self.output = nn.Linear(hidden_size, out_features)
         self.dropout = nn.Dropout(dropout)
+
+    def recurrent(self, x: torch.Tensor, state=None):
+        """Run the LSTM or GRU: ``(output (B, T, H), state)``; state is ``(h, c)`` or ``(h,)``."""
+        if self.cell == "lstm":
+            return self.lstm(x, state)
+        out, h = self.gru(x, None if state is None else state[0])
+        return out, (h,)
 
     @property
     def device(self) -> torch.device:
@@ -54,11 +65,11 @@ class RNNClassifierModel(_Base):
     """
 
     def __init__(self, vocab_size: int, embed_dim: int, hidden_size: int, num_layers: int = 1,
-                 dropout: float = 0.0):
-        super().__init__(vocab_size, embed_dim, hidden_size, num_layers, dropout, 1)
+                 dropout: float = 0.0, cell: str = "lstm"):
+        super().__init__(vocab_size, embed_dim, hidden_size, num_layers, dropout, 1, cell)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out, _ = self.lstm(self.dropout(self.embedding(x)))
+        out, _ = self.recurrent(self.dropout(self.embedding(x)))
         return self.output(self.dropout(out[:, -1, :])).squeeze(-1)
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -74,11 +85,11 @@ class LMRNNModel(_Base):
     """
 
     def __init__(self, vocab_size: int, embed_dim: int, hidden_size: int, num_layers: int = 1,
-                 dropout: float = 0.0):
-        super().__init__(vocab_size, embed_dim, hidden_size, num_layers, dropout, vocab_size)
+                 dropout: float = 0.0, cell: str = "lstm"):
+        super().__init__(vocab_size, embed_dim, hidden_size, num_layers, dropout, vocab_size, cell)
 
     def forward(self, x: torch.Tensor, state=None):
-        out, state = self.lstm(self.dropout(self.embedding(x)), state)
+        out, state = self.recurrent(self.dropout(self.embedding(x)), state)
         return self.output(self.dropout(out)), state
 
     def loss(self, x: torch.Tensor, y: torch.Tensor, state=None):
@@ -177,7 +188,7 @@ def build_model(config: dict):
     """A fresh model for ``config`` (task, vocab_size, embed_dim, hidden_size, num_layers, dropout)."""
     cls = RNNClassifierModel if config["task"] == "classify" else LMRNNModel
     return cls(config["vocab_size"], config["embed_dim"], config["hidden_size"],
-               config["num_layers"], config.get("dropout", 0.0))
+               config["num_layers"], config.get("dropout", 0.0), config.get("cell", "lstm"))
 
 
 def wrap(model, config: dict):

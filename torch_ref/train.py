@@ -111,7 +111,7 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
         self.optimizer.step()
         if carry is not None:
-            carry = (carry[0].detach(), carry[1].detach())
+            carry = tuple(t.detach() for t in carry)
         return parallel.global_loss(loss.detach(), weight, self.dist), carry
 
     def _steps_per_epoch(self) -> int:
@@ -125,7 +125,7 @@ class Trainer:
     def _zero_carry(self):
         cfg = self.config
         z = torch.zeros((cfg["num_layers"], cfg["batch_size"], cfg["hidden_size"]), device=_DEVICE)
-        return (z, z.clone())
+        return (z, z.clone()) if cfg.get("cell", "lstm") == "lstm" else (z,)
 
     def train_epoch(self, epoch: int, start_step: int = 0, should_stop=lambda: False,
                     progress=None, check_every: int = 50) -> EpochResult:
@@ -209,8 +209,8 @@ class Trainer:
             out["rng.cuda"] = torch.cuda.get_rng_state(_DEVICE).numpy().copy()
         elif _DEVICE.type == "mps":
             out["rng.mps"] = torch.mps.get_rng_state().numpy().copy()
-        if self.carry is not None:
-            out["carry.h"], out["carry.c"] = (t.detach().cpu().numpy().copy() for t in self.carry)
+        for name, value in zip(("carry.h", "carry.c"), self.carry or ()):
+            out[name] = value.detach().cpu().numpy().copy()
         return out
 
     def load_training_state(self, tensors: dict) -> None:
@@ -230,5 +230,5 @@ class Trainer:
         elif "rng.mps" in tensors and _DEVICE.type == "mps":
             torch.mps.set_rng_state(torch.from_numpy(tensors["rng.mps"].copy()))
         if "carry.h" in tensors:
-            self.carry = (torch.from_numpy(tensors["carry.h"].copy()).to(_DEVICE),
-                          torch.from_numpy(tensors["carry.c"].copy()).to(_DEVICE))
+            self.carry = tuple(torch.from_numpy(tensors[k].copy()).to(_DEVICE)
+                               for k in ("carry.h", "carry.c") if k in tensors)
