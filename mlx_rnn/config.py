@@ -86,6 +86,14 @@ def build_parser(framework: str) -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="DIR",
                    help="continue an interrupted run from its checkpoint directory (weights, optimizer, RNG, "
                         "data order); only --epochs, --patience and --save-every may change")
+    p.add_argument("--plot", metavar="PATH",
+                   help="write a PNG of train/validation loss and the dev metric against epoch and seconds "
+                        "(both tasks: PATH-classify.png and PATH-lm.png); needs the 'plot' extra")
+    p.add_argument("--init-from-lm", metavar="CKPT",
+                   help="classify: start the embedding and LSTM from this LM checkpoint (sizes taken from it)")
+    p.add_argument("--zero-shot-lm", metavar="CKPT",
+                   help="classify: train nothing; predict a vowel when this LM gives a, e, i, o, u total "
+                        "probability >= 0.5")
     p.add_argument("--output-json", metavar="PATH", help="also write the result JSON here")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--corpus", nargs=2, metavar=("NAME", "PATH"),

@@ -26,7 +26,10 @@ def build_parser() -> OneLineParser:
                      "exercise's sanity checks. A classifier checkpoint scores --consonant/--vowel example files "
                      "(default the dev files). Prints the result JSON keyed by task."),
         epilog="Exit codes: 0 ok, 2 bad input or usage.")
-    p.add_argument("--checkpoint", required=True, metavar="DIR", help="checkpoint directory (model.safetensors + config.json)")
+    p.add_argument("--checkpoint", metavar="DIR", help="checkpoint directory (model.safetensors + config.json)")
+    p.add_argument("--zero-shot-lm", metavar="DIR",
+                   help="instead of --checkpoint: classify --consonant/--vowel with this LM alone (vowel when "
+                        "P(a, e, i, o, u next) >= 0.5); classifier bundle")
     p.add_argument("--framework", choices=("mlx", "torch"), default="mlx", help="framework to load it in (default mlx)")
     p.add_argument("--device", default="cpu", choices=("auto", "cpu", "gpu", "mps", "cuda"),
                    help="device: mlx cpu/gpu, torch cpu/mps/cuda, or auto (default cpu, the reproducible choice)")
@@ -61,8 +64,12 @@ def main(argv=None) -> int:
             raise ValueError(f"--device {args.device} is a PyTorch device; MLX takes cpu, gpu or auto")
         if args.framework == "torch" and args.device == "gpu":
             raise ValueError("--device gpu is an MLX device; PyTorch takes cpu, mps, cuda or auto")
-        _, config = ckpt.load_checkpoint(args.checkpoint)  # every check before the framework loads
-        task = config["task"]
+        if bool(args.checkpoint) == bool(args.zero_shot_lm):
+            raise ValueError("give one of --checkpoint DIR or --zero-shot-lm DIR")
+        _, config = ckpt.load_checkpoint(args.checkpoint or args.zero_shot_lm)  # every check before the framework loads
+        if args.zero_shot_lm and config["task"] != "lm":
+            raise ValueError(f"--zero-shot-lm {args.zero_shot_lm}: not a language-model checkpoint")
+        task = "classify" if args.zero_shot_lm else config["task"]
         vocab = Indexer(config["vocab"])
         data_dir = resolve_data_dir(args.data_dir)
         if task == "classify":
@@ -81,8 +88,13 @@ def main(argv=None) -> int:
             if not args.text:
                 check_data_dir(data_dir, [LM_FILES["dev"]])
             text = read_text(Path(args.text or data_dir / LM_FILES["dev"]), vocab, normalize=args.normalize)
-        wrapper, device = load_wrapper(args.framework, args.checkpoint, args.device)
-        if task == "classify":
+        wrapper, device = load_wrapper(args.framework, args.checkpoint or args.zero_shot_lm, args.device)
+        if args.zero_shot_lm:
+            from .transfer import zero_shot_predict
+
+            bundle = classification_bundle(zero_shot_predict(wrapper, examples.texts), examples.y)
+            config = {**config, "task": "classify", "zero_shot_lm": str(Path(args.zero_shot_lm).resolve())}
+        elif task == "classify":
             bundle = classification_bundle(wrapper.predict_batch(examples.texts), examples.y)
         else:
             bundle = lm_bundle(wrapper, vocab, text, " ")

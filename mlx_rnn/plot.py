@@ -6,6 +6,7 @@ appended to ``metrics.jsonl``).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 
@@ -39,6 +40,8 @@ def plot_history(history: list[dict], path, task: str, title: str = "") -> Path:
         xs = [h[xkey] for h in history]
         ax.plot(xs, [h["train_loss"] for h in history], "o-", label="train loss")
         ax.plot(xs, [h["val_loss"] for h in history], "s-", label="validation loss")
+        if task == "lm" and all(h.get("dev_bits_per_char") is not None for h in history):
+            ax.plot(xs, [h["dev_bits_per_char"] * math.log(2.0) for h in history], "d-", label="dev loss")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("loss (nats)")
         ax.grid(alpha=0.3)

@@ -29,6 +29,7 @@ from .config import RESUME_OVERRIDABLE, TASK_DEFAULTS, COMMON_DEFAULTS, build_pa
 from .data import (CLASSIFY_FILES, LM_FILES, DataError, check_data_dir, data_dir_complete, load_examples,
                    missing_data_message, read_text, resolve_data_dir)
 from .metrics import classification_bundle, lm_bundle, perplexity_figures
+from .transfer import HELDOUT_NOTE, heldout_windows, lm_init_weights, zero_shot_predict
 from .vocab import Indexer
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -96,6 +97,11 @@ def load_task_data(task: str, data_dir: Path, vocab: Indexer, val_fraction: floa
             out["lm_text"] = read_text(data_dir / LM_FILES["train"], vocab, normalize=normalize)
         except DataError:
             out["lm_text"] = None
+        # Honest held-out windows: text8-dev.txt is not inside text8-100k.txt (mlx_rnn/transfer.py).
+        try:
+            out["heldout"] = heldout_windows(read_text(data_dir / LM_FILES["dev"], vocab, normalize=normalize))
+        except DataError:
+            out["heldout"] = None
         return out
     text = read_text(data_dir / LM_FILES["train"], vocab, normalize=normalize)
     dev = read_text(data_dir / LM_FILES["dev"], vocab, normalize=normalize)
@@ -191,6 +197,8 @@ def final_bundle(task: str, wrapper, data: dict) -> dict:
         texts, labels = data["dev"]
         out = classification_bundle(wrapper.predict_batch(texts), labels)
         out.update(contamination(texts, data["train_texts"], data.get("lm_text")))
+        if data.get("heldout") and data["heldout"][0]:
+            out["heldout"] = classification_bundle(wrapper.predict_batch(data["heldout"][0]), data["heldout"][1])
         return out
     if "corpus" in data:  # --corpus: figures of the test split, plus valid/test bits per char
         return corpus_mod.lm_corpus_bundle(wrapper, data)
@@ -293,8 +301,10 @@ def _truncate_metrics(path: Path, last_epoch: int) -> None:
 # ----- the epoch loop ---------------------------------------------------------------
 def train_task(fw, task: str, cfg: dict, data: dict, save_dir: Path | None, resume_dir: Path | None,
                quiet: bool, stop, log=_log, *, resume: ResumeState | None = None,
-               interrupt_dir: Path | None = None) -> dict:
+               interrupt_dir: Path | None = None, plot_path: Path | None = None) -> dict:
     """Train one task and return its result bundle (without the total time).
+
+    ``plot_path``: write a PNG of the training curves there (``--plot``).
 
     Args:
         save_dir: where the checkpoint, ``metrics.jsonl`` and resumable state go (None: nowhere,
@@ -314,6 +324,10 @@ def train_task(fw, task: str, cfg: dict, data: dict, save_dir: Path | None, resu
         resume = load_resume_state(resume_dir, task, cfg, data["train"], fw.FRAMEWORK)
     save_dir = Path(save_dir) if save_dir is not None else None
     trainer = fw.Trainer(cfg, data["train"])
+    if cfg.get("init_from_lm") and resume is None:
+        lm_weights, lm_cfg = ckpt.load_checkpoint(cfg["init_from_lm"], "lm")
+        trainer.load_weights({**trainer.weights(), **lm_init_weights(lm_weights, lm_cfg, Indexer(cfg["vocab"]))})
+        log(f"[{task}] embedding and {cfg.get('cell', 'lstm').upper()} initialised from the LM {cfg['init_from_lm']}")
     if trainer.steps_per_epoch < 1:
         check_trainable(cfg, data["train"], "training data")
     first_epoch, start_step, best_loss, best_epoch, bad_epochs = 0, 0, math.inf, -1, 0
@@ -345,6 +359,11 @@ def train_task(fw, task: str, cfg: dict, data: dict, save_dir: Path | None, resu
             "framework": fw.FRAMEWORK, "framework_version": fw.framework_version(),
         })
 
+    history = []  # per-epoch records for --plot (those before a resume come from metrics.jsonl)
+    if resume is not None and save_dir is not None and (save_dir / "metrics.jsonl").is_file():
+        history = [json.loads(ln) for ln in (save_dir / "metrics.jsonl").read_text().splitlines() if ln.strip()]
+        for rec, elapsed in zip(history, np.cumsum(epoch_times)):
+            rec.setdefault("elapsed_s", float(elapsed))
     t_train = time.perf_counter()
     epochs_run = first_epoch
     last_epoch = cfg["epochs"]
@@ -393,12 +412,13 @@ def train_task(fw, task: str, cfg: dict, data: dict, save_dir: Path | None, resu
                  else f"  val loss {val_loss:.4f}")
         log(f"[{task}] epoch {epoch + 1:>3}/{cfg['epochs']}  train loss {res.mean_loss:.4f}{extra}"
             f"  {dev_text}  epoch {res.time_s:.2f} s{'  *' if improved else ''}")
+        record = dict(epoch=epoch + 1, train_loss=res.mean_loss, val_loss=val_loss, epoch_time_s=res.time_s,
+                      elapsed_s=sum(epoch_times), steps=res.steps, best=improved, **dev_fig)
+        history.append(record)
         if save_dir is not None:
             if improved:
                 ckpt.save_checkpoint(save_dir, best_weights, dict(cfg, **writer, best_epoch=best_epoch + 1))
-            ckpt.append_jsonl(save_dir / "metrics.jsonl", dict(
-                epoch=epoch + 1, train_loss=res.mean_loss, val_loss=val_loss, epoch_time_s=res.time_s,
-                steps=res.steps, best=improved, **dev_fig))
+            ckpt.append_jsonl(save_dir / "metrics.jsonl", record)
             if (epoch + 1) % cfg["save_every"] == 0 or epoch + 1 == cfg["epochs"]:
                 save_state(save_dir, epoch + 1, 0)
         if cfg["patience"] and bad_epochs >= cfg["patience"]:
@@ -407,6 +427,11 @@ def train_task(fw, task: str, cfg: dict, data: dict, save_dir: Path | None, resu
                 save_state(save_dir, epoch + 1, 0)
             break
     train_time = time.perf_counter() - t_train
+    if plot_path is not None and history:
+        from .plot import plot_history
+
+        plot_history(history, plot_path, task, f"{task}: {fw.FRAMEWORK} on {cfg['device']}")
+        log(f"[{task}] training curves written to {plot_path}")
     if best_weights is not None:
         trainer.load_weights(best_weights)
     bundle = final_bundle(task, trainer.wrapper(), data)
@@ -520,6 +545,8 @@ def plan_run(framework: str, args) -> list[TaskPlan]:
     multi = len(tasks) > 1
     check_output_json(args.output_json)
     plans = []
+    if args.zero_shot_lm and ckpt.read_config(args.zero_shot_lm)["task"] != "lm":
+        raise ckpt.CheckpointError(f"--zero-shot-lm {args.zero_shot_lm}: not a language-model checkpoint")
     if args.resume and not Path(args.resume).is_dir():
         raise ckpt.CheckpointError(f"{args.resume}: checkpoint directory not found (nothing to resume)")
     for task in tasks:
@@ -540,6 +567,15 @@ def plan_run(framework: str, args) -> list[TaskPlan]:
         else:
             plan.cfg = resolve_config(args, task)
             plan.cfg["normalize"] = bool(args.normalize)
+            if task == "classify" and args.init_from_lm:
+                # the classifier takes the LM's sizes, so its embedding and recurrent weights fit
+                lm_cfg = ckpt.read_config(args.init_from_lm)
+                if lm_cfg["task"] != "lm":
+                    raise ckpt.CheckpointError(f"--init-from-lm {args.init_from_lm}: is a {lm_cfg['task']!r} "
+                                               "checkpoint, not an LM")
+                for key in ("embed_dim", "hidden_size", "num_layers", "cell"):
+                    plan.cfg[key] = lm_cfg.get(key, "lstm")
+                plan.cfg["init_from_lm"] = str(Path(args.init_from_lm).resolve())
         if task == "lm" and (getattr(args, "corpus", None) or plan.cfg.get("corpus")):
             # --corpus NAME PATH: the LM trains on a whole corpus file, streamed (mlx_rnn/corpus.py)
             plan.cfg["corpus"] = ([args.corpus[0], str(Path(args.corpus[1]).resolve())] if args.corpus
@@ -640,11 +676,22 @@ def main(framework: str, argv=None) -> int:
                 distributed.print0(f"[{task}] {fw.FRAMEWORK} {fw.framework_version()} on {device}; "
                                    f"{fw.describe_backend()}" + (f"; data-parallel over {dist.world_size} ranks "
                                                                  f"({dist.backend})" if dist.enabled else ""))
+                plot_path = None
+                if args.plot:
+                    plot_path = Path(args.plot)
+                    if multi:
+                        plot_path = plot_path.with_name(f"{plot_path.stem}-{task}{plot_path.suffix or '.png'}")
+                if task == "classify" and args.zero_shot_lm:
+                    result[task] = zero_shot_bundle(fw, args.zero_shot_lm, plan.data, device)
+                    result[task]["total_time_s"] = time.perf_counter() - t_task + plan.read_time_s
+                    _print_heldout(result[task], "zero-shot from the LM")
+                    continue
                 try:  # distributed: only rank 0 prints, shows progress and writes
                     bundle = train_task(fw, task, cfg, plan.data, plan.save_dir if dist.is_main else None, None,
                                         args.quiet or not dist.is_main, stop,
                                         log=_log if dist.is_main else lambda *a, **k: None,
-                                        resume=plan.resume, interrupt_dir=root / task if multi else None)
+                                        resume=plan.resume, interrupt_dir=root / task if multi else None,
+                                        plot_path=plot_path if dist.is_main else None)
                 except Interrupted as e:
                     if multi:
                         if dist.is_main:
@@ -668,6 +715,8 @@ def main(framework: str, argv=None) -> int:
                     print(f"[classify] note: {bundle['dev_windows_in_lm_train']} of {bundle['total']} dev windows occur "
                           f"verbatim in text8-100k.txt and {bundle['dev_windows_in_classifier_train']} in the "
                           "classifier's training examples", flush=True)
+                if task == "classify" and dist.is_main:
+                    _print_heldout(bundle, "initialised from the LM" if cfg.get("init_from_lm") else "direct")
         if dist.is_main:
             print_result(result, args.output_json)
         return EXIT_OK
@@ -681,7 +730,8 @@ def main(framework: str, argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_DIVERGED
     except Interrupted as e:
-        print(f"{e}", file=sys.stderr)
+        if distributed.current().is_main:  # (rank 0 saved the state; the others wrote nothing)
+            print(f"{e}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -691,6 +741,36 @@ def main(framework: str, argv=None) -> int:
             raise
         print(f"error: rank {distributed.current().rank}: {_one_line(e)}", file=sys.stderr)
         return EXIT_CHECK_FAILED
+
+
+def zero_shot_bundle(fw, lm_path, data: dict, device: str) -> dict:
+    """Classify by the LM alone (``--zero-shot-lm``): vowel when P(a, e, i, o, u next) >= 0.5.
+
+    Returns the classification bundle on the dev examples, with ``"heldout"`` on windows
+    of text8-dev.txt and the contamination counts; nothing is trained.
+    """
+    lm = importlib.import_module("mlx_rnn.models" if fw.FRAMEWORK == "mlx" else "torch_ref.models").load(lm_path, "lm")
+    texts, labels = data["dev"]
+    out = classification_bundle(zero_shot_predict(lm, texts), labels)
+    out.update(contamination(texts, data["train_texts"], data.get("lm_text")))
+    if data.get("heldout") and data["heldout"][0]:
+        out["heldout"] = classification_bundle(zero_shot_predict(lm, data["heldout"][0]), data["heldout"][1])
+    out.update(framework=fw.FRAMEWORK, device=device, epochs=0, epoch_times_s=[], train_time_s=None,
+               config={**lm.config, "task": "classify", "zero_shot_lm": str(Path(lm_path).resolve())})
+    return out
+
+
+def _print_heldout(bundle: dict, how: str) -> None:
+    """The labelled dev and held-out accuracies, with the contamination note."""
+    if not distributed.current().is_main:
+        return
+    line = f"[classify] {how}: dev accuracy {bundle['accuracy']:.2f}% (standard dev windows)"
+    if "heldout" in bundle:
+        h = bundle["heldout"]
+        line += f"; held-out accuracy {h['accuracy']:.2f}% ({h['correct']}/{h['total']} windows of text8-dev.txt)"
+    print(line, flush=True)
+    if "heldout" in bundle and bundle.get("dev_windows_in_lm_train"):
+        print(f"[classify] note: {HELDOUT_NOTE}", flush=True)
 
 
 def _one_line(e: BaseException) -> str:

@@ -1,0 +1,92 @@
+"""Issue-5 tools on generated data: held-out windows, --plot, --init-from-lm, --zero-shot-lm."""
+
+import json
+
+import numpy as np
+import pytest
+
+from mlx_rnn.transfer import heldout_windows, lm_init_weights, zero_shot_predict
+from mlx_rnn.vocab import TEXT8
+from tests.synthetic import fake_checkpoint, make_data_dir, run_script
+
+TINY = ["--epochs", "1", "--hidden-size", "16", "--embed-dim", "8", "--batch-size", "8", "--seq-len", "10", "--quiet"]
+
+
+def test_heldout_windows_label_the_following_letter():
+    text = "the cat sat on a mat and ate"
+    windows, labels = heldout_windows(text, length=5)
+    assert all(len(w) == 5 for w in windows)
+    for w, y in zip(windows, labels):
+        i = text.index(w) + 5
+        assert text[i] != " " and y == int(text[i] in "aeiou")
+    assert len(windows) == sum(ch != " " for ch in text[5:])
+
+
+def test_zero_shot_uses_vowel_probability():
+    class Fixed:
+        vocab = TEXT8
+
+        def __init__(self, vowel_mass):
+            p = np.full(27, (1 - vowel_mass) / 22)
+            for v in "aeiou":
+                p[TEXT8.index_of(v)] = vowel_mass / 5
+            self.lp = np.log(p).astype(np.float32)
+
+        def get_next_char_log_probs(self, context):
+            return self.lp
+
+    assert zero_shot_predict(Fixed(0.7), ["abc", "def"]).tolist() == [1, 1]
+    assert zero_shot_predict(Fixed(0.3), ["abc"]).tolist() == [0]
+
+
+def test_lm_init_weights_drop_the_output_layer(tmp_path):
+    from mlx_rnn.checkpoint import load_checkpoint
+
+    w, cfg = load_checkpoint(fake_checkpoint(tmp_path / "lm", "lm"))
+    sub = lm_init_weights(w, cfg, TEXT8)
+    assert "embedding.weight" in sub and "lstm.weight_hh_l0" in sub and not any(k.startswith("output.") for k in sub)
+    with pytest.raises(ValueError):
+        lm_init_weights(w, dict(cfg, task="classify"), TEXT8)
+
+
+@pytest.mark.parametrize("script", ["train_mlx", "train_torch"])
+def test_transfer_modes_and_plot(tmp_path, script):
+    data = make_data_dir(tmp_path / "data")
+    lm = tmp_path / "lm"
+    proc = run_script(script, "--task", "lm", "--data-dir", data, "--save", lm, "--plot", tmp_path / "lm.png", *TINY)
+    assert proc.returncode == 0, proc.stderr
+    png = (tmp_path / "lm.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+    out = tmp_path / "init.json"
+    proc = run_script(script, "--task", "classify", "--data-dir", data, "--init-from-lm", lm,
+                      "--output-json", out, *TINY)
+    assert proc.returncode == 0, proc.stderr
+    bundle = json.loads(out.read_text())["classify"]
+    assert bundle["config"]["init_from_lm"] and bundle["config"]["hidden_size"] == 16
+    assert set(bundle["heldout"]) == {"correct", "total", "accuracy"} and bundle["heldout"]["total"] > 0
+    assert "held-out accuracy" in proc.stdout
+
+    out = tmp_path / "zs.json"
+    proc = run_script(script, "--task", "classify", "--data-dir", data, "--zero-shot-lm", lm,
+                      "--output-json", out, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    bundle = json.loads(out.read_text())["classify"]
+    assert bundle["epochs"] == 0 and bundle["total"] == 40 and bundle["heldout"]["total"] > 0
+    assert "zero-shot" in proc.stdout
+
+    bad = run_script(script, "--task", "classify", "--data-dir", data, "--zero-shot-lm", tmp_path / "nope", "--quiet")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_evaluate_zero_shot(tmp_path):
+    data = make_data_dir(tmp_path / "data")
+    lm = fake_checkpoint(tmp_path / "lm", "lm")
+    out = tmp_path / "e.json"
+    proc = run_script("evaluate", "--zero-shot-lm", lm, "--consonant", data / "dev-consonant-examples.txt",
+                      "--vowel", data / "dev-vowel-examples.txt", "--output-json", out)
+    assert proc.returncode == 0, proc.stderr
+    b = json.loads(out.read_text())["classify"]
+    assert b["total"] == 40 and b["config"]["task"] == "classify" and b["config"]["zero_shot_lm"]
+    both = run_script("evaluate", "--zero-shot-lm", lm, "--checkpoint", lm)
+    assert both.returncode == 2 and "one of" in both.stderr
