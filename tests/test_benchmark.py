@@ -1,0 +1,100 @@
+"""scripts/benchmark.py: a tiny quick run of both frameworks, its JSON, Markdown table and plot."""
+
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "scripts" / "benchmark.py"
+
+RESULT_KEYS = {"config", "settings", "framework", "device", "timing", "median_epoch_s", "min_epoch_s",
+               "max_epoch_s", "steps_per_s", "chars_per_s", "peak_memory_bytes", "peak_memory_source",
+               "peak_rss_bytes", "sgemm_gflops", "effective_gflops", "steps_per_epoch", "epoch_times_s"}
+SETTINGS = {"task": None, "embed_dim": 8, "hidden_size": 16, "num_layers": 1, "batch_size": 8, "seq_len": 10}
+
+
+def _has(mod: str) -> bool:
+    return importlib.util.find_spec(mod) is not None
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    if not (_has("mlx") and _has("torch") and _has("matplotlib")):
+        pytest.skip("needs mlx, torch and matplotlib")
+    tmp = tmp_path_factory.mktemp("bench")
+    out, png = tmp / "bench.json", tmp / "bench.png"
+    cmd = [sys.executable, str(SCRIPT), "--quick", "--synthetic", "--repeats", "1", "--frameworks", "mlx,torch",
+           "--embed-dim", "8", "--hidden-size", "16", "--num-layers", "1", "--batch-size", "8", "--seq-len", "10",
+           "--quick-batches", "3", "--warmup-batches", "1", "--sgemm-n", "128",
+           "--output-json", str(out), "--plot", str(png)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc, json.loads(out.read_text()), png
+
+
+def test_json_schema(quick_run):
+    _, report, _ = quick_run
+    assert set(report) >= {"environment", "results", "ratios", "mode"}
+    assert report["mode"] == "quick"
+    env = report["environment"]
+    assert {"os", "cpu_model", "thread_env", "frameworks"} <= set(env)
+    assert set(env["frameworks"]) == {"mlx", "torch"}
+    for fe in env["frameworks"].values():
+        assert fe["version"] and fe["device"] and fe["blas"] and fe["sgemm_gflops"] > 0
+    results = report["results"]
+    assert {(r["config"], r["framework"]) for r in results} == {(c, f) for c in ("classify", "lm")
+                                                                for f in ("mlx", "torch")}
+    for r in results:
+        assert RESULT_KEYS <= set(r), RESULT_KEYS - set(r)
+        assert r["settings"] == dict(SETTINGS, task=r["config"])
+        assert r["data"] == "synthetic" and r["timing"].startswith("quick: 3 batches")
+        assert 0 < r["min_epoch_s"] <= r["median_epoch_s"] <= r["max_epoch_s"]
+        assert r["steps_per_s"] == pytest.approx(r["steps_per_epoch"] / r["median_epoch_s"])
+        assert r["chars_per_s"] == pytest.approx(r["steps_per_s"] * 8 * 10)
+        assert r["peak_memory_bytes"] > 0 and r["peak_rss_bytes"] > 0 and r["effective_gflops"] > 0
+
+
+def test_ratios_from_medians(quick_run):
+    _, report, _ = quick_run
+    med = {(r["config"], r["framework"]): r["median_epoch_s"] for r in report["results"]}
+    assert set(report["ratios"]) == {"classify", "lm"}
+    for name, ratio in report["ratios"].items():
+        assert isinstance(ratio, float) and math.isfinite(ratio) and ratio > 0
+        assert ratio == pytest.approx(med[(name, "mlx")] / med[(name, "torch")])
+    assert set(report["ratios_min"]) == set(report["ratios_paired"]) == {"classify", "lm"}
+    assert all(v > 0 for v in [*report["ratios_min"].values(), *report["ratios_paired"].values()])
+
+
+def test_markdown_table_and_plot(quick_run):
+    proc, report, png = quick_run
+    out = proc.stdout
+    assert "| config | sizes | framework |" in out and "|---|" in out
+    rows = [ln for ln in out.splitlines() if ln.startswith("| classify |") or ln.startswith("| lm |")]
+    assert len(rows) == 4
+    assert "Ratio MLX / PyTorch" in out and "synchronised" in out and "synthetic" in out
+    assert "GFLOP/s effective" in out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_flop_count():
+    from mlx_rnn.benchmark import matmul_flops_per_step
+
+    B, T, E, H, V = 32, 100, 64, 512, 27
+    expected = 3 * (2 * B * T * E * 4 * H + 2 * B * T * H * 4 * H      # layer 0
+                    + 2 * B * T * H * 4 * H + 2 * B * T * H * 4 * H    # layer 1
+                    + 2 * B * T * H * V)                               # output layer
+    assert matmul_flops_per_step("lm", E, H, 2, B, T, V) == expected
+    assert matmul_flops_per_step("classify", 32, 128, 1, 64, 20) == 3 * (2 * 64 * 20 * 32 * 512
+                                                                        + 2 * 64 * 20 * 128 * 512 + 2 * 64 * 128)
+
+
+def test_bad_usage_is_one_line():
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--configs", "nope"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1
