@@ -223,7 +223,7 @@ def evaluate_split(wrapper, split: CorpusSplit, streams: int = 64, chunk: int = 
             sums, state = score(x, y, state)
             total += float(np.sum(sums, dtype=np.float64))
         if tail and mine[-1] == b_total - 1:
-            tail_state = (state[0][:, -1:], state[1][:, -1:])
+            tail_state = tuple(s[:, -1:] for s in state)  # (h, c) of the LSTM, (h,) of the GRU
     if tail and (b_total - 1) % dist.world_size == dist.rank:
         # the characters left over continue the last stream
         a = b_total * length

@@ -13,12 +13,22 @@ frameworks without renaming. Equations (PyTorch's ``nn.LSTM`` documentation)::
 from __future__ import annotations
 
 import math
+import os
 
 from . import blas  # noqa: F401  (loads an optimised BLAS before mlx.core on Linux)
 import mlx.core as mx
 import mlx.nn as nn
 
-from .lstm_op import lstm_recurrence
+from .lstm_op import lstm_recurrence, lstm_recurrence_reference
+
+IMPL_ENV = "MLX_RNN_LSTM_IMPL"  # "fast" (default): custom-VJP op; "reference": plain autodiff loop
+
+
+def _recurrence_impl():
+    impl = os.environ.get(IMPL_ENV, "fast")
+    if impl not in ("fast", "reference"):
+        raise ValueError(f"{IMPL_ENV}={impl!r}: expected 'fast' or 'reference'")
+    return lstm_recurrence if impl == "fast" else lstm_recurrence_reference
 
 
 class LSTM(nn.Module):
@@ -48,6 +58,9 @@ class LSTM(nn.Module):
             setattr(self, f"bias_ih_l{layer}", mx.random.uniform(-k, k, (4 * hidden_size,)))
             setattr(self, f"bias_hh_l{layer}", mx.random.uniform(-k, k, (4 * hidden_size,)))
         self.inter_dropout = nn.Dropout(dropout)
+        # The recurrence: the fast custom-VJP op, or (MLX_RNN_LSTM_IMPL=reference, for
+        # before/after measurements) the plain per-step loop differentiated by MLX.
+        self._impl = _recurrence_impl()
 
     def __call__(self, x: mx.array, state=None):
         """Run the LSTM over a batch of sequences.
@@ -90,9 +103,9 @@ class LSTM(nn.Module):
         """
         T = xw.shape[1]
         if T <= self.CHUNK:
-            return lstm_recurrence(xw, h, c, w_hh)
+            return self._impl(xw, h, c, w_hh)
         outs = []
         for s in range(0, T, self.CHUNK):
-            hs, h, c = lstm_recurrence(xw[:, s:s + self.CHUNK], h, c, w_hh)
+            hs, h, c = self._impl(xw[:, s:s + self.CHUNK], h, c, w_hh)
             outs.append(hs)
         return mx.concatenate(outs, axis=1), h, c
