@@ -153,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sgemm-n", type=_positive_int, default=1024, help="matrix size of the sgemm measurement")
     p.add_argument("--output-json", metavar="PATH", help="also write the results as JSON here")
     p.add_argument("--plot", metavar="PATH", help="write a PNG bar chart of the median epoch times here")
+    p.add_argument("--distributed", action="store_true",
+                   help="also measure LM training on 1 vs 2 data-parallel ranks on this machine "
+                        "(mlx.launch ring / torchrun gloo, 1 thread per rank); adds \"scaling\" to the JSON")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return p
 
@@ -374,8 +377,19 @@ def run_benchmark(args, log=lambda *a: None) -> dict:
             ratios[name] = m["median_epoch_s"] / t["median_epoch_s"]
             ratios_min[name] = m["min_epoch_s"] / t["min_epoch_s"]
             ratios_paired[name] = statistics.median(a / b for a, b in zip(m["epoch_times_s"], t["epoch_times_s"]))
+    scaling, scaling_details = [], {}
+    if getattr(args, "distributed", False):
+        from .bench_scaling import measure_scaling
+
+        for fw in args.frameworks:
+            log(f"[scaling] {fw}: LM training on 1 and 2 ranks (1 thread per rank)")
+            details = measure_scaling(fw, (1, 2), threads_per_rank=1)
+            scaling_details[fw] = details
+            scaling += [dict(row, framework=fw) for row in details["scaling"]]
     return {
         "environment": env,
+        "scaling": scaling,
+        "scaling_details": scaling_details,
         "mode": "quick" if args.quick else "full",
         "repeats": args.repeats,
         "results": results,
@@ -532,6 +546,14 @@ def format_markdown(report: dict) -> str:
         "",
         f"Wall time: {report['wall_time_s']:.1f} s.",
     ]
+    if report.get("scaling"):
+        lines += ["", "Data-parallel scaling (LM, per-rank batch fixed, 1 thread per rank; efficiency = "
+                      "chars/s(N) / (N x chars/s(1))):", "", "| framework | ranks | chars/s | efficiency |",
+                  "|---|--:|--:|--:|"]
+        for row in report["scaling"]:
+            lines.append(f"| {FRAMEWORK_NAMES[row['framework']]} | {row['ranks']} | {row['chars_per_s']:,.0f} "
+                         f"| {row['efficiency']:.2f} |")
+        lines.append(f"- {next(iter(report['scaling_details'].values()))['note']}")
     return "\n".join(lines)
 
 

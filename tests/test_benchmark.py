@@ -98,3 +98,16 @@ def test_bad_usage_is_one_line():
                           timeout=60)
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_markdown_includes_scaling_rows():
+    from mlx_rnn.benchmark import format_markdown, machine_environment
+
+    env = dict(machine_environment(), frameworks={})
+    report = {"environment": env, "mode": "quick", "repeats": 1, "results": [], "ratios": {}, "notes": [],
+              "wall_time_s": 1.0,
+              "scaling": [{"framework": "mlx", "ranks": 1, "chars_per_s": 1000.0, "efficiency": 1.0},
+                          {"framework": "mlx", "ranks": 2, "chars_per_s": 1500.0, "efficiency": 0.75}],
+              "scaling_details": {"mlx": {"note": "weak scaling"}}}
+    text = format_markdown(report)
+    assert "| MLX | 2 | 1,500 | 0.75 |" in text
