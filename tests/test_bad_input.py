@@ -288,7 +288,7 @@ def test_trainer_device_flag(script, good_data):
 
 
 EVAL_FLAGS = {
-    "no-checkpoint": ([], "the following arguments are required: --checkpoint"),
+    "no-checkpoint": ([], "give one of --checkpoint DIR or --zero-shot-lm DIR"),
     "framework": (["--checkpoint", "{ck}", "--framework", "jax"], "argument --framework: invalid choice"),
     "device": (["--checkpoint", "{ck}", "--device", "tpu"], "argument --device: invalid choice"),
     "device-other-framework": (["--checkpoint", "{ck}", "--device", "mps"], "--device mps is a PyTorch device"),
