@@ -778,3 +778,13 @@ def _one_line(e: BaseException) -> str:
     if isinstance(e, OSError) and e.filename and e.strerror:
         return f"{e.filename}: {e.strerror}"
     return " ".join(str(e).split("\n")).strip() or type(e).__name__
+
+
+def main_mlx() -> int:
+    """Console entry point ``mlx-rnn-train`` (same as ``python scripts/train_mlx.py``)."""
+    return main("mlx")
+
+
+def main_torch() -> int:
+    """Console entry point ``mlx-rnn-train-torch`` (same as ``python scripts/train_torch.py``)."""
+    return main("torch")
