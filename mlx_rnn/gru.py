@@ -15,11 +15,11 @@ given (the zero state still goes through ``W_hn h + b_hn``).
 
 from __future__ import annotations
 
-import math
-
 from . import blas  # noqa: F401  (before mlx.core)
 import mlx.core as mx
 import mlx.nn as nn
+
+from .lstm import init_recurrent_parameters
 
 
 class GRU(nn.Module):
@@ -34,13 +34,7 @@ class GRU(nn.Module):
         super().__init__()
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.dropout_p = dropout
-        k = 1.0 / math.sqrt(hidden_size)
-        for layer in range(num_layers):
-            inp = input_size if layer == 0 else hidden_size
-            setattr(self, f"weight_ih_l{layer}", mx.random.uniform(-k, k, (3 * hidden_size, inp)))
-            setattr(self, f"weight_hh_l{layer}", mx.random.uniform(-k, k, (3 * hidden_size, hidden_size)))
-            setattr(self, f"bias_ih_l{layer}", mx.random.uniform(-k, k, (3 * hidden_size,)))
-            setattr(self, f"bias_hh_l{layer}", mx.random.uniform(-k, k, (3 * hidden_size,)))
+        init_recurrent_parameters(self, input_size, hidden_size, num_layers, gates=3)
         self.inter_dropout = nn.Dropout(dropout)
 
     def __call__(self, x: mx.array, state=None):

@@ -31,6 +31,22 @@ def _recurrence_impl():
     return lstm_recurrence if impl == "fast" else lstm_recurrence_reference
 
 
+def init_recurrent_parameters(module: nn.Module, input_size: int, hidden_size: int, num_layers: int,
+                              gates: int) -> None:
+    """Give ``module`` PyTorch's recurrent parameters, drawn like PyTorch: U(-1/sqrt(H), 1/sqrt(H)).
+
+    Per layer k: ``weight_ih_l{k}`` (gates*H, in), ``weight_hh_l{k}`` (gates*H, H),
+    ``bias_ih_l{k}`` and ``bias_hh_l{k}`` (gates*H,); gates is 4 for the LSTM, 3 for the GRU.
+    """
+    k = 1.0 / math.sqrt(hidden_size)
+    for layer in range(num_layers):
+        inp = input_size if layer == 0 else hidden_size
+        setattr(module, f"weight_ih_l{layer}", mx.random.uniform(-k, k, (gates * hidden_size, inp)))
+        setattr(module, f"weight_hh_l{layer}", mx.random.uniform(-k, k, (gates * hidden_size, hidden_size)))
+        setattr(module, f"bias_ih_l{layer}", mx.random.uniform(-k, k, (gates * hidden_size,)))
+        setattr(module, f"bias_hh_l{layer}", mx.random.uniform(-k, k, (gates * hidden_size,)))
+
+
 class LSTM(nn.Module):
     """Multi-layer LSTM (our own module, not ``mlx.nn.LSTM``).
 
@@ -50,13 +66,7 @@ class LSTM(nn.Module):
         super().__init__()
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.dropout_p = dropout
-        k = 1.0 / math.sqrt(hidden_size)
-        for layer in range(num_layers):
-            inp = input_size if layer == 0 else hidden_size
-            setattr(self, f"weight_ih_l{layer}", mx.random.uniform(-k, k, (4 * hidden_size, inp)))
-            setattr(self, f"weight_hh_l{layer}", mx.random.uniform(-k, k, (4 * hidden_size, hidden_size)))
-            setattr(self, f"bias_ih_l{layer}", mx.random.uniform(-k, k, (4 * hidden_size,)))
-            setattr(self, f"bias_hh_l{layer}", mx.random.uniform(-k, k, (4 * hidden_size,)))
+        init_recurrent_parameters(self, input_size, hidden_size, num_layers, gates=4)
         self.inter_dropout = nn.Dropout(dropout)
         # The recurrence: the fast custom-VJP op, or (MLX_RNN_LSTM_IMPL=reference, for
         # before/after measurements) the plain per-step loop differentiated by MLX.

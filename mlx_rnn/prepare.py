@@ -58,6 +58,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from .checkpoint import atomic_write_bytes as ckpt_atomic_write_bytes
 from .data import (CLASSIFY_FILES, EXAMPLE_LENGTH, LM_FILES, DataError, _read_utf8, read_text,
                    resolve_data_dir)
 from .normalize import normalize_text
@@ -162,21 +163,7 @@ def atomic_write(path, data: bytes) -> None:
     Raises:
         OSError: if the directory is not writable (the temp file is removed).
     """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)
+    ckpt_atomic_write_bytes(path, data)
 
 
 def _fsync_dir(directory: Path) -> None:

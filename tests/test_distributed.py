@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +16,7 @@ import pytest
 
 from mlx_rnn import distributed
 from mlx_rnn.batching import classify_batches, lm_streams
+from mlx_rnn.bench_scaling import _free_ports
 from mlx_rnn.launch import exit_status
 from tests.conftest import ROOT
 
@@ -92,22 +91,8 @@ def test_launcher_exit_status():
 
 # ----- launches ------------------------------------------------------------------------------
 def _free_port_pair() -> int:
-    """A port p with p and p + 1 free on 127.0.0.1 (mlx.launch's ring uses one port per rank)."""
-    for _ in range(200):
-        p = random.randint(20000, 60000)
-        socks = []
-        try:
-            for q in (p, p + 1):
-                s = socket.socket()
-                s.bind(("127.0.0.1", q))
-                socks.append(s)
-            return p
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free port pair")
+    """A port p with p and p + 1 free on 127.0.0.1 (one ring port per rank)."""
+    return _free_ports(2)
 
 
 def _mlx_launch(args, env=None, timeout=150):
