@@ -137,6 +137,10 @@ def read_config(path) -> dict:
         raise CheckpointError(f"{path}: checkpoint directory not found")
     cfg_path = path / "config.json"
     if not cfg_path.is_file():
+        tasks = [t for t in TASKS if (path / t / "config.json").is_file()]
+        if tasks:  # the root of a --task both run
+            raise CheckpointError(f"{path}: holds a two-task run; give one task's checkpoint: "
+                                  + " or ".join(str(path / t) for t in tasks))
         raise CheckpointError(f"{cfg_path}: file not found (not a checkpoint directory?)")
     try:
         config = json.loads(cfg_path.read_text(encoding="utf-8"))

@@ -545,6 +545,14 @@ def plan_run(framework: str, args) -> list[TaskPlan]:
     multi = len(tasks) > 1
     check_output_json(args.output_json)
     plans = []
+    if (args.zero_shot_lm or args.init_from_lm) and "classify" not in tasks:
+        raise ValueError(f"--{'zero-shot-lm' if args.zero_shot_lm else 'init-from-lm'} applies to the classifier: "
+                         "use --task classify or both")
+    if args.init_from_lm:
+        fixed = [f"--{k.replace('_', '-')}" for k in ("embed_dim", "hidden_size", "num_layers", "cell")
+                 if getattr(args, k, None) is not None]
+        if fixed:
+            raise ValueError(f"--init-from-lm takes the sizes from the LM checkpoint; drop {', '.join(fixed)}")
     if args.zero_shot_lm and ckpt.read_config(args.zero_shot_lm)["task"] != "lm":
         raise ckpt.CheckpointError(f"--zero-shot-lm {args.zero_shot_lm}: not a language-model checkpoint")
     if args.resume and not Path(args.resume).is_dir():
@@ -593,6 +601,9 @@ def plan_run(framework: str, args) -> list[TaskPlan]:
             if p.exists() and not p.is_dir():
                 raise ValueError(f"--save {args.save}: {p} exists and is not a directory")
         resuming_here = plan.resume_dir is not None and d.resolve() == plan.resume_dir.resolve()
+        if not multi and not resuming_here and any((d / t / "config.json").exists() for t in ("classify", "lm")):
+            raise ValueError(f"--save {args.save}: {d} holds the checkpoints of a two-task run; "
+                             "save somewhere else (or --resume one of its task directories)")
         if not resuming_here and (d / "config.json").exists():
             raise ValueError(f"--save {args.save}: {d} already holds a checkpoint; continue it with --resume {d}, "
                              "or save somewhere else")

@@ -7,6 +7,8 @@ rounding at a near-tie).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -20,8 +22,8 @@ def choose(log_probs: np.ndarray, temperature: float, top_k: int | None, rng: np
     Raises:
         ValueError: negative temperature or top_k.
     """
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0 (got {temperature})")
+    if not (math.isfinite(temperature) and temperature >= 0):
+        raise ValueError(f"--temperature must be a finite number >= 0 (got {temperature})")
     if top_k is not None and top_k < 0:
         raise ValueError(f"top_k must be >= 0 (got {top_k})")
     lp = np.asarray(log_probs, dtype=np.float64)

@@ -9,7 +9,8 @@ from mlx_rnn.transfer import heldout_windows, lm_init_weights, zero_shot_predict
 from mlx_rnn.vocab import TEXT8
 from tests.synthetic import fake_checkpoint, make_data_dir, run_script
 
-TINY = ["--epochs", "1", "--hidden-size", "16", "--embed-dim", "8", "--batch-size", "8", "--seq-len", "10", "--quiet"]
+RUN = ["--epochs", "1", "--batch-size", "8", "--seq-len", "10", "--quiet"]
+TINY = ["--hidden-size", "16", "--embed-dim", "8", *RUN]
 
 
 def test_heldout_windows_label_the_following_letter():
@@ -60,7 +61,7 @@ def test_transfer_modes_and_plot(tmp_path, script):
 
     out = tmp_path / "init.json"
     proc = run_script(script, "--task", "classify", "--data-dir", data, "--init-from-lm", lm,
-                      "--output-json", out, *TINY)
+                      "--output-json", out, *RUN)
     assert proc.returncode == 0, proc.stderr
     bundle = json.loads(out.read_text())["classify"]
     assert bundle["config"]["init_from_lm"] and bundle["config"]["hidden_size"] == 16
@@ -77,6 +78,11 @@ def test_transfer_modes_and_plot(tmp_path, script):
 
     bad = run_script(script, "--task", "classify", "--data-dir", data, "--zero-shot-lm", tmp_path / "nope", "--quiet")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    # sizes come from the LM: a conflicting size flag is refused, as is a transfer flag without the classifier
+    bad = run_script(script, "--task", "classify", "--data-dir", data, "--init-from-lm", lm, *TINY)
+    assert bad.returncode == 2 and "drop --embed-dim, --hidden-size" in bad.stderr
+    bad = run_script(script, "--task", "lm", "--data-dir", data, "--zero-shot-lm", lm, "--quiet")
+    assert bad.returncode == 2 and "applies to the classifier" in bad.stderr
 
 
 def test_evaluate_zero_shot(tmp_path):
@@ -90,3 +96,22 @@ def test_evaluate_zero_shot(tmp_path):
     assert b["total"] == 40 and b["config"]["task"] == "classify" and b["config"]["zero_shot_lm"]
     both = run_script("evaluate", "--zero-shot-lm", lm, "--checkpoint", lm)
     assert both.returncode == 2 and "one of" in both.stderr
+
+
+def test_two_task_root_is_named_and_not_overwritten(tmp_path):
+    root = tmp_path / "runs"
+    fake_checkpoint(root / "classify", "classify")
+    fake_checkpoint(root / "lm", "lm")
+    proc = run_script("sample", "--checkpoint", root)
+    assert proc.returncode == 2 and "two-task run" in proc.stderr and str(root / "lm") in proc.stderr
+    data = make_data_dir(tmp_path / "data")
+    proc = run_script("train_mlx", "--task", "classify", "--data-dir", data, "--save", root, *TINY)
+    assert proc.returncode == 2 and "two-task run" in proc.stderr
+    assert not (root / "config.json").exists()
+
+
+def test_sample_rejects_non_finite_temperature(tmp_path):
+    lm = fake_checkpoint(tmp_path / "lm", "lm")
+    for t in ("nan", "inf", "-1"):
+        proc = run_script("sample", "--checkpoint", lm, "--temperature", t, "--length", "5")
+        assert proc.returncode == 2 and "--temperature" in proc.stderr and "Traceback" not in proc.stderr
