@@ -40,7 +40,7 @@ def lm_streams(ids: np.ndarray, batch_size: int, seq_len: int, seed: int, epoch:
     """
     offset = int(epoch_rng(seed, epoch).integers(0, seq_len)) if random_offset else 0
     usable = len(ids) - offset
-    per_stream = (usable - 1) // batch_size // seq_len * seq_len
+    per_stream = (usable // batch_size - 1) // seq_len * seq_len  # B * (per_stream + 1) <= usable
     if per_stream < seq_len:
         raise ValueError(f"text of {len(ids)} characters is too short for batch size "
                          f"{batch_size} x sequence length {seq_len}")

@@ -19,7 +19,7 @@ TASK_DEFAULTS = {
                weight_decay=0.0, clip_norm=1.0, batch_size=16, seq_len=100, epochs=10,
                warmup_steps=0, lr_schedule="constant"),
 }
-COMMON_DEFAULTS = dict(seed=0, val_fraction=0.05, patience=0, save_every=1, cell="lstm")
+COMMON_DEFAULTS = dict(seed=0, val_fraction=0.05, patience=0, save_every=1, cell="lstm", vocab_kind="text8")
 DEVICES = {"mlx": ("auto", "gpu", "cpu"), "torch": ("auto", "mps", "cuda", "cpu")}
 #: Settings a resumed run may change; every other flag must match the checkpoint's config.
 RESUME_OVERRIDABLE = ("epochs", "patience", "save_every")
@@ -61,6 +61,9 @@ def build_parser(framework: str) -> argparse.ArgumentParser:
     p.add_argument("--embed-dim", type=int, help="embedding size E")
     p.add_argument("--hidden-size", type=int, help="LSTM hidden size H")
     p.add_argument("--num-layers", type=int, help="stacked LSTM layers")
+    p.add_argument("--vocab", dest="vocab_kind", choices=("text8", "corpus"),
+                   help="alphabet: text8 (a-z and space, default) or corpus (every symbol of the LM training text, "
+                        "capitals, punctuation and newlines included; stored in config.json)")
     p.add_argument("--cell", choices=("lstm", "gru"),
                    help="recurrent cell (default lstm); parameters keep PyTorch's names (lstm.* or gru.*)")
     p.add_argument("--dropout", type=float, help="dropout on embeddings, between layers and on the LSTM output")

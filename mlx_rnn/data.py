@@ -207,3 +207,18 @@ def load_examples(consonant_path, vowel_path, vocab: Indexer = TEXT8) -> Classif
     x = np.stack([vocab.encode(t) for t in texts]).astype(np.int32)
     y = np.array([0] * len(cons) + [1] * len(vows), dtype=np.int32)
     return ClassificationData(x, y, texts)
+
+
+def corpus_alphabet(path) -> str:
+    """The sorted set of symbols of a text file (``--vocab corpus``), read like :func:`read_text`
+    without an alphabet check: UTF-8 (BOM dropped), CRLF as LF, one trailing newline ignored.
+
+    Raises:
+        DataError: missing/empty file, a directory or non-UTF-8 bytes.
+    """
+    text = _read_utf8(path)
+    if text.endswith("\n"):
+        text = text[:-1]
+    if not text:
+        raise DataError(path, "file is empty")
+    return "".join(sorted(set(text)))

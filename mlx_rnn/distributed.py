@@ -331,7 +331,7 @@ def lm_layout(num_chars: int, batch_size: int, seq_len: int, seed: int, epoch: i
         ValueError: the text is too short for one chunk per stream (as ``lm_streams``).
     """
     offset = int(epoch_rng(seed, epoch).integers(0, seq_len)) if random_offset else 0
-    per_stream = (num_chars - offset - 1) // batch_size // seq_len * seq_len
+    per_stream = ((num_chars - offset) // batch_size - 1) // seq_len * seq_len  # as lm_streams
     if per_stream < seq_len:
         raise ValueError(f"text of {num_chars} characters is too short for batch size "
                          f"{batch_size} x sequence length {seq_len}")

@@ -50,15 +50,25 @@ def perplexity_figures(log_prob: float, num_chars: int) -> dict:
     }
 
 
-def check_sane(lm, vocab, tol: float = SANITY_TOLERANCE) -> bool:
+def sanity_strings(vocab, text: str = "") -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The exercise's (contexts, continuations), or, for an alphabet that cannot spell them
+    (``--vocab corpus``), pieces of ``text`` of the same lengths."""
+    wanted = "".join(SANITY_CONTEXTS + SANITY_CONTINUATIONS)
+    if all(ch in vocab for ch in wanted) or len(text) < 32:
+        return SANITY_CONTEXTS, SANITY_CONTINUATIONS
+    return (text[:1], text[:10], text[:20]), (text[20:21], text[20:24], text[20:30])
+
+
+def check_sane(lm, vocab, tol: float = SANITY_TOLERANCE, text: str = "") -> bool:
     """The exercise's consistency check.
 
     ``get_log_prob_sequence(s, ctx)`` must equal the sum over i of
     ``get_next_char_log_probs(ctx + s[:i])[index(s[i])]`` within ``tol`` (nats),
-    for the exercise's contexts and continuations.
+    for the exercise's contexts and continuations (see :func:`sanity_strings`).
     """
-    for ctx in SANITY_CONTEXTS:
-        for cont in SANITY_CONTINUATIONS:
+    contexts, continuations = sanity_strings(vocab, text)
+    for ctx in contexts:
+        for cont in continuations:
             seq = lm.get_log_prob_sequence(cont, ctx)
             stepwise = 0.0
             for i, ch in enumerate(cont):
@@ -68,9 +78,9 @@ def check_sane(lm, vocab, tol: float = SANITY_TOLERANCE) -> bool:
     return True
 
 
-def check_normalizes(lm, lo: float = NORMALIZE_RANGE[0], hi: float = NORMALIZE_RANGE[1]) -> bool:
+def check_normalizes(lm, lo: float = NORMALIZE_RANGE[0], hi: float = NORMALIZE_RANGE[1], text: str = "") -> bool:
     """True when the next-character probabilities sum to within [lo, hi] for every sanity context."""
-    for ctx in SANITY_CONTEXTS:
+    for ctx in sanity_strings(lm.vocab, text)[0] if hasattr(lm, "vocab") else SANITY_CONTEXTS:
         total = float(np.exp(lm.get_next_char_log_probs(ctx).astype(np.float64)).sum())
         if not lo <= total <= hi:
             return False
@@ -84,6 +94,6 @@ def lm_bundle(lm, vocab, text: str, context: str = " ") -> dict:
     ``perplexity`` and ``bits_per_char``.
     """
     log_prob = lm.get_log_prob_sequence(text, context)
-    out = {"sane": check_sane(lm, vocab), "normalizes": check_normalizes(lm)}
+    out = {"sane": check_sane(lm, vocab, text=text), "normalizes": check_normalizes(lm, text=text)}
     out.update(perplexity_figures(log_prob, len(text)))
     return out

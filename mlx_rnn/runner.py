@@ -26,7 +26,7 @@ from . import checkpoint as ckpt
 from . import corpus as corpus_mod
 from . import distributed
 from .config import RESUME_OVERRIDABLE, TASK_DEFAULTS, COMMON_DEFAULTS, build_parser, resolve_config, validate_config
-from .data import (CLASSIFY_FILES, LM_FILES, DataError, check_data_dir, data_dir_complete, load_examples,
+from .data import (corpus_alphabet, CLASSIFY_FILES, LM_FILES, DataError, check_data_dir, data_dir_complete, load_examples,
                    missing_data_message, read_text, resolve_data_dir)
 from .metrics import classification_bundle, lm_bundle, perplexity_figures
 from .transfer import HELDOUT_NOTE, heldout_windows, lm_init_weights, zero_shot_predict
@@ -622,6 +622,11 @@ def plan_run(framework: str, args) -> list[TaskPlan]:
             plan.data = corpus_mod.lm_data(cfg["corpus"], Indexer(cfg["vocab"]))
             where = Path(cfg["corpus"][1])
         else:
+            if cfg.get("vocab_kind") == "corpus" and plan.resume_dir is None:
+                if cfg["normalize"]:
+                    raise ValueError("--vocab corpus keeps every symbol of the text; it cannot be combined with --normalize")
+                cfg["vocab"] = corpus_alphabet(data_dir / LM_FILES["train"])  # stored in config.json
+                cfg["vocab_size"] = len(cfg["vocab"])
             plan.data = load_task_data(plan.task, data_dir, Indexer(cfg["vocab"]), cfg["val_fraction"], cfg["seed"],
                                        normalize=cfg["normalize"])
             where = data_dir / (CLASSIFY_FILES["train_consonant"] if plan.task == "classify" else LM_FILES["train"])

@@ -42,7 +42,7 @@ def data(task: str, global_batch: int, seq_len: int):
     if task == "classify":
         n = STEPS * global_batch - 3
         return (rng.integers(0, 27, size=(n, 20)).astype(np.int32), rng.integers(0, 2, size=n).astype(np.int32))
-    n = global_batch * (STEPS + 1) * seq_len + 1
+    n = global_batch * ((STEPS + 1) * seq_len + 1)
     return rng.integers(0, 27, size=n).astype(np.int32)
 
 

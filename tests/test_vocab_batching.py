@@ -77,3 +77,14 @@ def test_metrics():
     assert f["perplexity"] == pytest.approx(4.0)
     assert f["bits_per_char"] == pytest.approx(2.0)
     assert f["avg_log_prob"] == pytest.approx(-math.log(4))
+
+
+def test_lm_streams_fit_every_length():
+    """B streams of (per_stream + 1) characters never need more text than there is."""
+    for n in range(200, 1200, 7):
+        for b in (1, 3, 4, 16):
+            try:
+                s = lm_streams(np.arange(n, dtype=np.int32), batch_size=b, seq_len=10, seed=0, epoch=n)
+            except ValueError:
+                continue
+            assert s.shape[0] == b and (s.shape[1] - 1) % 10 == 0
