@@ -9,7 +9,7 @@ import pytest
 import mlx.core as mx
 
 from mlx_rnn.checkpoint import save_checkpoint
-from mlx_rnn.models import RNNLanguageModel, build_model
+from mlx_rnn.models import build_model
 from mlx_rnn.sampling import choose
 from mlx_rnn.vocab import TEXT8, TEXT8_SYMBOLS
 from tests.conftest import ROOT
