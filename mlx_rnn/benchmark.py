@@ -590,13 +590,9 @@ def write_plot(report: dict, path) -> None:
 
 # ----- entry point ---------------------------------------------------------------------------
 def _check_out_path(flag: str, path) -> None:
-    if not path:
-        return
-    p = Path(path)
-    if p.is_dir():
-        raise ValueError(f"{flag} {path}: is a directory")
-    if not p.parent.is_dir():
-        raise ValueError(f"{flag} {path}: directory {p.parent} does not exist")
+    from .runner import check_output_json
+
+    check_output_json(path, flag)
 
 
 def main(argv=None) -> int:

@@ -449,15 +449,16 @@ def print_result(result: dict, output_json: str | None) -> None:
 
 
 # ----- the command line ------------------------------------------------------------------
-def check_output_json(path) -> None:
-    """ValueError (one line) unless ``path`` can be written: its directory must exist."""
+def check_output_json(path, flag: str = "--output-json") -> None:
+    """ValueError (one line) unless output file ``path`` (given with ``flag``) can be written:
+    it is not a directory and its directory exists."""
     if not path:
         return
     p = Path(path)
     if p.is_dir():
-        raise ValueError(f"--output-json {path}: is a directory")
+        raise ValueError(f"{flag} {path}: is a directory")
     if not p.parent.is_dir():
-        raise ValueError(f"--output-json {path}: directory {p.parent} does not exist")
+        raise ValueError(f"{flag} {path}: directory {p.parent} does not exist")
 
 
 @dataclass

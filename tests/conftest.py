@@ -34,3 +34,13 @@ def data_dir() -> Path:
             pytest.fail(msg + " (CI=true: the data must be present)")
         pytest.skip(msg)
     return d
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models: one intra-op thread is fastest and avoids OpenMP spinning on a busy machine."""
+    torch = pytest.importorskip("torch")
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

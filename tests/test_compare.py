@@ -32,12 +32,7 @@ WORDS = ("the of and one in a to zero nine two is as eight for five three was by
          "with on are it from or his an be this which at he also not have were has but first new").split()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_text(n: int, seed: int) -> str:

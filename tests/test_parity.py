@@ -50,13 +50,7 @@ PARAM_TOL = 1e-4
 TASKS = ("classify", "lm")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models: one intra-op thread is fastest and avoids OpenMP spinning on a busy machine."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ----- devices --------------------------------------------------------------------------
