@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .vocab import VOWELS
+
 
 def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
     """The data-order generator of one epoch: a pure function of (seed, epoch)."""
@@ -22,6 +24,26 @@ def classify_batches(num_examples: int, batch_size: int, seed: int, epoch: int) 
     """
     order = epoch_rng(seed, epoch).permutation(num_examples)
     return [order[i:i + batch_size] for i in range(0, num_examples, batch_size)]
+
+
+def prefix_labels(x: np.ndarray, symbols: str) -> np.ndarray:
+    """Vowel labels of the characters inside classification windows, for the prefix loss.
+
+    Every prefix ``x[:, :t+1]`` of a window is followed by the known character ``x[:, t+1]``,
+    so each window also labels its T-1 prefixes (the same labels the exercise gives the
+    whole window: vowel a/e/i/o/u = 1, other letter = 0). Uses nothing but the window itself.
+
+    Args:
+        x: int array (N, T) of symbol indices into ``symbols``.
+        symbols: the vocabulary's symbols in index order.
+
+    Returns:
+        float32 array (N, T-1): 1.0 vowel, 0.0 consonant, -1.0 for a non-letter (space,
+        punctuation), which the loss ignores.
+    """
+    table = np.array([1.0 if ch.lower() in VOWELS else 0.0 if ch.isalpha() else -1.0 for ch in symbols],
+                     dtype=np.float32)
+    return table[np.asarray(x)[:, 1:]]
 
 
 def lm_streams(ids: np.ndarray, batch_size: int, seq_len: int, seed: int, epoch: int,

@@ -12,9 +12,9 @@ import math
 from .vocab import TEXT8_SYMBOLS
 
 TASK_DEFAULTS = {
-    "classify": dict(embed_dim=32, hidden_size=128, num_layers=1, dropout=0.0, lr=3e-3,
-                     weight_decay=0.0, clip_norm=1.0, batch_size=64, seq_len=20, epochs=10,
-                     warmup_steps=0, lr_schedule="constant"),
+    "classify": dict(embed_dim=32, hidden_size=128, num_layers=1, dropout=0.2, lr=3e-3,
+                     weight_decay=0.1, clip_norm=1.0, batch_size=64, seq_len=20, epochs=20,
+                     warmup_steps=0, lr_schedule="cosine", prefix_weight=1.0),
     "lm": dict(embed_dim=64, hidden_size=256, num_layers=1, dropout=0.0, lr=3e-3,
                weight_decay=0.0, clip_norm=1.0, batch_size=16, seq_len=100, epochs=10,
                warmup_steps=0, lr_schedule="constant"),
@@ -73,6 +73,10 @@ def build_parser(framework: str) -> argparse.ArgumentParser:
     p.add_argument("--warmup-steps", type=int, help="linear learning-rate warm-up steps")
     p.add_argument("--lr-schedule", choices=("constant", "cosine"), help="learning-rate schedule after warm-up")
     p.add_argument("--seq-len", type=int, help="LM: truncated-BPTT chunk length in characters")
+    p.add_argument("--prefix-weight", type=float, metavar="W",
+                   help="classify: weight of the prefix loss, which also trains on the vowel/consonant label "
+                        "of every character inside each training window (prefix t predicts character t+1; "
+                        "spaces skipped; only the train examples are used); 0 = the final label only")
     p.add_argument("--seed", type=int, help="random seed for initialisation, dropout and data order (default 0)")
     p.add_argument("--val-fraction", type=float,
                    help="share of the training data held out for model selection (default 0.05; "
@@ -147,6 +151,8 @@ def validate_config(cfg: dict) -> None:
     for key in ("embed_dim", "hidden_size", "num_layers", "batch_size", "seq_len", "epochs", "save_every"):
         if number(key, integer=True) < 1:
             raise ValueError(f"{flag(key)} must be at least 1 (got {cfg[key]})")
+    if "prefix_weight" in cfg and number("prefix_weight") < 0:
+        raise ValueError(f"--prefix-weight must not be negative (got {cfg['prefix_weight']})")
     if not 0.0 <= number("dropout") < 1.0:
         raise ValueError(f"--dropout must be in [0, 1) (got {cfg['dropout']})")
     if not number("lr") > 0:

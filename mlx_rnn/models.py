@@ -79,10 +79,32 @@ class RNNClassifierModel(_Base):
         out, _ = self.recurrent(self.dropout(self.embedding(x)))
         return self.output(self.dropout(out[:, -1, :])).squeeze(-1)
 
-    def loss(self, x: mx.array, y: mx.array) -> mx.array:
-        """Mean binary cross-entropy with logits (nats); y int (B,) of 0/1."""
-        return nn.losses.binary_cross_entropy(self(x), y.astype(mx.float32), with_logits=True,
-                                              reduction="mean")
+    def prefix_logits(self, x: mx.array) -> mx.array:
+        """float32 (B, T) logits after every prefix: column t classifies x[:, :t+1].
+
+        The last column equals ``model(x)`` (in eval mode; dropout masks differ in training).
+        """
+        out, _ = self.recurrent(self.dropout(self.embedding(x)))
+        return self.output(self.dropout(out)).squeeze(-1)
+
+    def loss(self, x: mx.array, y: mx.array, prefix_y: mx.array | None = None,
+             prefix_weight: float = 0.0) -> mx.array:
+        """Mean binary cross-entropy with logits (nats) per example; y int (B,) of 0/1.
+
+        With ``prefix_y`` float32 (B, T-1) (from :func:`mlx_rnn.batching.prefix_labels`: 1 vowel,
+        0 consonant, -1 ignored) and ``prefix_weight`` w > 0, adds w times the prefix loss:
+        sum over t of BCE(logit after x[:, :t+1], prefix_y[:, t]) over labelled positions,
+        divided by B * (T-1), so the total stays a mean over examples.
+        """
+        y = y.astype(mx.float32)
+        if prefix_y is None or prefix_weight == 0:
+            return nn.losses.binary_cross_entropy(self(x), y, with_logits=True, reduction="mean")
+        logits = self.prefix_logits(x)
+        final = nn.losses.binary_cross_entropy(logits[:, -1], y, with_logits=True, reduction="mean")
+        known = prefix_y >= 0
+        per_pos = nn.losses.binary_cross_entropy(logits[:, :-1], mx.maximum(prefix_y, 0.0), with_logits=True,
+                                                 reduction="none")
+        return final + prefix_weight * mx.where(known, per_pos, 0.0).sum() / per_pos.size
 
 
 class LMRNNModel(_Base):

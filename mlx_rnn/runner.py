@@ -508,6 +508,8 @@ def _resume_config(args, task: str, resume_dir: Path, pending: Path | None) -> d
         cfg, where = ckpt.read_config(resume_dir), resume_dir / "config.json"
     if cfg["task"] != task:
         raise ckpt.CheckpointError(f"{resume_dir}: checkpoint is for task {cfg['task']!r}, not {task!r}")
+    if task == "classify":
+        cfg.setdefault("prefix_weight", 0.0)  # written before the prefix loss existed: trained without it
     keys = set(TASK_DEFAULTS[task]) | set(COMMON_DEFAULTS)
     missing = sorted(k for k in keys if k not in cfg)
     if missing:
@@ -805,3 +807,10 @@ def main_mlx() -> int:
 def main_torch() -> int:
     """Console entry point ``mlx-rnn-train-torch`` (same as ``python scripts/train_torch.py``)."""
     return main("torch")
+
+
+if __name__ == "__main__":  # python -m mlx_rnn.runner {mlx,torch} [flags] (used by scripts/seeds.py)
+    if len(sys.argv) < 2 or sys.argv[1] not in ("mlx", "torch"):
+        print("usage: python -m mlx_rnn.runner {mlx,torch} [trainer flags]", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(main(sys.argv[1], sys.argv[2:]))

@@ -21,7 +21,7 @@ import mlx.optimizers as optim
 from mlx.utils import tree_flatten, tree_unflatten
 
 from . import distributed, parallel
-from .batching import classify_batches, lm_chunk, lm_num_chunks, lm_streams  # noqa: F401
+from .batching import classify_batches, lm_chunk, lm_num_chunks, lm_streams, prefix_labels  # noqa: F401
 from .models import build_model, wrap
 from .schedule import lr_at
 
@@ -87,6 +87,8 @@ class Trainer:
                                      weight_decay=config["weight_decay"], bias_correction=True)
         self.optimizer.init(self.model.trainable_parameters())
         self.train_data = train
+        # classify: the vowel label after every prefix of each window (the prefix loss; batching.prefix_labels)
+        self.prefix_y = prefix_labels(train[0], config["vocab"]) if self.task == "classify" else None
         self.global_step = 0
         self.carry = None  # LM hidden state carried between chunks (stateful truncated BPTT)
         self.steps_per_epoch = self._steps_per_epoch()
@@ -104,11 +106,16 @@ class Trainer:
             optimizer.update(model, grads)
 
         if self.task == "classify":
-            loss_and_grad = nn.value_and_grad(model, model.loss)
+            prefix_weight = float(self.config.get("prefix_weight", 0.0))
+
+            def classify_loss(x, y, prefix_y):
+                return model.loss(x, y, prefix_y, prefix_weight)
+
+            loss_and_grad = nn.value_and_grad(model, classify_loss)
 
             @partial(mx.compile, inputs=state, outputs=state)
-            def step(x, y, *weight):
-                loss, grads = loss_and_grad(x, y)
+            def step(x, y, prefix_y, *weight):
+                loss, grads = loss_and_grad(x, y, prefix_y)
                 loss, grads = reduce(loss, grads, *weight)
                 apply(grads)
                 return loss
@@ -175,7 +182,8 @@ class Trainer:
                 lr_at(self.global_step, cfg["lr"], self.total_steps(), cfg["warmup_steps"], cfg["lr_schedule"]))
             if self.task == "classify":
                 idx, weight = batches[k]
-                loss = self._step(mx.array(x_all[idx]), mx.array(y_all[idx]), *parallel.weight_args(self.dist, weight))
+                loss = self._step(mx.array(x_all[idx]), mx.array(y_all[idx]), mx.array(self.prefix_y[idx]),
+                                  *parallel.weight_args(self.dist, weight))
             else:
                 xb, yb = lm_chunk(streams, k, cfg["seq_len"])
                 loss, self.carry = self._step(mx.array(xb), mx.array(yb), self.carry,

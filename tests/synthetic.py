@@ -20,7 +20,8 @@ from mlx_rnn.data import CLASSIFY_FILES, LM_FILES
 from mlx_rnn.vocab import VOWELS
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = {name: ROOT / "scripts" / f"{name}.py" for name in ("train_mlx", "train_torch", "evaluate", "sample")}
+SCRIPTS = {name: ROOT / "scripts" / f"{name}.py"
+           for name in ("train_mlx", "train_torch", "evaluate", "sample", "seeds")}
 TRAINERS = ("train_mlx", "train_torch")
 FRAMEWORK = {"train_mlx": "mlx", "train_torch": "torch"}
 #: flags that make any training run tiny and quick

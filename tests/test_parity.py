@@ -391,6 +391,50 @@ def test_gradients(task, num_layers, with_state, devices):
             assert max_abs_diff(a, b) <= GRAD_REL_TOL * scale, f"d loss / d {what}"
 
 
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_prefix_loss_and_gradients(num_layers, devices):
+    """The classifier's prefix loss (batching.prefix_labels, weight 0.7): the loss equals a numpy
+    computation from prefix_logits, prefix_logits' last column is model(x), and loss and
+    gradients agree across frameworks (same bars as test_gradients)."""
+    from mlx_rnn.batching import prefix_labels
+
+    cfg = make_config("classify", num_layers)
+    m = mlx_model(cfg, seed=31)
+    t = torch_twin(m.weights(), cfg, devices.torch)
+    B, T, w = 6, cfg["seq_len"], 0.7
+    x = rand_ids((B, T), seed=32)
+    x[:, 5] = TEXT8.encode(" ")[0]  # some ignored (space) positions for sure
+    y = rand_ids((B,), seed=33) % 2
+    py = prefix_labels(x, TEXT8_SYMBOLS)
+    assert set(np.unique(py)) == {-1.0, 0.0, 1.0}
+    m.eval()
+    pl = np.array(m.prefix_logits(mx.array(x)))
+    assert pl.shape == (B, T)
+    np.testing.assert_allclose(pl[:, -1], np.array(m(mx.array(x))), atol=1e-6)
+
+    def bce(z, target):
+        return np.maximum(z, 0) - z * target + np.log1p(np.exp(-np.abs(z)))
+
+    known = py >= 0
+    expect = bce(pl[:, -1], y).mean() + w * np.where(known, bce(pl[:, :-1], np.maximum(py, 0)), 0).sum() / py.size
+    loss_m, grads = mnn.value_and_grad(m, lambda a, b, c: m.loss(a, b, c, w))(mx.array(x), mx.array(y), mx.array(py))
+    assert abs(loss_m.item() - expect) <= 1e-5
+    gm = dict(_flatten(grads))
+    t.eval()
+    t.zero_grad(set_to_none=True)
+    loss_t = t.loss(to_torch(x, devices.torch, True), to_torch(y, devices.torch, True), to_torch(py, devices.torch), w)
+    loss_t.backward()
+    assert abs(loss_m.item() - loss_t.item()) <= 1e-5 * max(1.0, abs(loss_t.item()))
+    for name, p in t.named_parameters():
+        g = p.grad.cpu().numpy()
+        scale = float(np.max(np.abs(g)))
+        assert scale > 0, f"{name}: zero gradient in torch (test too weak)"
+        assert max_abs_diff(gm[name], g) <= GRAD_REL_TOL * scale, name
+    # the prefix term matters: weight 0 gives the plain final-label loss
+    plain = m.loss(mx.array(x), mx.array(y), mx.array(py), 0.0).item()
+    assert abs(plain - bce(pl[:, -1], y).mean()) <= 1e-5 and abs(plain - loss_m.item()) > 1e-3
+
+
 # ----- training: 20 SGD steps (plain loops) -----------------------------------------------------
 @pytest.mark.parametrize("task", TASKS)
 def test_sgd_20_steps(task, devices):
@@ -448,11 +492,16 @@ def test_sgd_20_steps(task, devices):
 
 
 # ----- training: the real Trainers (AdamW with bias correction, clipping, schedule) ------------
-@pytest.mark.parametrize("task", TASKS)
-def test_adam_trainer_20_steps(task, devices):
+@pytest.mark.parametrize("task,prefix_weight", [("classify", 1.0), ("classify", 0.0), ("lm", None)],
+                         ids=["classify", "classify_no_prefix_loss", "lm"])
+def test_adam_trainer_20_steps(task, prefix_weight, devices):
     """mlx_rnn.train.Trainer vs torch_ref.train.Trainer from the same weights over one 20-step epoch
-    (shared batching plan, Adam, clipping at 1.0): every parameter within 1e-4, same epoch loss."""
+    (shared batching plan, Adam, clipping at 1.0; the classifier with and without the prefix loss):
+    every parameter within 1e-4, same epoch loss."""
     cfg = make_config(task, 1)
+    if prefix_weight is not None:
+        assert "prefix_weight" in cfg  # a classify default
+        cfg["prefix_weight"] = prefix_weight
     data = synthetic_train(task, cfg, steps=20)
     tm_ = mt.Trainer(cfg, data)
     tt_ = tt.Trainer(cfg, data)

@@ -88,3 +88,16 @@ def test_lm_streams_fit_every_length():
             except ValueError:
                 continue
             assert s.shape[0] == b and (s.shape[1] - 1) % 10 == 0
+
+
+def test_prefix_labels():
+    from mlx_rnn.batching import prefix_labels
+    from mlx_rnn.vocab import TEXT8, TEXT8_SYMBOLS
+
+    x = np.stack([TEXT8.encode("the cat"), TEXT8.encode("aeiou b")])
+    py = prefix_labels(x, TEXT8_SYMBOLS)
+    assert py.dtype == np.float32 and py.shape == (2, 6)
+    # "the cat": labels of h e ' ' c a t ; "aeiou b": e i o u ' ' b
+    assert py.tolist() == [[0, 1, -1, 0, 1, 0], [1, 1, 1, 1, -1, 0]]
+    # capitals and punctuation of a corpus alphabet: letters by case-folding, the rest ignored
+    assert prefix_labels(np.array([[0, 1, 2, 3]]), "xE.b").tolist() == [[1, -1, 0]]

@@ -72,9 +72,21 @@ class RNNClassifierModel(_Base):
         out, _ = self.recurrent(self.dropout(self.embedding(x)))
         return self.output(self.dropout(out[:, -1, :])).squeeze(-1)
 
-    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Mean binary cross-entropy with logits (nats); y (B,) of 0/1."""
-        return F.binary_cross_entropy_with_logits(self(x), y.float())
+    def prefix_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """float32 (B, T) logits after every prefix; see :meth:`mlx_rnn.models.RNNClassifierModel.prefix_logits`."""
+        out, _ = self.recurrent(self.dropout(self.embedding(x)))
+        return self.output(self.dropout(out)).squeeze(-1)
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor, prefix_y: torch.Tensor | None = None,
+             prefix_weight: float = 0.0) -> torch.Tensor:
+        """Mean binary cross-entropy with logits (nats); y (B,) of 0/1; ``prefix_y`` (B, T-1) of
+        1/0/-1 adds ``prefix_weight`` x the prefix loss, as :meth:`mlx_rnn.models.RNNClassifierModel.loss`."""
+        if prefix_y is None or prefix_weight == 0:
+            return F.binary_cross_entropy_with_logits(self(x), y.float())
+        logits = self.prefix_logits(x)
+        final = F.binary_cross_entropy_with_logits(logits[:, -1], y.float())
+        per_pos = F.binary_cross_entropy_with_logits(logits[:, :-1], prefix_y.clamp(min=0.0), reduction="none")
+        return final + prefix_weight * torch.where(prefix_y >= 0, per_pos, 0.0).sum() / per_pos.numel()
 
 
 class LMRNNModel(_Base):

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from mlx_rnn import distributed
-from mlx_rnn.batching import classify_batches, lm_chunk, lm_num_chunks, lm_streams  # noqa: F401
+from mlx_rnn.batching import classify_batches, lm_chunk, lm_num_chunks, lm_streams, prefix_labels  # noqa: F401
 from mlx_rnn.schedule import lr_at
 
 from . import parallel
@@ -95,15 +95,17 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config["lr"], betas=(0.9, 0.999),
                                            eps=1e-8, weight_decay=config["weight_decay"])
         self.train_data = train
+        # classify: the vowel label after every prefix of each window (the prefix loss; batching.prefix_labels)
+        self.prefix_y = prefix_labels(train[0], config["vocab"]) if self.task == "classify" else None
         self.global_step = 0
         self.carry = None
         self.steps_per_epoch = self._steps_per_epoch()
 
-    def _step(self, x, y, carry=None, weight=1.0):
+    def _step(self, x, y, carry=None, weight=1.0, prefix_y=None):
         clip = self.config["clip_norm"]
         self.optimizer.zero_grad(set_to_none=True)
         if self.task == "classify":
-            loss = self._loss_fn(x, y)
+            loss = self._loss_fn(x, y, prefix_y, float(self.config.get("prefix_weight", 0.0)))
         else:
             loss, carry = self._loss_fn(x, y, carry)
         parallel.backward(loss, weight, self.dist)  # distributed: DDP reduces sum_r weight_r * grad_r
@@ -135,6 +137,7 @@ class Trainer:
         if self.task == "classify":
             x_all = torch.from_numpy(self.train_data[0].astype(np.int64)).to(_DEVICE)
             y_all = torch.from_numpy(self.train_data[1].astype(np.int64)).to(_DEVICE)
+            prefix_all = torch.from_numpy(self.prefix_y).to(_DEVICE)
             # this rank's share of the shared plan: [(indices, gradient weight)]
             batches = distributed.classify_plan(len(self.train_data[1]), cfg["batch_size"], cfg["seed"], epoch,
                                                 self.dist.rank, self.dist.world_size)
@@ -160,7 +163,7 @@ class Trainer:
             if self.task == "classify":
                 idx, weight = batches[k]
                 idx = torch.from_numpy(idx).to(_DEVICE)
-                loss, _ = self._step(x_all[idx], y_all[idx], weight=weight)
+                loss, _ = self._step(x_all[idx], y_all[idx], weight=weight, prefix_y=prefix_all[idx])
             else:
                 xb, yb = lm_chunk(streams, k, cfg["seq_len"])
                 loss, self.carry = self._step(xb, yb, self.carry, weight=1.0 / self.dist.world_size)
