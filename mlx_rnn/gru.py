@@ -28,14 +28,18 @@ class GRU(nn.Module):
     Args:
         input_size: E. hidden_size: H. num_layers: stacked layers.
         dropout: on the outputs of every layer but the last, in training only.
+        weight_drop: DropConnect on ``weight_hh_l*`` in training, as :class:`mlx_rnn.lstm.LSTM`.
     """
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0):
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0,
+                 weight_drop: float = 0.0):
         super().__init__()
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.dropout_p = dropout
+        self.weight_drop = weight_drop
         init_recurrent_parameters(self, input_size, hidden_size, num_layers, gates=3)
         self.inter_dropout = nn.Dropout(dropout)
+        self.weight_dropout = nn.Dropout(weight_drop)
 
     def __call__(self, x: mx.array, state=None):
         """Run the GRU.
@@ -52,6 +56,8 @@ class GRU(nn.Module):
         for layer in range(self.num_layers):
             w_ih = getattr(self, f"weight_ih_l{layer}")
             w_hh = getattr(self, f"weight_hh_l{layer}")
+            if self.weight_drop > 0:
+                w_hh = self.weight_dropout(w_hh)  # identity in eval mode
             b_hh = getattr(self, f"bias_hh_l{layer}")
             xw = mx.addmm(getattr(self, f"bias_ih_l{layer}"), x.reshape(-1, x.shape[-1]), w_ih.T)
             xw = xw.reshape(B, -1, 3 * H)

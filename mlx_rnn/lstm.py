@@ -56,18 +56,25 @@ class LSTM(nn.Module):
         num_layers: stacked layers; layer k > 0 takes layer k-1's hidden states.
         dropout: dropout probability on the outputs of every layer but the last
             (as ``torch.nn.LSTM``), applied only in training mode.
+        weight_drop: DropConnect probability on the recurrent weights ``weight_hh_l*``
+            in training mode: one mask per call, shared by every time step and sequence
+            (the weight-dropped LSTM of Merity et al. 2018, "Regularizing and Optimizing
+            LSTM Language Models"); kept weights are scaled by 1 / (1 - weight_drop).
 
     Parameters are drawn from U(-1/sqrt(H), 1/sqrt(H)) like PyTorch.
     """
 
     CHUNK = 128  # longest sequence handed to the unrolled recurrence at once
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0):
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0,
+                 weight_drop: float = 0.0):
         super().__init__()
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.dropout_p = dropout
+        self.weight_drop = weight_drop
         init_recurrent_parameters(self, input_size, hidden_size, num_layers, gates=4)
         self.inter_dropout = nn.Dropout(dropout)
+        self.weight_dropout = nn.Dropout(weight_drop)
         # The recurrence: the fast custom-VJP op, or (MLX_RNN_LSTM_IMPL=reference, for
         # before/after measurements) the plain per-step loop differentiated by MLX.
         self._impl = _recurrence_impl()
@@ -95,6 +102,8 @@ class LSTM(nn.Module):
         for layer in range(self.num_layers):
             w_ih = getattr(self, f"weight_ih_l{layer}")
             w_hh = getattr(self, f"weight_hh_l{layer}")
+            if self.weight_drop > 0:
+                w_hh = self.weight_dropout(w_hh)  # identity in eval mode
             bias = getattr(self, f"bias_ih_l{layer}") + getattr(self, f"bias_hh_l{layer}")
             # Input projection for all time steps in one matmul: (B, T, 4H).
             xw = mx.addmm(bias, x.reshape(-1, x.shape[-1]), w_ih.T).reshape(B, -1, 4 * H)

@@ -34,7 +34,7 @@ def _check_text(vocab: Indexer, text: str, what: str) -> None:
 
 class _Base(nn.Module):
     def __init__(self, vocab_size: int, embed_dim: int, hidden_size: int, num_layers: int,
-                 dropout: float, out_features: int, cell: str = "lstm"):
+                 dropout: float, out_features: int, cell: str = "lstm", weight_drop: float = 0.0):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embed_dim)
         # PyTorch's nn.Embedding draws N(0, 1); MLX's default is N(0, 1/E). Match PyTorch.
@@ -43,9 +43,9 @@ class _Base(nn.Module):
             raise ValueError(f"unknown cell {cell!r} (lstm or gru)")
         self.cell = cell  # the recurrent module is self.lstm or self.gru (PyTorch's names)
         if cell == "lstm":
-            self.lstm = LSTM(embed_dim, hidden_size, num_layers, dropout)
+            self.lstm = LSTM(embed_dim, hidden_size, num_layers, dropout, weight_drop)
         else:
-            self.gru = GRU(embed_dim, hidden_size, num_layers, dropout)
+            self.gru = GRU(embed_dim, hidden_size, num_layers, dropout, weight_drop)
         self.output = nn.Linear(hidden_size, out_features)
         self.dropout = nn.Dropout(dropout)
 
@@ -72,8 +72,8 @@ class RNNClassifierModel(_Base):
     """
 
     def __init__(self, vocab_size: int, embed_dim: int, hidden_size: int, num_layers: int = 1,
-                 dropout: float = 0.0, cell: str = "lstm"):
-        super().__init__(vocab_size, embed_dim, hidden_size, num_layers, dropout, 1, cell)
+                 dropout: float = 0.0, cell: str = "lstm", weight_drop: float = 0.0):
+        super().__init__(vocab_size, embed_dim, hidden_size, num_layers, dropout, 1, cell, weight_drop)
 
     def __call__(self, x: mx.array) -> mx.array:
         out, _ = self.recurrent(self.dropout(self.embedding(x)))
@@ -115,8 +115,8 @@ class LMRNNModel(_Base):
     """
 
     def __init__(self, vocab_size: int, embed_dim: int, hidden_size: int, num_layers: int = 1,
-                 dropout: float = 0.0, cell: str = "lstm"):
-        super().__init__(vocab_size, embed_dim, hidden_size, num_layers, dropout, vocab_size, cell)
+                 dropout: float = 0.0, cell: str = "lstm", weight_drop: float = 0.0):
+        super().__init__(vocab_size, embed_dim, hidden_size, num_layers, dropout, vocab_size, cell, weight_drop)
 
     def __call__(self, x: mx.array, state=None):
         out, state = self.recurrent(self.dropout(self.embedding(x)), state)
@@ -228,10 +228,12 @@ class RNNLanguageModel:
 
 
 def build_model(config: dict):
-    """A fresh model for ``config`` (task, vocab_size, embed_dim, hidden_size, num_layers, dropout)."""
+    """A fresh model for ``config`` (task, vocab_size, embed_dim, hidden_size, num_layers, dropout,
+    cell, weight_drop)."""
     cls = RNNClassifierModel if config["task"] == "classify" else LMRNNModel
     return cls(config["vocab_size"], config["embed_dim"], config["hidden_size"],
-               config["num_layers"], config.get("dropout", 0.0), config.get("cell", "lstm"))
+               config["num_layers"], config.get("dropout", 0.0), config.get("cell", "lstm"),
+               config.get("weight_drop", 0.0))
 
 
 def wrap(model, config: dict):

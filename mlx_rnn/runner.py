@@ -109,8 +109,36 @@ def load_task_data(task: str, data_dir: Path, vocab: Indexer, val_fraction: floa
         raise DataError(data_dir / LM_FILES["train"], f"text of {len(text)} characters is too short to train on")
     if len(dev) < 1:
         raise DataError(data_dir / LM_FILES["dev"], "no text to evaluate")
+    train_text, val = split_validation_blocks(text, val_fraction)
+    return {"train": vocab.encode(train_text), "val": val, "dev": dev}
+
+
+#: LM validation: at most this many blocks, each at least VAL_BLOCK_MIN characters.
+VAL_BLOCKS, VAL_BLOCK_MIN = 10, 100
+
+
+def split_validation_blocks(text: str, val_fraction: float) -> tuple[str, list[str]]:
+    """Carve the LM validation text out of the training text, as evenly spaced blocks.
+
+    The text is cut into k equal segments (k = VAL_BLOCKS, fewer for a short text so that a
+    block has at least VAL_BLOCK_MIN characters) and the last ``len(text) * val_fraction / k``
+    characters of each segment are held out. Spread over the whole text, the blocks estimate
+    the loss on typical text; one contiguous tail would be a single article (the last 5 % of
+    text8-100k is one about Abu Dhabi's postal history, mostly spelled-out numbers).
+
+    Returns:
+        (training text with the blocks removed, list of k validation blocks); for a text too
+        short for blocks of VAL_BLOCK_MIN characters, one block: the last share of the text.
+    """
     n_val = max(2, int(round(len(text) * val_fraction)))
-    return {"train": vocab.encode(text[:-n_val]), "val": text[-n_val:], "dev": dev}
+    k = max(1, min(VAL_BLOCKS, n_val // VAL_BLOCK_MIN))
+    block, seg = n_val // k, len(text) // k
+    train, val = [], []
+    for i in range(k):
+        start, end = i * seg, (i + 1) * seg if i < k - 1 else len(text)
+        train.append(text[start:end - block])
+        val.append(text[end - block:end])
+    return "".join(train), val
 
 
 def steps_per_epoch(cfg: dict, train) -> int:
@@ -171,8 +199,9 @@ def validation_loss(task: str, wrapper, val) -> float:
         return bce_from_logits(wrapper.logits(texts), labels)
     if isinstance(val, corpus_mod.CorpusSplit):  # --corpus: batched streams over the validation split
         return -corpus_mod.split_figures(wrapper, val)["avg_log_prob"]
-    text = val
-    return -wrapper.get_log_prob_sequence(text[1:], text[0]) / (len(text) - 1)
+    blocks = [val] if isinstance(val, str) else val  # LM: validation blocks, each scored from its first char
+    total = sum(wrapper.get_log_prob_sequence(b[1:], b[0]) for b in blocks)
+    return -total / sum(len(b) - 1 for b in blocks)
 
 
 def dev_summary(task: str, wrapper, dev) -> tuple[dict, str]:
@@ -508,8 +537,10 @@ def _resume_config(args, task: str, resume_dir: Path, pending: Path | None) -> d
         cfg, where = ckpt.read_config(resume_dir), resume_dir / "config.json"
     if cfg["task"] != task:
         raise ckpt.CheckpointError(f"{resume_dir}: checkpoint is for task {cfg['task']!r}, not {task!r}")
+    # settings added later: a checkpoint written before them was trained without them
+    cfg.setdefault("weight_drop", 0.0)
     if task == "classify":
-        cfg.setdefault("prefix_weight", 0.0)  # written before the prefix loss existed: trained without it
+        cfg.setdefault("prefix_weight", 0.0)
     keys = set(TASK_DEFAULTS[task]) | set(COMMON_DEFAULTS)
     missing = sorted(k for k in keys if k not in cfg)
     if missing:

@@ -384,7 +384,7 @@ CKPT_CASES = {
     "format-version": (_edit_config(format_version=99), r"/config.json: unsupported format_version 99"),
     "sizes": (_edit_config(hidden_size=32), r"/model.safetensors: lstm.weight_ih_l0 has shape \(64, 8\), "
                                             r"config.json implies \(128, 8\)"),
-    "layers": (_edit_config(num_layers=2), r"/model.safetensors: does not match config.json \(missing \["),
+    "layers": (_edit_config(num_layers=3), r"/model.safetensors: does not match config.json \(missing \["),
     "vocab-size": (_edit_config(vocab_size=28), r"/config.json: vocab has 27 symbols but vocab_size is 28"),
     "vocab-type": (_edit_config(vocab=27), r"/config.json: 'vocab' must be a non-empty string"),
     "vocab-repeated": (_edit_config(vocab="abcdefghijklmnopqrstuvwxyza"), r"/config.json: 'vocab' must be"),
@@ -476,7 +476,7 @@ RESUME_CASES.update({
     # the resumable weights are checked first
     "sizes": (_edit_config(hidden_size=32), r"/resume/model.safetensors: lstm.weight_ih_l0 has shape \(64, 8\), "
                                             r"config.json implies \(128, 8\)"),
-    "layers": (_edit_config(num_layers=2), r"/resume/model.safetensors: does not match config.json \(missing \["),
+    "layers": (_edit_config(num_layers=3), r"/resume/model.safetensors: does not match config.json \(missing \["),
     "resume-weights-swapped": (_swap_resume_weights, r"/resume/model.safetensors: does not match trainer_state.json"),
 })
 del RESUME_CASES["unknown-task"]  # covered by wrong-task (and by evaluate)

@@ -65,7 +65,10 @@ def _setup(framework: str, task: str, data_dir: Path, epochs: int = 2):
 
     fw = runner.framework_module(framework)
     fw.select_device("cpu")
-    args = SimpleNamespace(epochs=epochs, hidden_size=16, embed_dim=8, dropout=0.3, batch_size=8, seq_len=10, seed=7)
+    # constant learning rate: the "between" case extends a 1-epoch run to 2, and a cosine schedule
+    # depends on the total number of epochs
+    args = SimpleNamespace(epochs=epochs, hidden_size=16, embed_dim=8, dropout=0.3, batch_size=8, seq_len=10, seed=7,
+                           lr_schedule="constant")
     cfg = resolve_config(args, task)
     cfg.update(device="cpu", normalize=False)
     d = runner.load_task_data(task, data_dir, Indexer(cfg["vocab"]), cfg["val_fraction"], cfg["seed"])

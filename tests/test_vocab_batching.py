@@ -101,3 +101,21 @@ def test_prefix_labels():
     assert py.tolist() == [[0, 1, -1, 0, 1, 0], [1, 1, 1, 1, -1, 0]]
     # capitals and punctuation of a corpus alphabet: letters by case-folding, the rest ignored
     assert prefix_labels(np.array([[0, 1, 2, 3]]), "xE.b").tolist() == [[1, -1, 0]]
+
+
+def test_split_validation_blocks():
+    from mlx_rnn.runner import split_validation_blocks
+
+    text = "".join(chr(97 + i % 26) for i in range(100_000))
+    train, val = split_validation_blocks(text, 0.05)
+    assert len(val) == 10 and all(len(b) == 500 for b in val)
+    assert len(train) + sum(map(len, val)) == len(text)
+    # each block is the tail of one tenth of the text, and the training text is the rest, in order
+    for i, b in enumerate(val):
+        assert b == text[(i + 1) * 10_000 - 500:(i + 1) * 10_000]
+    assert train == "".join(text[i * 10_000:(i + 1) * 10_000 - 500] for i in range(10))
+    # a short text: one block at the end (at least 100 characters a block)
+    train, val = split_validation_blocks(text[:2500], 0.05)
+    assert val == [text[2375:2500]] and train == text[:2375]
+    train, val = split_validation_blocks(text[:10], 0.05)
+    assert val == [text[8:10]] and train == text[:8]

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.func import functional_call
 
 from mlx_rnn.checkpoint import load_checkpoint
 from mlx_rnn.sampling import choose
@@ -23,10 +24,16 @@ def _check_text(vocab: Indexer, text: str, what: str) -> None:
                          f"vocabulary {vocab.symbols!r}")
 
 
+def drop_recurrent_weight(w: torch.Tensor, p: float) -> torch.Tensor:
+    """DropConnect: zero each weight with probability ``p``, scale the rest by 1 / (1 - p)."""
+    return F.dropout(w, p, training=True)
+
+
 class _Base(nn.Module):
     def __init__(self, vocab_size: int, embed_dim: int, hidden_size: int, num_layers: int,
-                 dropout: float, out_features: int, cell: str = "lstm"):
+                 dropout: float, out_features: int, cell: str = "lstm", weight_drop: float = 0.0):
         super().__init__()
+        self.weight_drop = weight_drop  # DropConnect on weight_hh_l* in training (mlx_rnn.lstm.LSTM)
         self.embedding = nn.Embedding(vocab_size, embed_dim)
         if cell not in ("lstm", "gru"):
             raise ValueError(f"unknown cell {cell!r} (lstm or gru)")
@@ -38,11 +45,20 @@ class _Base(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def recurrent(self, x: torch.Tensor, state=None):
-        """Run the LSTM or GRU: ``(output (B, T, H), state)``; state is ``(h, c)`` or ``(h,)``."""
-        if self.cell == "lstm":
-            return self.lstm(x, state)
-        out, h = self.gru(x, None if state is None else state[0])
-        return out, (h,)
+        """Run the LSTM or GRU: ``(output (B, T, H), state)``; state is ``(h, c)`` or ``(h,)``.
+
+        With ``weight_drop`` > 0 in training, the fused kernel runs on a DropConnect copy of the
+        recurrent weights (one mask per call; ``torch.func.functional_call``), as the MLX twin.
+        """
+        rnn = getattr(self, self.cell)
+        arg = state if self.cell == "lstm" or state is None else state[0]
+        if self.training and self.weight_drop > 0:
+            params = {n: drop_recurrent_weight(w, self.weight_drop) if n.startswith("weight_hh") else w
+                      for n, w in rnn.named_parameters()}
+            out, new = functional_call(rnn, params, (x, arg))
+        else:
+            out, new = rnn(x, arg)
+        return (out, new) if self.cell == "lstm" else (out, (new,))
 
     @property
     def device(self) -> torch.device:
@@ -65,8 +81,8 @@ class RNNClassifierModel(_Base):
     """
 
     def __init__(self, vocab_size: int, embed_dim: int, hidden_size: int, num_layers: int = 1,
-                 dropout: float = 0.0, cell: str = "lstm"):
-        super().__init__(vocab_size, embed_dim, hidden_size, num_layers, dropout, 1, cell)
+                 dropout: float = 0.0, cell: str = "lstm", weight_drop: float = 0.0):
+        super().__init__(vocab_size, embed_dim, hidden_size, num_layers, dropout, 1, cell, weight_drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out, _ = self.recurrent(self.dropout(self.embedding(x)))
@@ -97,8 +113,8 @@ class LMRNNModel(_Base):
     """
 
     def __init__(self, vocab_size: int, embed_dim: int, hidden_size: int, num_layers: int = 1,
-                 dropout: float = 0.0, cell: str = "lstm"):
-        super().__init__(vocab_size, embed_dim, hidden_size, num_layers, dropout, vocab_size, cell)
+                 dropout: float = 0.0, cell: str = "lstm", weight_drop: float = 0.0):
+        super().__init__(vocab_size, embed_dim, hidden_size, num_layers, dropout, vocab_size, cell, weight_drop)
 
     def forward(self, x: torch.Tensor, state=None):
         out, state = self.recurrent(self.dropout(self.embedding(x)), state)
@@ -197,10 +213,12 @@ class RNNLanguageModel:
 
 
 def build_model(config: dict):
-    """A fresh model for ``config`` (task, vocab_size, embed_dim, hidden_size, num_layers, dropout)."""
+    """A fresh model for ``config`` (task, vocab_size, embed_dim, hidden_size, num_layers, dropout,
+    cell, weight_drop)."""
     cls = RNNClassifierModel if config["task"] == "classify" else LMRNNModel
     return cls(config["vocab_size"], config["embed_dim"], config["hidden_size"],
-               config["num_layers"], config.get("dropout", 0.0), config.get("cell", "lstm"))
+               config["num_layers"], config.get("dropout", 0.0), config.get("cell", "lstm"),
+               config.get("weight_drop", 0.0))
 
 
 def wrap(model, config: dict):
