@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-json", metavar="PATH", help="write every seed's bundle and the summary here")
     p.add_argument("--keep-logs", metavar="DIR", help="write each run's stdout/stderr to DIR/seed-S.log")
     p.add_argument("trainer_args", nargs=argparse.REMAINDER,
-                   help="flags for the trainer, after -- (e.g. -- --task lm --epochs 5)")
+                   help="flags for the trainer, after -- (e.g. -- --task lm --epochs 5); {seed} in a flag's "
+                        "value becomes the seed (e.g. -- --save runs/seed{seed})")
     return p
 
 
@@ -91,8 +92,11 @@ def format_table(summary: dict) -> str:
 
 
 def trainer_command(framework: str, seed: int, out_json: Path, trainer_args: list[str]) -> list[str]:
-    """The command line of one seed's run (the installed package's trainer, this interpreter)."""
-    return [sys.executable, "-m", "mlx_rnn.runner", framework, *trainer_args,
+    """The command line of one seed's run (the installed package's trainer, this interpreter).
+
+    ``{seed}`` in a trainer argument becomes the seed (e.g. ``--save runs/seed{seed}``).
+    """
+    return [sys.executable, "-m", "mlx_rnn.runner", framework, *(a.replace("{seed}", str(seed)) for a in trainer_args),
             "--seed", str(seed), "--output-json", str(out_json)]
 
 

@@ -29,8 +29,10 @@ def test_seeds_runs_each_seed(tmp_path, framework):
     data = make_data_dir(tmp_path / "data")
     out = tmp_path / "seeds.json"
     proc = run_script("seeds", "--framework", framework, "--seeds", "0", "1", "--output-json", out, "--",
-                      "--data-dir", data, "--task", "both", "--epochs", "1", *TINY)
+                      "--data-dir", data, "--task", "both", "--epochs", "1", "--save", tmp_path / "ck{seed}", *TINY)
     assert proc.returncode == 0, proc.stderr
+    for seed in (0, 1):  # {seed} in a trainer flag became the seed
+        assert (tmp_path / f"ck{seed}" / "lm" / "model.safetensors").is_file()
     doc = json.loads(out.read_text())
     assert [r["seed"] for r in doc["runs"]] == [0, 1]
     assert [r["result"]["lm"]["config"]["seed"] for r in doc["runs"]] == [0, 1]
