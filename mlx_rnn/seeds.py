@@ -3,7 +3,7 @@
 Framework-neutral: runs the real trainer (``train_mlx.py`` or ``train_torch.py``) once per
 seed as a separate process, with the flags given after ``--`` and ``--seed S --output-json``
 added, then reports the mean and the sample standard deviation (ddof = 1) of every
-measured figure: classifier dev accuracy and held-out accuracy (fractions), LM dev
+measured figure: classifier dev accuracy and held-out accuracy (percent), LM dev
 perplexity and bits per character, and the wall time of each run (seconds, measured here
 around the trainer process: start-up, data reading, training and evaluation). Nothing is
 estimated: every figure comes from a run made by this command.
@@ -28,8 +28,8 @@ from .config import OneLineParser
 
 #: (task, key path in the result bundle, label, scale for printing, unit)
 METRICS = (
-    ("classify", ("accuracy",), "dev accuracy", 100.0, "%"),
-    ("classify", ("heldout", "accuracy"), "held-out accuracy", 100.0, "%"),
+    ("classify", ("accuracy",), "dev accuracy", 1.0, "%"),  # bundles hold accuracy in percent
+    ("classify", ("heldout", "accuracy"), "held-out accuracy", 1.0, "%"),
     ("lm", ("perplexity",), "dev perplexity", 1.0, ""),
     ("lm", ("bits_per_char",), "dev bits/char", 1.0, ""),
 )

@@ -11,10 +11,10 @@ from synthetic import TINY, error_line, make_data_dir, run_script
 
 def test_summarize_mean_and_sample_std():
     runs = [{"classify": {"accuracy": a, "heldout": {"accuracy": h}}, "lm": {"perplexity": p, "bits_per_char": b}}
-            for a, h, p, b in ((0.8, 0.7, 4.0, 2.0), (0.9, 0.8, 3.0, 1.6), (0.7, 0.9, 5.0, 2.3))]
-    s = summarize(runs, [10.0, 12.0, 14.0])
-    assert s["classify dev accuracy"]["mean"] == pytest.approx(0.8)
-    assert s["classify dev accuracy"]["std"] == pytest.approx(0.1)  # ddof=1
+            for a, h, p, b in ((80.0, 70.0, 4.0, 2.0), (90.0, 80.0, 3.0, 1.6), (70.0, 90.0, 5.0, 2.3))]
+    s = summarize(runs, [10.0, 12.0, 14.0])  # accuracies in percent, as the trainers' bundles
+    assert s["classify dev accuracy"]["mean"] == pytest.approx(80.0)
+    assert s["classify dev accuracy"]["std"] == pytest.approx(10.0)  # ddof=1
     assert s["lm dev perplexity"]["values"] == [4.0, 3.0, 5.0]
     assert s["wall time s"]["std"] == pytest.approx(2.0)
     table = format_table(s)
@@ -43,6 +43,8 @@ def test_seeds_runs_each_seed(tmp_path, framework):
     assert st["mean"] == pytest.approx(statistics.fmean(ppl)) and st["std"] == pytest.approx(statistics.stdev(ppl))
     assert "classify held-out accuracy" in doc["summary"] and "wall time s" in doc["summary"]
     assert "mean ± std" in proc.stdout
+    acc = [r["result"]["classify"]["accuracy"] for r in doc["runs"]]  # percent
+    assert f"| classify dev accuracy | {statistics.fmean(acc):.1f} ± " in proc.stdout
 
 
 def test_seeds_failing_trainer_and_usage(tmp_path):
