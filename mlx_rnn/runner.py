@@ -199,9 +199,9 @@ def validation_loss(task: str, wrapper, val) -> float:
         return bce_from_logits(wrapper.logits(texts), labels)
     if isinstance(val, corpus_mod.CorpusSplit):  # --corpus: batched streams over the validation split
         return -corpus_mod.split_figures(wrapper, val)["avg_log_prob"]
-    blocks = [val] if isinstance(val, str) else val  # LM: validation blocks, each scored from its first char
-    total = sum(wrapper.get_log_prob_sequence(b[1:], b[0]) for b in blocks)
-    return -total / sum(len(b) - 1 for b in blocks)
+    # LM: the validation blocks (split_validation_blocks), each scored from its first character
+    total = sum(wrapper.get_log_prob_sequence(b[1:], b[0]) for b in val)
+    return -total / sum(len(b) - 1 for b in val)
 
 
 def dev_summary(task: str, wrapper, dev) -> tuple[dict, str]:

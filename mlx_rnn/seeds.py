@@ -24,7 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from .checkpoint import atomic_write_json
 from .config import OneLineParser
+from .runner import check_output_json
 
 #: (task, key path in the result bundle, label, scale for printing, unit)
 METRICS = (
@@ -112,8 +114,10 @@ def main(argv=None) -> int:
     if len(set(args.seeds)) != len(args.seeds) or any(s < 0 for s in args.seeds):
         print(f"error: --seeds must be distinct non-negative integers (got {args.seeds})", file=sys.stderr)
         return 2
-    if args.output_json and not Path(args.output_json).resolve().parent.is_dir():
-        print(f"error: {args.output_json}: directory does not exist", file=sys.stderr)
+    try:
+        check_output_json(args.output_json)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     log_dir = Path(args.keep_logs) if args.keep_logs else None
     if log_dir:
@@ -148,9 +152,7 @@ def main(argv=None) -> int:
         doc = {"framework": args.framework, "seeds": args.seeds, "trainer_args": trainer_args,
                "summary": summary, "runs": [dict(seed=s, wall_time_s=w, result=r)
                                             for s, w, r in zip(args.seeds, walls, results)]}
-        tmp_path = Path(args.output_json).with_suffix(".json.tmp")
-        tmp_path.write_text(json.dumps(doc, indent=1), encoding="utf-8")
-        os.replace(tmp_path, args.output_json)
+        atomic_write_json(args.output_json, doc)
         print(f"\nwrote {args.output_json}")
     return 0
 
