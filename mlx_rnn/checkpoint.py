@@ -172,6 +172,14 @@ def read_config(path) -> dict:
     dropout = config.get("dropout", 0.0)
     if not _is_number(dropout) or not 0.0 <= dropout < 1.0:
         raise CheckpointError(f"{cfg_path}: 'dropout' must be a number in [0, 1) (got {dropout!r:.60})")
+    for key in ("input_dropout", "weight_drop"):
+        p = config.get(key, 0.0)
+        if p is not None and (not _is_number(p) or not 0.0 <= p < 1.0):
+            raise CheckpointError(f"{cfg_path}: {key!r} must be a number in [0, 1) (got {p!r:.60})")
+    temperature = config.get("calibration_temperature", 1.0)
+    if not _is_number(temperature) or not (math.isfinite(temperature) and temperature > 0):
+        raise CheckpointError(f"{cfg_path}: 'calibration_temperature' must be a positive number "
+                              f"(got {temperature!r:.60})")
     return config
 
 

@@ -14,15 +14,16 @@ from .vocab import TEXT8_SYMBOLS
 TASK_DEFAULTS = {
     "classify": dict(embed_dim=32, hidden_size=128, num_layers=1, dropout=0.2, lr=3e-3,
                      weight_decay=0.1, clip_norm=1.0, batch_size=64, seq_len=20, epochs=20,
-                     warmup_steps=0, lr_schedule="cosine", prefix_weight=1.0, weight_drop=0.0),
-    "lm": dict(embed_dim=64, hidden_size=512, num_layers=2, dropout=0.5, lr=3e-3,
+                     warmup_steps=0, lr_schedule="cosine", prefix_weight=1.0, weight_drop=0.0,
+                     input_dropout=None),
+    "lm": dict(embed_dim=128, hidden_size=512, num_layers=2, dropout=0.5, lr=3e-3,
                weight_decay=0.1, clip_norm=1.0, batch_size=32, seq_len=25, epochs=20,
-               warmup_steps=50, lr_schedule="cosine", weight_drop=0.0),
+               warmup_steps=50, lr_schedule="cosine", weight_drop=0.0, input_dropout=None, calibrate=True),
 }
 COMMON_DEFAULTS = dict(seed=0, val_fraction=0.05, patience=0, save_every=1, cell="lstm", vocab_kind="text8")
 DEVICES = {"mlx": ("auto", "gpu", "cpu"), "torch": ("auto", "mps", "cuda", "cpu")}
 #: Settings a resumed run may change; every other flag must match the checkpoint's config.
-RESUME_OVERRIDABLE = ("epochs", "patience", "save_every")
+RESUME_OVERRIDABLE = ("epochs", "patience", "save_every", "calibrate")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -66,7 +67,9 @@ def build_parser(framework: str) -> argparse.ArgumentParser:
                         "capitals, punctuation and newlines included; stored in config.json)")
     p.add_argument("--cell", choices=("lstm", "gru"),
                    help="recurrent cell (default lstm); parameters keep PyTorch's names (lstm.* or gru.*)")
-    p.add_argument("--dropout", type=float, help="dropout on embeddings, between layers and on the LSTM output")
+    p.add_argument("--dropout", type=float, help="dropout between LSTM layers and on the LSTM output")
+    p.add_argument("--input-dropout", type=float, metavar="P",
+                   help="dropout on the embedding output (the LSTM's input); default: the same as --dropout")
     p.add_argument("--weight-drop", type=float, metavar="P",
                    help="DropConnect on the recurrent weights (weight_hh) in training, one mask per step "
                         "(Merity et al. 2018, weight-dropped LSTM); 0 = off")
@@ -76,6 +79,11 @@ def build_parser(framework: str) -> argparse.ArgumentParser:
     p.add_argument("--warmup-steps", type=int, help="linear learning-rate warm-up steps")
     p.add_argument("--lr-schedule", choices=("constant", "cosine"), help="learning-rate schedule after warm-up")
     p.add_argument("--seq-len", type=int, help="LM: truncated-BPTT chunk length in characters")
+    p.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=None,
+                   help="LM: after training, fit one temperature that divides the logits, minimising the loss "
+                        "on the validation slice (never the dev text; temperature scaling, Guo et al. 2017), "
+                        "and store it in the checkpoint (default on; the JSON also reports the uncalibrated "
+                        "figures)")
     p.add_argument("--prefix-weight", type=float, metavar="W",
                    help="classify: weight of the prefix loss, which also trains on the vowel/consonant label "
                         "of every character inside each training window (prefix t predicts character t+1; "
@@ -159,6 +167,8 @@ def validate_config(cfg: dict) -> None:
         raise ValueError(f"--prefix-weight must not be negative (got {cfg['prefix_weight']})")
     if "weight_drop" in cfg and not 0.0 <= number("weight_drop") < 1.0:
         raise ValueError(f"--weight-drop must be in [0, 1) (got {cfg['weight_drop']})")
+    if cfg.get("input_dropout") is not None and not 0.0 <= number("input_dropout") < 1.0:
+        raise ValueError(f"--input-dropout must be in [0, 1) (got {cfg['input_dropout']})")
     if not 0.0 <= number("dropout") < 1.0:
         raise ValueError(f"--dropout must be in [0, 1) (got {cfg['dropout']})")
     if not number("lr") > 0:

@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+from .calibration import mean_nll
+
 SANITY_CONTEXTS = (" ", " a person ", " some kind of person ")
 SANITY_CONTINUATIONS = ("s", "sits", "sits there")
 SANITY_TOLERANCE = 1e-3
@@ -91,9 +93,21 @@ def lm_bundle(lm, vocab, text: str, context: str = " ") -> dict:
     """The LM bundle of DESIGN.md for ``text`` scored after ``context``.
 
     Returns ``sane``, ``normalizes``, ``log_prob`` (nats), ``avg_log_prob`` (nats/char),
-    ``perplexity`` and ``bits_per_char``.
+    ``perplexity`` and ``bits_per_char``, all of the model as it predicts (for a calibrated LM,
+    with its logits divided by its ``calibration_temperature``, :mod:`mlx_rnn.calibration`);
+    for such an LM also ``calibration_temperature``, ``uncalibrated_perplexity`` and
+    ``uncalibrated_bits_per_char`` (the same text scored from the raw logits).
     """
     log_prob = lm.get_log_prob_sequence(text, context)
     out = {"sane": check_sane(lm, vocab, text=text), "normalizes": check_normalizes(lm, text=text)}
     out.update(perplexity_figures(log_prob, len(text)))
+    temperature = getattr(lm, "calibration_temperature", None)
+    if temperature is not None:
+        out["calibration_temperature"] = float(temperature)
+        context = context or " "
+        if text:
+            logits = lm.logits_sequence(context + text[:-1])[len(context) - 1:]
+            raw = -mean_nll(logits, vocab.encode(text), 1.0) * len(text)
+            f = perplexity_figures(raw, len(text))
+            out.update(uncalibrated_perplexity=f["perplexity"], uncalibrated_bits_per_char=f["bits_per_char"])
     return out

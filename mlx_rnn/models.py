@@ -25,6 +25,15 @@ from .sampling import choose
 from .vocab import Indexer
 
 
+def _encode_batch(vocab: Indexer, texts: list[str]) -> np.ndarray:
+    """int32 (N, L) symbol indices of N non-empty texts of one length L (ValueError otherwise)."""
+    if not texts or len({len(t) for t in texts}) != 1 or not texts[0]:
+        raise ValueError(f"need one or more non-empty texts of one length (got lengths {sorted({len(t) for t in texts})})")
+    for i, t in enumerate(texts):
+        _check_text(vocab, t, f"text {i}")
+    return np.stack([vocab.encode(t) for t in texts])
+
+
 def _check_text(vocab: Indexer, text: str, what: str) -> None:
     pos = vocab.first_unknown(text)
     if pos >= 0:
@@ -34,7 +43,8 @@ def _check_text(vocab: Indexer, text: str, what: str) -> None:
 
 class _Base(nn.Module):
     def __init__(self, vocab_size: int, embed_dim: int, hidden_size: int, num_layers: int,
-                 dropout: float, out_features: int, cell: str = "lstm", weight_drop: float = 0.0):
+                 dropout: float, out_features: int, cell: str = "lstm", weight_drop: float = 0.0,
+                 input_dropout: float | None = None):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embed_dim)
         # PyTorch's nn.Embedding draws N(0, 1); MLX's default is N(0, 1/E). Match PyTorch.
@@ -48,6 +58,8 @@ class _Base(nn.Module):
             self.gru = GRU(embed_dim, hidden_size, num_layers, dropout, weight_drop)
         self.output = nn.Linear(hidden_size, out_features)
         self.dropout = nn.Dropout(dropout)
+        # dropout on the embedding output (the LSTM's input); None = the same as ``dropout``
+        self.input_dropout = nn.Dropout(dropout if input_dropout is None else input_dropout)
 
     def recurrent(self, x: mx.array, state=None):
         """Run the LSTM or GRU: ``(output (B, T, H), state)``; state is ``(h, c)`` or ``(h,)``."""
@@ -72,11 +84,13 @@ class RNNClassifierModel(_Base):
     """
 
     def __init__(self, vocab_size: int, embed_dim: int, hidden_size: int, num_layers: int = 1,
-                 dropout: float = 0.0, cell: str = "lstm", weight_drop: float = 0.0):
-        super().__init__(vocab_size, embed_dim, hidden_size, num_layers, dropout, 1, cell, weight_drop)
+                 dropout: float = 0.0, cell: str = "lstm", weight_drop: float = 0.0,
+                 input_dropout: float | None = None):
+        super().__init__(vocab_size, embed_dim, hidden_size, num_layers, dropout, 1, cell, weight_drop,
+                         input_dropout)
 
     def __call__(self, x: mx.array) -> mx.array:
-        out, _ = self.recurrent(self.dropout(self.embedding(x)))
+        out, _ = self.recurrent(self.input_dropout(self.embedding(x)))
         return self.output(self.dropout(out[:, -1, :])).squeeze(-1)
 
     def prefix_logits(self, x: mx.array) -> mx.array:
@@ -84,7 +98,7 @@ class RNNClassifierModel(_Base):
 
         The last column equals ``model(x)`` (in eval mode; dropout masks differ in training).
         """
-        out, _ = self.recurrent(self.dropout(self.embedding(x)))
+        out, _ = self.recurrent(self.input_dropout(self.embedding(x)))
         return self.output(self.dropout(out)).squeeze(-1)
 
     def loss(self, x: mx.array, y: mx.array, prefix_y: mx.array | None = None,
@@ -115,11 +129,13 @@ class LMRNNModel(_Base):
     """
 
     def __init__(self, vocab_size: int, embed_dim: int, hidden_size: int, num_layers: int = 1,
-                 dropout: float = 0.0, cell: str = "lstm", weight_drop: float = 0.0):
-        super().__init__(vocab_size, embed_dim, hidden_size, num_layers, dropout, vocab_size, cell, weight_drop)
+                 dropout: float = 0.0, cell: str = "lstm", weight_drop: float = 0.0,
+                 input_dropout: float | None = None):
+        super().__init__(vocab_size, embed_dim, hidden_size, num_layers, dropout, vocab_size, cell, weight_drop,
+                         input_dropout)
 
     def __call__(self, x: mx.array, state=None):
-        out, state = self.recurrent(self.dropout(self.embedding(x)), state)
+        out, state = self.recurrent(self.input_dropout(self.embedding(x)), state)
         return self.output(self.dropout(out)), state
 
     def loss(self, x: mx.array, y: mx.array, state=None):
@@ -177,12 +193,30 @@ class RNNLanguageModel:
     def __init__(self, model: LMRNNModel, vocab: Indexer, config: dict | None = None):
         self.model, self.vocab, self.config = model, vocab, config or {}
         self.model.eval()
+        #: the logits are divided by this before the softmax (:mod:`mlx_rnn.calibration`;
+        #: fitted on the validation slice after training, 1.0 = the raw model)
+        self.calibration_temperature = float(self.config.get("calibration_temperature", 1.0))
+
+    def logits_batch(self, texts: list[str]) -> np.ndarray:
+        """float32 (N, L, V): raw logits (before calibration) after every prefix of each of N texts
+        of the same length L, in one batched pass (each text starts from the zero state).
+
+        Raises:
+            ValueError: texts of different lengths, an empty text or an unknown symbol.
+        """
+        x = _encode_batch(self.vocab, texts)
+        logits, _ = self.model(mx.array(x))
+        return np.array(logits.astype(mx.float32))
+
+    def logits_sequence(self, text: str) -> np.ndarray:
+        """float32 (len(text), V): raw logits (before calibration) after every prefix text[:i+1]."""
+        return self.logits_batch([text])[0]
 
     def _log_probs(self, text: str) -> np.ndarray:
         """float32 (len(text), V): log P(next symbol | text[:i+1]) for every position i."""
         x = mx.array(self.vocab.encode(text)[None, :])
         logits, _ = self.model(x)
-        return np.array(nn.log_softmax(logits[0].astype(mx.float32), axis=-1))
+        return np.array(nn.log_softmax(logits[0].astype(mx.float32) / self.calibration_temperature, axis=-1))
 
     def get_next_char_log_probs(self, context: str) -> np.ndarray:
         """Log probabilities (nats) of every next symbol: float32 (V,), vocabulary order."""
@@ -220,7 +254,7 @@ class RNNLanguageModel:
         logits, state = self.model(mx.array(self.vocab.encode(prime)[None, :]))
         out = []
         for _ in range(length):
-            lp = np.array(nn.log_softmax(logits[0, -1].astype(mx.float32)))
+            lp = np.array(nn.log_softmax(logits[0, -1].astype(mx.float32) / self.calibration_temperature))
             idx = choose(lp, temperature, top_k, rng)
             out.append(self.vocab.get_object(idx))
             logits, state = self.model(mx.array([[idx]], dtype=mx.int32), state)
@@ -229,11 +263,11 @@ class RNNLanguageModel:
 
 def build_model(config: dict):
     """A fresh model for ``config`` (task, vocab_size, embed_dim, hidden_size, num_layers, dropout,
-    cell, weight_drop)."""
+    cell, weight_drop, input_dropout)."""
     cls = RNNClassifierModel if config["task"] == "classify" else LMRNNModel
     return cls(config["vocab_size"], config["embed_dim"], config["hidden_size"],
                config["num_layers"], config.get("dropout", 0.0), config.get("cell", "lstm"),
-               config.get("weight_drop", 0.0))
+               config.get("weight_drop", 0.0), config.get("input_dropout"))
 
 
 def wrap(model, config: dict):

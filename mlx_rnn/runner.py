@@ -28,6 +28,7 @@ from . import distributed
 from .config import RESUME_OVERRIDABLE, TASK_DEFAULTS, COMMON_DEFAULTS, build_parser, resolve_config, validate_config
 from .data import (corpus_alphabet, CLASSIFY_FILES, LM_FILES, DataError, check_data_dir, data_dir_complete, load_examples,
                    missing_data_message, read_text, resolve_data_dir)
+from .calibration import fit_temperature, mean_nll
 from .metrics import classification_bundle, lm_bundle, perplexity_figures
 from .transfer import HELDOUT_NOTE, heldout_windows, lm_init_weights, zero_shot_predict
 from .vocab import Indexer
@@ -199,9 +200,35 @@ def validation_loss(task: str, wrapper, val) -> float:
         return bce_from_logits(wrapper.logits(texts), labels)
     if isinstance(val, corpus_mod.CorpusSplit):  # --corpus: batched streams over the validation split
         return -corpus_mod.split_figures(wrapper, val)["avg_log_prob"]
-    # LM: the validation blocks (split_validation_blocks), each scored from its first character
-    total = sum(wrapper.get_log_prob_sequence(b[1:], b[0]) for b in val)
-    return -total / sum(len(b) - 1 for b in val)
+    # LM: the validation blocks (split_validation_blocks), each scored from its first character,
+    # by the raw model (before any calibration), in one batched pass per block length
+    logits, targets = validation_logits(wrapper, val)
+    return mean_nll(logits, targets, 1.0)
+
+
+def validation_logits(wrapper, blocks: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Raw logits float32 (N, V) and targets int (N,) of the LM validation blocks, each block scored
+    from its first character (N = sum of len(block) - 1); blocks of one length share a batch."""
+    logits, targets = [], []
+    for length in sorted({len(b) for b in blocks}):
+        group = [b for b in blocks if len(b) == length]
+        out = wrapper.logits_batch([b[:-1] for b in group])
+        logits.append(out.reshape(-1, out.shape[-1]))
+        targets.append(np.concatenate([wrapper.vocab.encode(b[1:]) for b in group]))
+    return np.concatenate(logits), np.concatenate(targets)
+
+
+def calibrate_on_validation(wrapper, blocks: list[str]) -> tuple[float, float, float]:
+    """Fit the LM's calibration temperature on the validation blocks (:mod:`mlx_rnn.calibration`).
+
+    Each block is scored from its first character, as in :func:`validation_loss`.
+
+    Returns:
+        (temperature, validation loss before, validation loss after), losses in nats per character.
+    """
+    logits, targets = validation_logits(wrapper, blocks)
+    temperature = fit_temperature(logits, targets)
+    return temperature, mean_nll(logits, targets, 1.0), mean_nll(logits, targets, temperature)
 
 
 def dev_summary(task: str, wrapper, dev) -> tuple[dict, str]:
@@ -463,10 +490,22 @@ def train_task(fw, task: str, cfg: dict, data: dict, save_dir: Path | None, resu
         log(f"[{task}] training curves written to {plot_path}")
     if best_weights is not None:
         trainer.load_weights(best_weights)
-    bundle = final_bundle(task, trainer.wrapper(), data)
+    wrapper = trainer.wrapper()
+    final_cfg = dict(cfg, **writer)
+    if task == "lm" and cfg.get("calibrate") and epochs_run > 0:
+        if isinstance(data["val"], corpus_mod.CorpusSplit):
+            log(f"[{task}] calibration skipped: not available with --corpus")
+        else:
+            temperature, before, after = calibrate_on_validation(wrapper, data["val"])
+            wrapper.calibration_temperature = final_cfg["calibration_temperature"] = temperature
+            log(f"[{task}] calibration temperature {temperature:.4f} (fitted on the validation slice): "
+                f"val ppl {math.exp(before):.3f} -> {math.exp(after):.3f}")
+            if save_dir is not None and distributed.current().is_main:
+                ckpt.save_checkpoint(save_dir, trainer.weights(), dict(final_cfg, best_epoch=best_epoch + 1))
+    bundle = final_bundle(task, wrapper, data)
     bundle.update(framework=fw.FRAMEWORK, device=cfg["device"], epochs=epochs_run,
                   best_epoch=best_epoch + 1, epoch_times_s=epoch_times, train_time_s=train_time,
-                  config=dict(cfg, **writer))
+                  config=final_cfg)
     return bundle
 
 
@@ -539,6 +578,10 @@ def _resume_config(args, task: str, resume_dir: Path, pending: Path | None) -> d
         raise ckpt.CheckpointError(f"{resume_dir}: checkpoint is for task {cfg['task']!r}, not {task!r}")
     # settings added later: a checkpoint written before them was trained without them
     cfg.setdefault("weight_drop", 0.0)
+    cfg.setdefault("input_dropout", cfg.get("dropout"))  # older runs dropped the embedding at --dropout
+    if task == "lm":
+        cfg.setdefault("calibrate", False)
+    cfg.pop("calibration_temperature", None)  # fitted again at the end of the resumed run
     if task == "classify":
         cfg.setdefault("prefix_weight", 0.0)
     keys = set(TASK_DEFAULTS[task]) | set(COMMON_DEFAULTS)
@@ -552,9 +595,9 @@ def _resume_config(args, task: str, resume_dir: Path, pending: Path | None) -> d
         if given != cfg[key]:
             flag = "--" + key.replace("_", "-")
             raise ValueError(f"{flag} {given} differs from the resumed run's {cfg[key]} ({where}); a resumed run "
-                             "keeps its settings (only --epochs, --patience and --save-every may change)")
+                             "keeps its settings (only --epochs, --patience, --save-every and --calibrate may change)")
     for key in RESUME_OVERRIDABLE:
-        if getattr(args, key, None) is not None:
+        if getattr(args, key, None) is not None and (key != "calibrate" or task == "lm"):
             cfg[key] = getattr(args, key)
     try:
         validate_config(cfg)

@@ -19,7 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prime", default=" ", help="text to start from (default ' '); must use the model's vocabulary")
     p.add_argument("--length", type=int, default=300, help="symbols to generate (default 300)")
     p.add_argument("--temperature", type=float, default=0.8,
-                   help="sampling temperature; 0 = greedy (default 0.8)")
+                   help="sampling temperature; 0 = greedy (default 0.8). It divides the log probabilities of "
+                        "the model as stored, i.e. after the checkpoint's calibration temperature, if any")
     p.add_argument("--top-k", type=int, default=0, help="sample among the k most likely symbols only (0 = all)")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed + weights = same text)")
     p.add_argument("--framework", choices=("mlx", "torch"), default="mlx", help="framework to run in (default mlx)")

@@ -34,6 +34,8 @@ METRICS = (
     ("classify", ("heldout", "accuracy"), "held-out accuracy", 1.0, "%"),
     ("lm", ("perplexity",), "dev perplexity", 1.0, ""),
     ("lm", ("bits_per_char",), "dev bits/char", 1.0, ""),
+    ("lm", ("uncalibrated_perplexity",), "dev perplexity, uncalibrated", 1.0, ""),
+    ("lm", ("calibration_temperature",), "calibration temperature", 1.0, ""),
 )
 
 

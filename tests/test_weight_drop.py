@@ -124,3 +124,29 @@ def test_random_mask_behaviour(framework, cell):
     # one mask for the whole call: the first step does not see weight_hh (zero initial state),
     # so it matches the plain model exactly
     np.testing.assert_allclose(a[:, 0], run(ref, x)[:, 0], atol=1e-6)
+
+
+@pytest.mark.parametrize("fw", ["mlx", "torch"])
+def test_input_dropout_is_its_own_setting(fw):
+    """--input-dropout drops the embedding output only; unset, it follows --dropout."""
+    x = np.random.default_rng(0).integers(0, 27, (3, 9))
+
+    def two_calls(**kw):
+        cfg = dict(config("lm", "lstm", 1, weight_drop=0.0), **kw)
+        if fw == "mlx":
+            mx.random.seed(0)
+            m = build_mlx(cfg)
+            m.train()
+            return [np.array(m(mx.array(x))[0]) for _ in range(2)], m
+        torch.manual_seed(0)
+        m = tmod.build_model(cfg)
+        m.train()
+        with torch.no_grad():
+            return [m(torch.from_numpy(x))[0].numpy() for _ in range(2)], m
+
+    (a, b), m = two_calls(dropout=0.0, input_dropout=0.5)
+    assert not np.allclose(a, b)  # a fresh mask on the embeddings each call
+    (a, b), m = two_calls(dropout=0.0, input_dropout=0.0)
+    assert np.array_equal(a, b)
+    (a, b), m = two_calls(dropout=0.3, input_dropout=None)
+    assert m.input_dropout.p == 0.3 if fw == "torch" else abs(m.input_dropout._p_1 - 0.7) < 1e-9

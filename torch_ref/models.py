@@ -17,6 +17,15 @@ from mlx_rnn.sampling import choose
 from mlx_rnn.vocab import Indexer
 
 
+def _encode_batch(vocab: Indexer, texts: list[str]) -> np.ndarray:
+    """int32 (N, L) symbol indices of N non-empty texts of one length L (ValueError otherwise)."""
+    if not texts or len({len(t) for t in texts}) != 1 or not texts[0]:
+        raise ValueError(f"need one or more non-empty texts of one length (got lengths {sorted({len(t) for t in texts})})")
+    for i, t in enumerate(texts):
+        _check_text(vocab, t, f"text {i}")
+    return np.stack([vocab.encode(t) for t in texts])
+
+
 def _check_text(vocab: Indexer, text: str, what: str) -> None:
     pos = vocab.first_unknown(text)
     if pos >= 0:
@@ -31,7 +40,8 @@ def drop_recurrent_weight(w: torch.Tensor, p: float) -> torch.Tensor:
 
 class _Base(nn.Module):
     def __init__(self, vocab_size: int, embed_dim: int, hidden_size: int, num_layers: int,
-                 dropout: float, out_features: int, cell: str = "lstm", weight_drop: float = 0.0):
+                 dropout: float, out_features: int, cell: str = "lstm", weight_drop: float = 0.0,
+                 input_dropout: float | None = None):
         super().__init__()
         self.weight_drop = weight_drop  # DropConnect on weight_hh_l* in training (mlx_rnn.lstm.LSTM)
         self.embedding = nn.Embedding(vocab_size, embed_dim)
@@ -43,6 +53,8 @@ class _Base(nn.Module):
                                     dropout=dropout if num_layers > 1 else 0.0))
         self.output = nn.Linear(hidden_size, out_features)
         self.dropout = nn.Dropout(dropout)
+        # dropout on the embedding output (the LSTM's input); None = the same as ``dropout``
+        self.input_dropout = nn.Dropout(dropout if input_dropout is None else input_dropout)
 
     def recurrent(self, x: torch.Tensor, state=None):
         """Run the LSTM or GRU: ``(output (B, T, H), state)``; state is ``(h, c)`` or ``(h,)``.
@@ -81,16 +93,18 @@ class RNNClassifierModel(_Base):
     """
 
     def __init__(self, vocab_size: int, embed_dim: int, hidden_size: int, num_layers: int = 1,
-                 dropout: float = 0.0, cell: str = "lstm", weight_drop: float = 0.0):
-        super().__init__(vocab_size, embed_dim, hidden_size, num_layers, dropout, 1, cell, weight_drop)
+                 dropout: float = 0.0, cell: str = "lstm", weight_drop: float = 0.0,
+                 input_dropout: float | None = None):
+        super().__init__(vocab_size, embed_dim, hidden_size, num_layers, dropout, 1, cell, weight_drop,
+                         input_dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out, _ = self.recurrent(self.dropout(self.embedding(x)))
+        out, _ = self.recurrent(self.input_dropout(self.embedding(x)))
         return self.output(self.dropout(out[:, -1, :])).squeeze(-1)
 
     def prefix_logits(self, x: torch.Tensor) -> torch.Tensor:
         """float32 (B, T) logits after every prefix; see :meth:`mlx_rnn.models.RNNClassifierModel.prefix_logits`."""
-        out, _ = self.recurrent(self.dropout(self.embedding(x)))
+        out, _ = self.recurrent(self.input_dropout(self.embedding(x)))
         return self.output(self.dropout(out)).squeeze(-1)
 
     def loss(self, x: torch.Tensor, y: torch.Tensor, prefix_y: torch.Tensor | None = None,
@@ -113,11 +127,13 @@ class LMRNNModel(_Base):
     """
 
     def __init__(self, vocab_size: int, embed_dim: int, hidden_size: int, num_layers: int = 1,
-                 dropout: float = 0.0, cell: str = "lstm", weight_drop: float = 0.0):
-        super().__init__(vocab_size, embed_dim, hidden_size, num_layers, dropout, vocab_size, cell, weight_drop)
+                 dropout: float = 0.0, cell: str = "lstm", weight_drop: float = 0.0,
+                 input_dropout: float | None = None):
+        super().__init__(vocab_size, embed_dim, hidden_size, num_layers, dropout, vocab_size, cell, weight_drop,
+                         input_dropout)
 
     def forward(self, x: torch.Tensor, state=None):
-        out, state = self.recurrent(self.dropout(self.embedding(x)), state)
+        out, state = self.recurrent(self.input_dropout(self.embedding(x)), state)
         return self.output(self.dropout(out)), state
 
     def loss(self, x: torch.Tensor, y: torch.Tensor, state=None):
@@ -167,13 +183,26 @@ class RNNLanguageModel:
     def __init__(self, model: LMRNNModel, vocab: Indexer, config: dict | None = None):
         self.model, self.vocab, self.config = model, vocab, config or {}
         self.model.eval()
+        #: the logits are divided by this before the softmax (as ``mlx_rnn.models.RNNLanguageModel``)
+        self.calibration_temperature = float(self.config.get("calibration_temperature", 1.0))
+
+    @torch.no_grad()
+    def logits_batch(self, texts: list[str]) -> np.ndarray:
+        """float32 (N, L, V): raw logits of N same-length texts; see ``mlx_rnn.models.RNNLanguageModel.logits_batch``."""
+        x = torch.from_numpy(_encode_batch(self.vocab, texts).astype(np.int64)).to(self.model.device)
+        logits, _ = self.model(x)
+        return logits.float().cpu().numpy()
+
+    def logits_sequence(self, text: str) -> np.ndarray:
+        """float32 (len(text), V): raw logits (before calibration) after every prefix text[:i+1]."""
+        return self.logits_batch([text])[0]
 
     @torch.no_grad()
     def _log_probs(self, text: str) -> np.ndarray:
         """float32 (len(text), V): log P(next symbol | text[:i+1]) for every position i."""
         x = torch.from_numpy(self.vocab.encode(text).astype(np.int64)[None, :]).to(self.model.device)
         logits, _ = self.model(x)
-        return F.log_softmax(logits[0].float(), dim=-1).cpu().numpy()
+        return F.log_softmax(logits[0].float() / self.calibration_temperature, dim=-1).cpu().numpy()
 
     def get_next_char_log_probs(self, context: str) -> np.ndarray:
         """Log probabilities (nats) of every next symbol: float32 (V,), vocabulary order."""
@@ -205,7 +234,7 @@ class RNNLanguageModel:
         logits, state = self.model(torch.from_numpy(self.vocab.encode(prime).astype(np.int64)[None, :]).to(dev))
         out = []
         for _ in range(length):
-            lp = F.log_softmax(logits[0, -1].float(), dim=-1).cpu().numpy()
+            lp = F.log_softmax(logits[0, -1].float() / self.calibration_temperature, dim=-1).cpu().numpy()
             idx = choose(lp, temperature, top_k, rng)
             out.append(self.vocab.get_object(idx))
             logits, state = self.model(torch.tensor([[idx]], dtype=torch.int64, device=dev), state)
@@ -214,11 +243,11 @@ class RNNLanguageModel:
 
 def build_model(config: dict):
     """A fresh model for ``config`` (task, vocab_size, embed_dim, hidden_size, num_layers, dropout,
-    cell, weight_drop)."""
+    cell, weight_drop, input_dropout)."""
     cls = RNNClassifierModel if config["task"] == "classify" else LMRNNModel
     return cls(config["vocab_size"], config["embed_dim"], config["hidden_size"],
                config["num_layers"], config.get("dropout", 0.0), config.get("cell", "lstm"),
-               config.get("weight_drop", 0.0))
+               config.get("weight_drop", 0.0), config.get("input_dropout"))
 
 
 def wrap(model, config: dict):
