@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 
 FORMAT_VERSION = 1
+#: the calibration temperatures a checkpoint may hold (the fit itself stays in [0.25, 4])
+CALIBRATION_TEMPERATURE_BOUNDS = (0.01, 100.0)
 TASKS = ("classify", "lm")
 CELL_GATES = {"lstm": 4, "gru": 3}
 
@@ -177,9 +179,12 @@ def read_config(path) -> dict:
         if p is not None and (not _is_number(p) or not 0.0 <= p < 1.0):
             raise CheckpointError(f"{cfg_path}: {key!r} must be a number in [0, 1) (got {p!r:.60})")
     temperature = config.get("calibration_temperature", 1.0)
-    if not _is_number(temperature) or not (math.isfinite(temperature) and temperature > 0):
-        raise CheckpointError(f"{cfg_path}: 'calibration_temperature' must be a positive number "
+    lo, hi = CALIBRATION_TEMPERATURE_BOUNDS
+    if not _is_number(temperature) or not lo <= temperature <= hi:
+        raise CheckpointError(f"{cfg_path}: 'calibration_temperature' must be a number in [{lo:g}, {hi:g}] "
                               f"(got {temperature!r:.60})")
+    if not isinstance(config.get("calibrate", False), bool):
+        raise CheckpointError(f"{cfg_path}: 'calibrate' must be true or false (got {config['calibrate']!r:.60})")
     return config
 
 

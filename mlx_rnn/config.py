@@ -67,7 +67,8 @@ def build_parser(framework: str) -> argparse.ArgumentParser:
                         "capitals, punctuation and newlines included; stored in config.json)")
     p.add_argument("--cell", choices=("lstm", "gru"),
                    help="recurrent cell (default lstm); parameters keep PyTorch's names (lstm.* or gru.*)")
-    p.add_argument("--dropout", type=float, help="dropout between LSTM layers and on the LSTM output")
+    p.add_argument("--dropout", type=float, help="dropout between LSTM layers and on the LSTM output, and on the "
+                                                "embeddings unless --input-dropout is given")
     p.add_argument("--input-dropout", type=float, metavar="P",
                    help="dropout on the embedding output (the LSTM's input); default: the same as --dropout")
     p.add_argument("--weight-drop", type=float, metavar="P",
@@ -104,7 +105,7 @@ def build_parser(framework: str) -> argparse.ArgumentParser:
     p.add_argument("--save-every", type=int, help="write resumable state every N epochs (default 1)")
     p.add_argument("--resume", metavar="DIR",
                    help="continue an interrupted run from its checkpoint directory (weights, optimizer, RNG, "
-                        "data order); only --epochs, --patience and --save-every may change")
+                        "data order); only --epochs, --patience, --save-every and --calibrate may change")
     p.add_argument("--plot", metavar="PATH",
                    help="write a PNG of train/validation loss and the dev metric against epoch and seconds "
                         "(both tasks: PATH-classify.png and PATH-lm.png); needs the 'plot' extra")

@@ -28,7 +28,7 @@ from . import distributed
 from .config import RESUME_OVERRIDABLE, TASK_DEFAULTS, COMMON_DEFAULTS, build_parser, resolve_config, validate_config
 from .data import (corpus_alphabet, CLASSIFY_FILES, LM_FILES, DataError, check_data_dir, data_dir_complete, load_examples,
                    missing_data_message, read_text, resolve_data_dir)
-from .calibration import fit_temperature, mean_nll
+from .calibration import T_RANGE, fit_temperature, mean_nll
 from .metrics import classification_bundle, lm_bundle, perplexity_figures
 from .transfer import HELDOUT_NOTE, heldout_windows, lm_init_weights, zero_shot_predict
 from .vocab import Indexer
@@ -498,10 +498,13 @@ def train_task(fw, task: str, cfg: dict, data: dict, save_dir: Path | None, resu
         else:
             temperature, before, after = calibrate_on_validation(wrapper, data["val"])
             wrapper.calibration_temperature = final_cfg["calibration_temperature"] = temperature
-            log(f"[{task}] calibration temperature {temperature:.4f} (fitted on the validation slice): "
+            edge = " (at the edge of the searched range)" if temperature in T_RANGE else ""
+            log(f"[{task}] calibration temperature {temperature:.4f}{edge} (fitted on the validation slice): "
                 f"val ppl {math.exp(before):.3f} -> {math.exp(after):.3f}")
-            if save_dir is not None and distributed.current().is_main:
-                ckpt.save_checkpoint(save_dir, trainer.weights(), dict(final_cfg, best_epoch=best_epoch + 1))
+    if task == "lm" and save_dir is not None and epochs_run > 0 and distributed.current().is_main:
+        # the checkpoint's config must describe the model reported here (also when a resumed run
+        # changes --calibrate without a better epoch)
+        ckpt.save_checkpoint(save_dir, trainer.weights(), dict(final_cfg, best_epoch=best_epoch + 1))
     bundle = final_bundle(task, wrapper, data)
     bundle.update(framework=fw.FRAMEWORK, device=cfg["device"], epochs=epochs_run,
                   best_epoch=best_epoch + 1, epoch_times_s=epoch_times, train_time_s=train_time,
@@ -592,6 +595,8 @@ def _resume_config(args, task: str, resume_dir: Path, pending: Path | None) -> d
         given = getattr(args, key, None)
         if given is None or key in RESUME_OVERRIDABLE or (key == "seq_len" and task == "classify"):
             continue
+        if key == "input_dropout" and cfg[key] is None:  # unset: it followed --dropout
+            cfg[key] = cfg["dropout"]
         if given != cfg[key]:
             flag = "--" + key.replace("_", "-")
             raise ValueError(f"{flag} {given} differs from the resumed run's {cfg[key]} ({where}); a resumed run "

@@ -78,13 +78,14 @@ def test_calibrated_lm_agrees_across_frameworks(tmp_path):
     assert figures["mlx"][1] == figures["torch"][1]
 
 
-@pytest.mark.parametrize("bad", [0, -1.0, "hot", None])
-def test_bad_temperature_in_a_checkpoint_is_a_checkpoint_error(tmp_path, bad):
+@pytest.mark.parametrize("key, bad", [("calibration_temperature", v) for v in (0, -1.0, "hot", None, 1e-30, 1e30)]
+                         + [("calibrate", v) for v in ("no", 1, None)])
+def test_bad_calibration_setting_in_a_checkpoint_is_a_checkpoint_error(tmp_path, key, bad):
     path = fake_checkpoint(tmp_path / "lm", "lm")
     cfg = json.loads((path / "config.json").read_text())
-    cfg["calibration_temperature"] = bad
+    cfg[key] = bad
     (path / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(ckpt.CheckpointError, match="calibration_temperature"):
+    with pytest.raises(ckpt.CheckpointError, match=key):
         ckpt.read_config(path)
 
 
@@ -112,6 +113,15 @@ def test_trainer_fits_stores_and_reports_the_temperature(tmp_path, script):
     proc = run_script(script, "--resume", save, "--epochs", "3", "--output-json", out, "--data-dir", data, "--quiet")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(out.read_text())["lm"]["epochs"] == 3
+    # switching calibration off on resume, with no better epoch: the checkpoint follows the report
+    proc = run_script(script, "--resume", save, "--no-calibrate", "--output-json", out, "--data-dir", data, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    b = json.loads(out.read_text())["lm"]
+    cfg = json.loads((save / "config.json").read_text())
+    assert b["calibration_temperature"] == 1.0 and "calibration_temperature" not in cfg and cfg["calibrate"] is False
+    ev = run_script("evaluate", "--checkpoint", save, "--data-dir", data, "--output-json", tmp_path / "ev.json")
+    assert ev.returncode == 0, ev.stderr
+    assert json.loads((tmp_path / "ev.json").read_text())["lm"]["perplexity"] == pytest.approx(b["perplexity"], rel=1e-5)
     # --no-calibrate: the raw model
     proc = run_script(script, "--task", "lm", "--data-dir", data, "--epochs", "1", "--no-calibrate",
                       "--save", tmp_path / "raw", "--output-json", out, *TINY)
