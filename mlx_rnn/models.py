@@ -22,23 +22,7 @@ from .checkpoint import load_checkpoint
 from .gru import GRU
 from .lstm import LSTM
 from .sampling import choose
-from .vocab import Indexer
-
-
-def _encode_batch(vocab: Indexer, texts: list[str]) -> np.ndarray:
-    """int32 (N, L) symbol indices of N non-empty texts of one length L (ValueError otherwise)."""
-    if not texts or len({len(t) for t in texts}) != 1 or not texts[0]:
-        raise ValueError(f"need one or more non-empty texts of one length (got lengths {sorted({len(t) for t in texts})})")
-    for i, t in enumerate(texts):
-        _check_text(vocab, t, f"text {i}")
-    return np.stack([vocab.encode(t) for t in texts])
-
-
-def _check_text(vocab: Indexer, text: str, what: str) -> None:
-    pos = vocab.first_unknown(text)
-    if pos >= 0:
-        raise ValueError(f"{what}: character {text[pos]!r} at position {pos} is not in the "
-                         f"vocabulary {vocab.symbols!r}")
+from .vocab import Indexer, check_text, encode_batch
 
 
 class _Base(nn.Module):
@@ -168,7 +152,7 @@ class RNNClassifier:
         for i, c in enumerate(contexts):
             if not c:
                 raise ValueError(f"context {i} is empty")
-            _check_text(self.vocab, c, f"context {i}")
+            check_text(self.vocab, c, f"context {i}")
             by_len.setdefault(len(c), []).append(i)
         for _, idx in by_len.items():
             x = mx.array(np.stack([self.vocab.encode(contexts[i]) for i in idx]))
@@ -204,7 +188,7 @@ class RNNLanguageModel:
         Raises:
             ValueError: texts of different lengths, an empty text or an unknown symbol.
         """
-        x = _encode_batch(self.vocab, texts)
+        x = encode_batch(self.vocab, texts)
         logits, _ = self.model(mx.array(x))
         return np.array(logits.astype(mx.float32))
 
@@ -221,7 +205,7 @@ class RNNLanguageModel:
     def get_next_char_log_probs(self, context: str) -> np.ndarray:
         """Log probabilities (nats) of every next symbol: float32 (V,), vocabulary order."""
         context = context or " "
-        _check_text(self.vocab, context, "context")
+        check_text(self.vocab, context, "context")
         return self._log_probs(context)[-1]
 
     def get_log_prob_sequence(self, next_chars: str, context: str) -> float:
@@ -230,8 +214,8 @@ class RNNLanguageModel:
         Scored in one pass that carries the LSTM state along the text.
         """
         context = context or " "
-        _check_text(self.vocab, context, "context")
-        _check_text(self.vocab, next_chars, "next_chars")
+        check_text(self.vocab, context, "context")
+        check_text(self.vocab, next_chars, "next_chars")
         if not next_chars:
             return 0.0
         lp = self._log_probs(context + next_chars[:-1])[len(context) - 1:]
@@ -247,7 +231,7 @@ class RNNLanguageModel:
         symbols outside the vocabulary or a negative length.
         """
         prime = prime or " "
-        _check_text(self.vocab, prime, "prime")
+        check_text(self.vocab, prime, "prime")
         if length < 0:
             raise ValueError(f"length must be >= 0 (got {length})")
         rng = np.random.default_rng(seed)

@@ -80,6 +80,27 @@ class Indexer:
 TEXT8 = Indexer(TEXT8_SYMBOLS)
 
 
+def check_text(vocab: Indexer, text: str, what: str) -> None:
+    """Raise ValueError naming ``what``, the first symbol of ``text`` outside ``vocab`` and its position."""
+    pos = vocab.first_unknown(text)
+    if pos >= 0:
+        raise ValueError(f"{what}: character {text[pos]!r} at position {pos} is not in the "
+                         f"vocabulary {vocab.symbols!r}")
+
+
+def encode_batch(vocab: Indexer, texts: list[str]) -> np.ndarray:
+    """int32 (N, L) symbol indices of N non-empty texts of one length L.
+
+    Raises:
+        ValueError: no texts, an empty text, texts of different lengths or an unknown symbol.
+    """
+    if not texts or len({len(t) for t in texts}) != 1 or not texts[0]:
+        raise ValueError(f"need one or more non-empty texts of one length (got lengths {sorted({len(t) for t in texts})})")
+    for i, t in enumerate(texts):
+        check_text(vocab, t, f"text {i}")
+    return np.stack([vocab.encode(t) for t in texts])
+
+
 def is_vowel(ch: str) -> bool:
     """True for a, e, i, o, u (the exercise's definition of a vowel)."""
     return ch in VOWELS

@@ -14,23 +14,7 @@ from torch.func import functional_call
 
 from mlx_rnn.checkpoint import load_checkpoint
 from mlx_rnn.sampling import choose
-from mlx_rnn.vocab import Indexer
-
-
-def _encode_batch(vocab: Indexer, texts: list[str]) -> np.ndarray:
-    """int32 (N, L) symbol indices of N non-empty texts of one length L (ValueError otherwise)."""
-    if not texts or len({len(t) for t in texts}) != 1 or not texts[0]:
-        raise ValueError(f"need one or more non-empty texts of one length (got lengths {sorted({len(t) for t in texts})})")
-    for i, t in enumerate(texts):
-        _check_text(vocab, t, f"text {i}")
-    return np.stack([vocab.encode(t) for t in texts])
-
-
-def _check_text(vocab: Indexer, text: str, what: str) -> None:
-    pos = vocab.first_unknown(text)
-    if pos >= 0:
-        raise ValueError(f"{what}: character {text[pos]!r} at position {pos} is not in the "
-                         f"vocabulary {vocab.symbols!r}")
+from mlx_rnn.vocab import Indexer, check_text, encode_batch
 
 
 def drop_recurrent_weight(w: torch.Tensor, p: float) -> torch.Tensor:
@@ -161,7 +145,7 @@ class RNNClassifier:
         for i, c in enumerate(contexts):
             if not c:
                 raise ValueError(f"context {i} is empty")
-            _check_text(self.vocab, c, f"context {i}")
+            check_text(self.vocab, c, f"context {i}")
             by_len.setdefault(len(c), []).append(i)
         for _, idx in by_len.items():
             x = torch.from_numpy(np.stack([self.vocab.encode(contexts[i]) for i in idx]).astype(np.int64))
@@ -189,7 +173,7 @@ class RNNLanguageModel:
     @torch.no_grad()
     def logits_batch(self, texts: list[str]) -> np.ndarray:
         """float32 (N, L, V): raw logits of N same-length texts; see ``mlx_rnn.models.RNNLanguageModel.logits_batch``."""
-        x = torch.from_numpy(_encode_batch(self.vocab, texts).astype(np.int64)).to(self.model.device)
+        x = torch.from_numpy(encode_batch(self.vocab, texts).astype(np.int64)).to(self.model.device)
         logits, _ = self.model(x)
         return logits.float().cpu().numpy()
 
@@ -207,14 +191,14 @@ class RNNLanguageModel:
     def get_next_char_log_probs(self, context: str) -> np.ndarray:
         """Log probabilities (nats) of every next symbol: float32 (V,), vocabulary order."""
         context = context or " "
-        _check_text(self.vocab, context, "context")
+        check_text(self.vocab, context, "context")
         return self._log_probs(context)[-1]
 
     def get_log_prob_sequence(self, next_chars: str, context: str) -> float:
         """Sum over i of log P(next_chars[i] | context + next_chars[:i]) in nats, in one pass."""
         context = context or " "
-        _check_text(self.vocab, context, "context")
-        _check_text(self.vocab, next_chars, "next_chars")
+        check_text(self.vocab, context, "context")
+        check_text(self.vocab, next_chars, "next_chars")
         if not next_chars:
             return 0.0
         lp = self._log_probs(context + next_chars[:-1])[len(context) - 1:]
@@ -226,7 +210,7 @@ class RNNLanguageModel:
                top_k: int | None = None, seed: int = 0) -> str:
         """Generate ``length`` symbols after ``prime``; mirror of ``mlx_rnn`` ``RNNLanguageModel.sample``."""
         prime = prime or " "
-        _check_text(self.vocab, prime, "prime")
+        check_text(self.vocab, prime, "prime")
         if length < 0:
             raise ValueError(f"length must be >= 0 (got {length})")
         rng = np.random.default_rng(seed)
