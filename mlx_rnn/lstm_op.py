@@ -54,8 +54,10 @@ facts shape the implementation:
    stacked (T, ...) arrays: a custom function with O(T) outputs makes the
    graph simplification of an outer ``mx.compile`` quadratic in T.
 
-With exact activations (the GPU, other dtypes, or ``MLX_RNN_LSTM_ACT=exact``)
-the same graph uses ``mx.tanh``. ``MLX_RNN_LSTM_ACT`` = ``auto`` (default:
+With exact activations (the GPU, other dtypes, ``MLX_RNN_LSTM_ACT=exact``, or
+``exact=True``, which the LSTM module passes in evaluation mode) the same graph
+uses ``mx.tanh``: the approximation speeds up training only, and a trained model
+is scored, sampled and compared with PyTorch with exact activations. ``MLX_RNN_LSTM_ACT`` = ``auto`` (default:
 approximate for float32 on the CPU) | ``exact`` | ``approx``; it is read when a
 shape is first traced. Non-finite pre-activations give NaN (the exact
 functions would saturate); the cell state is bounded, |c_t| <= |c_0| + t.
@@ -290,23 +292,33 @@ def _compiled_backward():
 # ----------------------------------------------------------------------------
 
 
-@mx.custom_function
-def _lstm_core(xw, h0, c0, w_hh):
-    """Primal: (hs, h_T, c_T, saved); saved = [a (T,B,4H), c (T,B,H), tanh c (T,B,H)]."""
-    s, m = _gate_constants(xw.shape[0], h0.shape[-1], xw.dtype)
-    hs, saved = _compiled_forward(_use_approx(xw.dtype))(xw, h0, c0, w_hh, s, m)
-    return hs, hs[:, -1], saved[1][-1], saved
+def _make_core(exact: bool):
+    """The custom function; ``exact`` forces ``mx.tanh`` whatever MLX_RNN_LSTM_ACT says.
+
+    The backward pass reads the saved activations, so it is the same for both."""
+    @mx.custom_function
+    def core(xw, h0, c0, w_hh):
+        """Primal: (hs, h_T, c_T, saved); saved = [a (T,B,4H), c (T,B,H), tanh c (T,B,H)]."""
+        s, m = _gate_constants(xw.shape[0], h0.shape[-1], xw.dtype)
+        approx = _use_approx(xw.dtype) and not exact
+        hs, saved = _compiled_forward(approx)(xw, h0, c0, w_hh, s, m)
+        return hs, hs[:, -1], saved[1][-1], saved
+
+    @core.vjp
+    def core_vjp(primals, cotangents, outputs):
+        xw, h0, c0, w_hh = primals
+        dhs, dh_T, dc_T, _ = cotangents
+        hs, _, _, saved = outputs
+        return _compiled_backward()(dhs, dh_T, dc_T, h0, c0, w_hh, hs, saved)
+
+    return core
 
 
-@_lstm_core.vjp
-def _lstm_core_vjp(primals, cotangents, outputs):
-    xw, h0, c0, w_hh = primals
-    dhs, dh_T, dc_T, _ = cotangents
-    hs, _, _, saved = outputs
-    return _compiled_backward()(dhs, dh_T, dc_T, h0, c0, w_hh, hs, saved)
+_lstm_core = _make_core(exact=False)
+_lstm_core_exact = _make_core(exact=True)
 
 
-def lstm_recurrence(xw: mx.array, h0: mx.array, c0: mx.array, w_hh: mx.array):
+def lstm_recurrence(xw: mx.array, h0: mx.array, c0: mx.array, w_hh: mx.array, exact: bool = False):
     """Run the LSTM recurrence over a whole sequence, with a fused custom VJP.
 
     Args:
@@ -314,6 +326,9 @@ def lstm_recurrence(xw: mx.array, h0: mx.array, c0: mx.array, w_hh: mx.array):
             ``x @ W_ih^T + b_ih + b_hh`` for all steps, gate order i, f, g, o.
         h0, c0: (B, H) float32 initial hidden and cell state.
         w_hh: (4H, H) float32 recurrent weight (PyTorch's ``weight_hh_l{k}``).
+        exact: use ``mx.tanh``/sigmoid even where the approximation would be chosen
+            (the LSTM module asks for it in evaluation mode, so that scoring and
+            sampling match PyTorch to float32 rounding; training keeps the fast path).
 
     Returns:
         ``(hs, h_T, c_T)``: hs (B, T, H) the hidden state after every step,
@@ -335,14 +350,15 @@ def lstm_recurrence(xw: mx.array, h0: mx.array, c0: mx.array, w_hh: mx.array):
         )
     if T == 0:
         raise ValueError("lstm_recurrence: empty sequence (T == 0)")
-    hs, h_T, c_T, _ = _lstm_core(xw, h0, c0, w_hh)
+    hs, h_T, c_T, _ = (_lstm_core_exact if exact else _lstm_core)(xw, h0, c0, w_hh)
     return hs, h_T, c_T
 
 
-def lstm_recurrence_reference(xw: mx.array, h0: mx.array, c0: mx.array, w_hh: mx.array):
-    """The plain per-step loop with exact ``mx.sigmoid``/``mx.tanh``,
-    differentiated by MLX autodiff. Same signature, shapes and return value as
-    :func:`lstm_recurrence`; the ground truth its tests compare against."""
+def lstm_recurrence_reference(xw: mx.array, h0: mx.array, c0: mx.array, w_hh: mx.array,
+                              exact: bool = True):
+    """The plain per-step loop with exact ``mx.sigmoid``/``mx.tanh`` (always; ``exact`` is
+    accepted for a common signature), differentiated by MLX autodiff. Same shapes and return
+    value as :func:`lstm_recurrence`; the ground truth its tests compare against."""
     H = h0.shape[-1]
     h, c = h0, c0
     hs = []

@@ -165,6 +165,37 @@ def test_exact_activation_mode(monkeypatch):
         np.testing.assert_allclose(np.array(o), np.array(r), atol=2e-6, rtol=0)
 
 
+def test_exact_flag_overrides_the_approximation(monkeypatch):
+    monkeypatch.setenv("MLX_RNN_LSTM_ACT", "approx")
+    args = _inputs(3, 6, 16, seed=11, scale=3.0)
+    ref = lstm_recurrence_reference(*args)
+    exact = lstm_recurrence(*args, exact=True)
+    approx = lstm_recurrence(*args)
+    for o, r in zip(exact, ref):
+        np.testing.assert_allclose(np.array(o), np.array(r), atol=2e-6, rtol=0)
+    assert not np.array_equal(np.array(approx[0]), np.array(exact[0]))  # the flag changed the path
+
+
+def test_lstm_module_is_exact_in_eval_mode(monkeypatch):
+    """Training may use the approximate activations; scoring (eval mode) must not."""
+    from mlx_rnn.lstm import LSTM
+    monkeypatch.setenv("MLX_RNN_LSTM_ACT", "approx")
+    mx.random.seed(3)
+    lstm = LSTM(8, 16, num_layers=2)
+    x = mx.random.normal((3, 140, 8)) * 2  # 140 > CHUNK (128) steps: the chunked path too
+    lstm.eval()
+    out_eval, _ = lstm(x)
+    lstm.train()
+    out_train, _ = lstm(x)  # no dropout configured: differs only by the activations
+    monkeypatch.setenv("MLX_RNN_LSTM_IMPL", "reference")
+    ref_lstm = LSTM(8, 16, num_layers=2)
+    ref_lstm.update(lstm.parameters())
+    ref_lstm.eval()
+    out_ref, _ = ref_lstm(x)
+    np.testing.assert_allclose(np.array(out_eval), np.array(out_ref), atol=2e-6, rtol=0)
+    assert not np.array_equal(np.array(out_train), np.array(out_eval))
+
+
 def test_float16_falls_back_to_exact():
     args = [a.astype(mx.float16) for a in _inputs(2, 3, 8, seed=1)]
     out = lstm_recurrence(*args)
