@@ -57,9 +57,9 @@ facts shape the implementation:
 With exact activations (the GPU, other dtypes, ``MLX_RNN_LSTM_ACT=exact``, or
 ``exact=True``, which the LSTM module passes in evaluation mode) the same graph
 uses ``mx.tanh``: the approximation speeds up training only, and a trained model
-is scored, sampled and compared with PyTorch with exact activations. ``MLX_RNN_LSTM_ACT`` = ``auto`` (default:
-approximate for float32 on the CPU) | ``exact`` | ``approx``; it is read when a
-shape is first traced. Non-finite pre-activations give NaN (the exact
+is scored, sampled and compared with PyTorch with exact activations.
+``MLX_RNN_LSTM_ACT`` = ``auto`` (default: approximate for float32 on the CPU) |
+``exact`` | ``approx``; it is read when a shape is first traced. Non-finite pre-activations give NaN (the exact
 functions would saturate); the cell state is bounded, |c_t| <= |c_0| + t.
 
 The forward and backward loops are each an ``mx.compile``d function, cached
