@@ -198,9 +198,8 @@ class RNNLanguageModel:
 
     def _log_probs(self, text: str) -> np.ndarray:
         """float32 (len(text), V): log P(next symbol | text[:i+1]) for every position i."""
-        x = mx.array(self.vocab.encode(text)[None, :])
-        logits, _ = self.model(x)
-        return np.array(nn.log_softmax(logits[0].astype(mx.float32) / self.calibration_temperature, axis=-1))
+        logits = mx.array(self.logits_sequence(text))
+        return np.array(nn.log_softmax(logits / self.calibration_temperature, axis=-1))
 
     def get_next_char_log_probs(self, context: str) -> np.ndarray:
         """Log probabilities (nats) of every next symbol: float32 (V,), vocabulary order."""

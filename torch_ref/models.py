@@ -181,12 +181,10 @@ class RNNLanguageModel:
         """float32 (len(text), V): raw logits (before calibration) after every prefix text[:i+1]."""
         return self.logits_batch([text])[0]
 
-    @torch.no_grad()
     def _log_probs(self, text: str) -> np.ndarray:
         """float32 (len(text), V): log P(next symbol | text[:i+1]) for every position i."""
-        x = torch.from_numpy(self.vocab.encode(text).astype(np.int64)[None, :]).to(self.model.device)
-        logits, _ = self.model(x)
-        return F.log_softmax(logits[0].float() / self.calibration_temperature, dim=-1).cpu().numpy()
+        logits = torch.from_numpy(self.logits_sequence(text))
+        return F.log_softmax(logits / self.calibration_temperature, dim=-1).numpy()
 
     def get_next_char_log_probs(self, context: str) -> np.ndarray:
         """Log probabilities (nats) of every next symbol: float32 (V,), vocabulary order."""
