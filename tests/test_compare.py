@@ -106,8 +106,10 @@ def test_script_subprocess_both_tasks(setup, tmp_path):
     assert set(result) == {"classify", "lm"}
     c, lm = result["classify"], result["lm"]
     assert c["passed"] and lm["passed"]
-    assert c["tolerances"] == {"logits_abs": 1e-5, "prediction_logit_abs": 1e-5}
-    assert lm["tolerances"] == {"logits_abs": 1e-5, "log_prob_abs": 1e-3, "perplexity_rel": 1e-5}
+    assert c["tolerances"] == {"logits_abs": 1e-5, "logits_rel": 1.3e-6, "prediction_logit_abs": 1e-5}
+    assert lm["tolerances"] == {"logits_abs": 1e-5, "logits_rel": 1.3e-6, "log_prob_abs": 1e-3,
+                                "perplexity_rel": 1e-5}
+    assert 0 <= c["max_logit_diff_ratio"] <= 1 and 0 <= lm["max_logit_diff_ratio"] <= 1
     assert c["total"] == 80 and c["mlx"]["total"] == c["torch"]["total"] == 80
     assert c["predictions_agree"] + c["predictions_disagree"] == 80
     assert c["max_abs_logit_diff"] <= 1e-5 and lm["max_abs_logit_diff"] <= 1e-5
@@ -176,6 +178,17 @@ class _FakeClassifier:
 
     def logits(self, texts):
         return self._logits
+
+
+def test_logit_tolerance_grows_with_the_logit():
+    """|mlx - torch| <= 1e-5 + 1.3e-6 |torch| (torch.testing's float32 rule): 1.24e-5 passes at a
+    logit of 12.3 (the default LM's worst position) and fails at a logit of 0.5."""
+    tol = compare.TOLERANCES
+    ok, ratio = compare.logits_agree(np.array([12.3 + 1.24e-5, 1.0]), np.array([12.3, 1.0]), tol)
+    assert ok and ratio == pytest.approx(1.24e-5 / (1e-5 + 1.3e-6 * 12.3))
+    bad, ratio = compare.logits_agree(np.array([0.5 + 1.24e-5]), np.array([0.5]), tol)
+    assert not bad and ratio > 1
+    assert compare.logits_agree(np.zeros(0), np.zeros(0), tol) == (True, 0.0)
 
 
 def test_compare_classify_small_logit_rule():
