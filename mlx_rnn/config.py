@@ -16,7 +16,7 @@ TASK_DEFAULTS = {
                      weight_decay=0.1, clip_norm=1.0, batch_size=64, seq_len=20, epochs=20,
                      warmup_steps=0, lr_schedule="cosine", prefix_weight=1.0, weight_drop=0.0,
                      input_dropout=None),
-    "lm": dict(embed_dim=512, hidden_size=512, num_layers=2, dropout=0.5, lr=3e-3,
+    "lm": dict(embed_dim=512, hidden_size=512, num_layers=2, dropout=0.5, lr=4.5e-3,
                weight_decay=0.1, clip_norm=1.0, batch_size=32, seq_len=25, epochs=20,
                warmup_steps=50, lr_schedule="cosine", weight_drop=0.0, input_dropout=None, calibrate=True),
 }
