@@ -197,7 +197,7 @@ def _is_number(x) -> bool:
 
 
 def check_weights(weights: dict, config: dict, where) -> None:
-    """Raise CheckpointError unless ``weights`` has exactly the float32 tensors ``config`` implies."""
+    """Raise CheckpointError unless ``weights`` has exactly the finite float32 tensors ``config`` implies."""
     want = expected_shapes(config)
     missing = sorted(set(want) - set(weights))
     extra = sorted(set(weights) - set(want))
@@ -210,6 +210,8 @@ def check_weights(weights: dict, config: dict, where) -> None:
                                   f"{tuple(weights[name].shape)}, config.json implies {tuple(shape)}")
         if weights[name].dtype != np.float32:
             raise CheckpointError(f"{where}: {name} is {weights[name].dtype}, expected float32")
+        if not np.all(np.isfinite(weights[name])):
+            raise CheckpointError(f"{where}: {name} holds NaN or inf values (a diverged or corrupt model)")
 
 
 def load_checkpoint(path, task: str | None = None) -> tuple[dict, dict]:
@@ -219,7 +221,8 @@ def load_checkpoint(path, task: str | None = None) -> tuple[dict, dict]:
         task: when given, the checkpoint must be of this task.
 
     Raises:
-        CheckpointError: corrupt/truncated files, wrong task, missing or mis-shaped tensors.
+        CheckpointError: corrupt/truncated files, wrong task, missing, mis-shaped or non-finite
+            tensors.
     """
     config = read_config(path)
     if task is not None and config["task"] != task:

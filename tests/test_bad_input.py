@@ -373,6 +373,14 @@ def _write(name, text):
     return edit
 
 
+def _nan_weight(name):
+    def edit(d: Path):
+        weights = ckpt.load_tensors(d / "model.safetensors")
+        weights[name][0, 0] = np.nan
+        ckpt.save_tensors(d / "model.safetensors", weights)
+    return edit
+
+
 # corruption -> (edit, expected message after "error: {dir}")
 CKPT_CASES = {
     "garbage-weights": (_garbage("model.safetensors"), r"/model.safetensors: corrupt or truncated safetensors file"),
@@ -390,6 +398,7 @@ CKPT_CASES = {
     "vocab-repeated": (_edit_config(vocab="abcdefghijklmnopqrstuvwxyza"), r"/config.json: 'vocab' must be"),
     "size-type": (_edit_config(hidden_size="16"), r"/config.json: 'hidden_size' must be a positive integer"),
     "unknown-task": (_edit_config(task="translate"), r"/config.json: unknown task 'translate'"),
+    "nan-weight": (_nan_weight("lstm.weight_hh_l0"), r"/model.safetensors: lstm.weight_hh_l0 holds NaN or inf values"),
 }
 
 

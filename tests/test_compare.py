@@ -172,6 +172,21 @@ def test_broken_tolerance_exits_1(setup, tmp_path, monkeypatch, capsys):
     assert "parity tolerance broken" in capsys.readouterr().err
 
 
+def test_train_refuses_a_bad_save_before_training(setup, tmp_path, capsys):
+    """--train --save onto an existing checkpoint or a file: exit 2 at once, nothing changed."""
+    data, ck = setup
+    before = {p: p.read_bytes() for p in ck.rglob("*") if p.is_file()}
+    args = ["--train", "--task", "classify", "--epochs", "1", "--hidden-size", "8", "--data-dir", str(data)]
+    assert compare.main(args + ["--save", str(ck)]) == 2
+    err = capsys.readouterr()
+    assert f"already holds a checkpoint" in err.err and "epoch" not in err.out
+    assert {p: p.read_bytes() for p in ck.rglob("*") if p.is_file()} == before
+    f = tmp_path / "afile"
+    f.write_text("precious")
+    assert compare.main(args + ["--save", str(f)]) == 2
+    assert "exists and is not a directory" in capsys.readouterr().err and f.read_text() == "precious"
+
+
 class _FakeClassifier:
     def __init__(self, logits):
         self._logits = np.asarray(logits, dtype=np.float32)
