@@ -257,9 +257,10 @@ def train_checkpoints(args, data_dir: Path, tasks: list[str], save_root: Path, l
     from mlx_rnn.config import resolve_config
     from mlx_rnn.runner import framework_module, load_task_data, train_task
 
-    for task in tasks:  # refuse a bad --save before any training, as the trainers do
-        if save_root.exists() and not save_root.is_dir():
-            raise ValueError(f"--save {save_root}: exists and is not a directory")
+    # refuse a bad --save before any training, as the trainers do
+    if save_root.exists() and not save_root.is_dir():
+        raise ValueError(f"--save {save_root}: exists and is not a directory")
+    for task in tasks:
         if (save_root / task / "config.json").exists():
             raise ValueError(f"--save {save_root}: {save_root / task} already holds a checkpoint; save somewhere else")
     fw = framework_module(args.train_framework)
