@@ -59,8 +59,9 @@ With exact activations (the GPU, other dtypes, ``MLX_RNN_LSTM_ACT=exact``, or
 uses ``mx.tanh``: the approximation speeds up training only, and a trained model
 is scored, sampled and compared with PyTorch with exact activations.
 ``MLX_RNN_LSTM_ACT`` = ``auto`` (default: approximate for float32 on the CPU) |
-``exact`` | ``approx``; it is read when a shape is first traced. Non-finite pre-activations give NaN (the exact
-functions would saturate); the cell state is bounded, |c_t| <= |c_0| + t.
+``exact`` | ``approx``; it is read when a shape is first traced. Non-finite
+pre-activations give NaN (the exact functions would saturate); the cell state is
+bounded, |c_t| <= |c_0| + t.
 
 The forward and backward loops are each an ``mx.compile``d function, cached
 per input shape (``shapeless=False``), so Python builds the T-step graph once

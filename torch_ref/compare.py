@@ -124,25 +124,6 @@ def find_checkpoints(path, task: str = "both") -> dict:
     return out
 
 
-# ----- raw logits through the wrappers' models ----------------------------------------
-def mlx_lm_logits(wrapper, text: str) -> np.ndarray:
-    """float32 (len(text), V): the MLX LM's logits after each prefix of ``text``."""
-    import mlx.core as mx
-
-    logits, _ = wrapper.model(mx.array(wrapper.vocab.encode(text)[None, :]))
-    return np.array(logits[0].astype(mx.float32))
-
-
-def torch_lm_logits(wrapper, text: str) -> np.ndarray:
-    """float32 (len(text), V): the PyTorch LM's logits after each prefix of ``text``."""
-    import torch
-
-    x = torch.from_numpy(wrapper.vocab.encode(text).astype(np.int64)[None, :]).to(wrapper.model.device)
-    with torch.no_grad():
-        logits, _ = wrapper.model(x)
-    return logits[0].float().cpu().numpy()
-
-
 # ----- the comparisons -----------------------------------------------------------------
 def logits_agree(a: np.ndarray, b: np.ndarray, tol: dict) -> tuple[bool, float]:
     """Whether ``|a - b| <= logits_abs + logits_rel * |b|`` everywhere, and the worst ratio.
@@ -194,8 +175,9 @@ def compare_lm(mlx_wrapper, torch_wrapper, text: str, context: str = " ", tol: d
     tol = dict(TOLERANCES, **(tol or {}))
     context = context or " "
     scored = context + text[:-1]  # the inputs whose next-symbol predictions are scored
-    la, lb = mlx_lm_logits(mlx_wrapper, scored), torch_lm_logits(torch_wrapper, scored)
-    la, lb = la.astype(np.float64), lb.astype(np.float64)
+    # raw logits (before calibration), through the same path as scoring
+    la = mlx_wrapper.logits_sequence(scored).astype(np.float64)
+    lb = torch_wrapper.logits_sequence(scored).astype(np.float64)
     max_diff = float(np.max(np.abs(la - lb)))
     logits_ok, ratio = logits_agree(la, lb, tol)
     ba = lm_bundle(mlx_wrapper, mlx_wrapper.vocab, text, context)
