@@ -19,6 +19,7 @@ from . import blas  # noqa: F401  (before mlx.core)
 import mlx.core as mx
 import mlx.nn as nn
 
+from . import recurrence
 from .lstm import init_recurrent_parameters
 
 
@@ -40,6 +41,7 @@ class GRU(nn.Module):
         init_recurrent_parameters(self, input_size, hidden_size, num_layers, gates=3)
         self.inter_dropout = nn.Dropout(dropout)
         self.weight_dropout = nn.Dropout(weight_drop)
+        recurrence.requested()  # an unknown MLX_RNN_LSTM_IMPL fails here
 
     def __call__(self, x: mx.array, state=None):
         """Run the GRU.
@@ -62,17 +64,27 @@ class GRU(nn.Module):
             xw = mx.addmm(getattr(self, f"bias_ih_l{layer}"), x.reshape(-1, x.shape[-1]), w_ih.T)
             xw = xw.reshape(B, -1, 3 * H)
             h = mx.zeros((B, H), dtype=x.dtype) if state is None else state[0][layer]
-            outs = []
-            for t in range(xw.shape[1]):
-                hw = mx.addmm(b_hh, h, w_hh.T)
-                xt = xw[:, t]
-                r = mx.sigmoid(xt[:, :H] + hw[:, :H])
-                z = mx.sigmoid(xt[:, H:2 * H] + hw[:, H:2 * H])
-                n = mx.tanh(xt[:, 2 * H:] + r * hw[:, 2 * H:])
-                h = (1 - z) * n + z * h
-                outs.append(h)
-            x = mx.stack(outs, axis=1)
+            if recurrence.path_for(xw.dtype) == "native":
+                x, h = recurrence.gru_native(xw, w_hh, b_hh, h, exact=not self.training, save=self.training)
+            else:
+                x, h = _gru_loop(xw, w_hh, b_hh, h)
             h_n.append(h)
             if layer < self.num_layers - 1 and self.dropout_p > 0:
                 x = self.inter_dropout(x)
         return x, (mx.stack(h_n),)
+
+
+def _gru_loop(xw: mx.array, w_hh: mx.array, b_hh: mx.array, h: mx.array):
+    """The per-step GRU loop in MLX ops (exact activations): xw (B, T, 3H), w_hh (3H, H),
+    b_hh (3H,), h (B, H) -> (hs (B, T, H), h_T (B, H)). The op path, differentiated by MLX."""
+    H = h.shape[-1]
+    outs = []
+    for t in range(xw.shape[1]):
+        hw = mx.addmm(b_hh, h, w_hh.T)
+        xt = xw[:, t]
+        r = mx.sigmoid(xt[:, :H] + hw[:, :H])
+        z = mx.sigmoid(xt[:, H:2 * H] + hw[:, H:2 * H])
+        n = mx.tanh(xt[:, 2 * H:] + r * hw[:, 2 * H:])
+        h = (1 - z) * n + z * h
+        outs.append(h)
+    return mx.stack(outs, axis=1), h

@@ -13,22 +13,19 @@ frameworks without renaming. Equations (PyTorch's ``nn.LSTM`` documentation)::
 from __future__ import annotations
 
 import math
-import os
 
 from . import blas  # noqa: F401  (loads an optimised BLAS before mlx.core on Linux)
 import mlx.core as mx
 import mlx.nn as nn
 
+from . import recurrence
 from .lstm_op import lstm_recurrence, lstm_recurrence_reference
+from .recurrence import IMPL_ENV  # noqa: F401  (MLX_RNN_LSTM_IMPL: native | op | reference | auto)
 
-IMPL_ENV = "MLX_RNN_LSTM_IMPL"  # "fast" (default): custom-VJP op; "reference": plain autodiff loop
 
-
-def _recurrence_impl():
-    impl = os.environ.get(IMPL_ENV, "fast")
-    if impl not in ("fast", "reference"):
-        raise ValueError(f"{IMPL_ENV}={impl!r}: expected 'fast' or 'reference'")
-    return lstm_recurrence if impl == "fast" else lstm_recurrence_reference
+def _op_impl(path: str):
+    """The Python-level recurrence for ``path`` ("op" or "reference")."""
+    return lstm_recurrence_reference if path == "reference" else lstm_recurrence
 
 
 def init_recurrent_parameters(module: nn.Module, input_size: int, hidden_size: int, num_layers: int,
@@ -75,9 +72,7 @@ class LSTM(nn.Module):
         init_recurrent_parameters(self, input_size, hidden_size, num_layers, gates=4)
         self.inter_dropout = nn.Dropout(dropout)
         self.weight_dropout = nn.Dropout(weight_drop)
-        # The recurrence: the fast custom-VJP op, or (MLX_RNN_LSTM_IMPL=reference, for
-        # before/after measurements) the plain per-step loop differentiated by MLX.
-        self._impl = _recurrence_impl()
+        recurrence.requested()  # an unknown MLX_RNN_LSTM_IMPL fails here, not mid-training
 
     def __call__(self, x: mx.array, state=None):
         """Run the LSTM over a batch of sequences.
@@ -115,17 +110,22 @@ class LSTM(nn.Module):
         return x, (mx.stack(h_n), mx.stack(c_n))
 
     def _recurrence(self, xw, h, c, w_hh):
-        """The recurrence over (B, T, 4H), in chunks of ``CHUNK`` steps carrying (h, c).
+        """The recurrence over (B, T, 4H) by the path :mod:`mlx_rnn.recurrence` picks.
 
-        The compiled recurrence is unrolled over time, so one very long sequence (scoring
-        a whole text) would build a huge graph; chunks keep it bounded. Equal results.
+        Native: one primitive for any T. The Python-level op is unrolled over time, so one
+        very long sequence (scoring a whole text) would build a huge graph; it runs in
+        chunks of ``CHUNK`` steps carrying (h, c). Equal results.
         """
         T = xw.shape[1]
         exact = not self.training  # approximate activations speed up training only
+        path = recurrence.path_for(xw.dtype)
+        if path == "native":
+            return recurrence.lstm_native(xw, h, c, w_hh, exact=exact, save=self.training)
+        impl = _op_impl(path)
         if T <= self.CHUNK:
-            return self._impl(xw, h, c, w_hh, exact=exact)
+            return impl(xw, h, c, w_hh, exact=exact)
         outs = []
         for s in range(0, T, self.CHUNK):
-            hs, h, c = self._impl(xw[:, s:s + self.CHUNK], h, c, w_hh, exact=exact)
+            hs, h, c = impl(xw[:, s:s + self.CHUNK], h, c, w_hh, exact=exact)
             outs.append(hs)
         return mx.concatenate(outs, axis=1), h, c

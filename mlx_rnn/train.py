@@ -23,6 +23,7 @@ from mlx.utils import tree_flatten, tree_unflatten
 from . import distributed, parallel
 from .batching import classify_batches, lm_chunk, lm_num_chunks, lm_streams, prefix_labels  # noqa: F401
 from .models import build_model, wrap
+from .optimizer import AdamW  # mlx.optimizers.AdamW with a fused native CPU update
 from .schedule import lr_at
 
 FRAMEWORK = "mlx"
@@ -83,7 +84,7 @@ class Trainer:
         self.model = build_model(config)
         mx.eval(self.model.parameters())
         parallel.setup_model(self.model, config, self.dist)
-        self.optimizer = optim.AdamW(learning_rate=config["lr"], betas=[0.9, 0.999], eps=1e-8,
+        self.optimizer = AdamW(learning_rate=config["lr"], betas=[0.9, 0.999], eps=1e-8,
                                      weight_decay=config["weight_decay"], bias_correction=True)
         self.optimizer.init(self.model.trainable_parameters())
         self.train_data = train

@@ -1,0 +1,103 @@
+// Native fused AdamW update.
+#include "adamw.h"
+
+#include <stdexcept>
+
+#include "mlx/allocator.h"
+
+#include "mlx/backend/cpu/encoder.h"
+
+namespace mlx_rnn {
+
+namespace {
+
+struct Scalars {
+  float b1, one_minus_b1, b2, one_minus_b2, eps;
+};
+
+// Constants rounded to float32 as MLX rounds Python scalars: b1 * m, (1 - b1) * g, ...
+Scalars scalars(const AdamWConfig& c) {
+  return {float(c.b1), float(1.0 - c.b1), float(c.b2), float(1.0 - c.b2), float(c.eps)};
+}
+
+MLX_RNN_KERNEL void adamw_kernel(const float* g, const float* p, const float* m, const float* v, float lr,
+                  float c1, float c2, float wd, bool bias_correction, Scalars k, float* p_out,
+                  float* m_out, float* v_out, int64_t n) {
+  const float decay = 1.0f - lr * wd;
+  for (int64_t j = 0; j < n; ++j) {
+    const float mj = k.b1 * m[j] + k.one_minus_b1 * g[j];
+    const float vj = k.b2 * v[j] + k.one_minus_b2 * (g[j] * g[j]);
+    const float pj = p[j] * decay;
+    m_out[j] = mj;
+    v_out[j] = vj;
+    p_out[j] = bias_correction ? pj - (c1 * mj) / (std::sqrt(vj) * c2 + k.eps)
+                               : pj - (lr * mj) / (std::sqrt(vj) + k.eps);
+  }
+}
+
+}  // namespace
+
+void AdamWUpdate::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) {
+  for (int i = 0; i < 4; ++i) {
+    if (!inputs[i].flags().row_contiguous) {
+      throw std::runtime_error("MlxRnnAdamWUpdate: internal error, non-contiguous input");
+    }
+  }
+  // Update in place where MLX allows it (the old parameter, m and v have no other reader).
+  for (int i = 0; i < 3; ++i) {
+    const auto& in = inputs[i + 1];
+    if (in.is_donatable() && in.flags().row_contiguous) {
+      outputs[i].copy_shared_buffer(in);
+    } else {
+      outputs[i].set_data(mx::allocator::malloc(outputs[i].nbytes()));
+    }
+  }
+  auto& enc = mx::cpu::get_command_encoder(stream());
+  for (const auto& a : inputs) enc.set_input_array(a);
+  for (auto& o : outputs) enc.set_output_array(o);
+  enc.dispatch([g = inputs[0].data<float>(), p = inputs[1].data<float>(),
+                m = inputs[2].data<float>(), v = inputs[3].data<float>(),
+                lr = inputs[4].data<float>(), c1 = inputs[5].data<float>(),
+                c2 = inputs[6].data<float>(), po = outputs[0].data<float>(),
+                mo = outputs[1].data<float>(), vo = outputs[2].data<float>(),
+                n = int64_t(inputs[0].size()), cfg = cfg_]() {
+    adamw_kernel(g, p, m, v, *lr, *c1, *c2, float(cfg.weight_decay), cfg.bias_correction,
+                 scalars(cfg), po, mo, vo, n);
+  });
+}
+
+void AdamWUpdate::eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) {
+  throw std::runtime_error("MlxRnnAdamWUpdate: no GPU kernel (mlx.optimizers.AdamW runs there)");
+}
+
+std::vector<mx::Shape> AdamWUpdate::output_shapes(const std::vector<mx::array>& inputs) {
+  return {inputs[1].shape(), inputs[1].shape(), inputs[1].shape()};
+}
+
+bool AdamWUpdate::is_equivalent(const mx::Primitive& other) const {
+  const auto& o = static_cast<const AdamWUpdate&>(other).cfg_;
+  return cfg_.b1 == o.b1 && cfg_.b2 == o.b2 && cfg_.eps == o.eps &&
+         cfg_.weight_decay == o.weight_decay && cfg_.bias_correction == o.bias_correction;
+}
+
+std::vector<mx::array> adamw_update(const mx::array& gradient, const mx::array& parameter,
+                                    const mx::array& m, const mx::array& v, const mx::array& lr,
+                                    const mx::array& c1, const mx::array& c2, AdamWConfig cfg,
+                                    mx::StreamOrDevice s) {
+  const char* op = "adamw_update";
+  auto stream = mx::to_stream(s);
+  check_shape(op, "gradient", gradient, parameter.shape());
+  check_shape(op, "m", m, parameter.shape());
+  check_shape(op, "v", v, parameter.shape());
+  for (const auto* a : {&lr, &c1, &c2}) {
+    if (a->size() != 1) throw std::invalid_argument(std::string(op) + ": lr, c1, c2 must be scalars");
+  }
+  check_float32_cpu(op, {gradient, parameter, m, v, lr, c1, c2}, stream);
+  auto inputs = contiguous_all({gradient, parameter, m, v, lr, c1, c2}, stream);
+  auto prim = std::make_shared<AdamWUpdate>(stream, cfg);
+  auto shapes = prim->output_shapes(inputs);
+  return mx::array::make_arrays(std::move(shapes), std::vector<mx::Dtype>(3, mx::float32), prim,
+                                inputs);
+}
+
+}  // namespace mlx_rnn

@@ -1,0 +1,86 @@
+// Shared pieces of the native recurrences: BLAS, activations, argument checks.
+#pragma once
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "mlx/array.h"
+#include "mlx/ops.h"
+#include "mlx/primitives.h"
+
+namespace mx = mlx::core;
+
+// On x86-64, the hot kernels are also compiled for AVX2 and the loader picks the variant the
+// CPU supports (no FMA contraction: the results are the same bits on every x86 CPU).
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__linux__)
+#define MLX_RNN_KERNEL __attribute__((target_clones("avx2", "default")))
+#else
+#define MLX_RNN_KERNEL
+#endif
+
+namespace mlx_rnn {
+
+// C = alpha op(A) op(B) + beta C, row-major, float32 (CBLAS semantics).
+void sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* a,
+           int lda, const float* b, int ldb, float beta, float* c, int ldc);
+
+// tanh by Eigen's rational approximation (generic_fast_tanh_float: x P(x^2) / Q(x^2),
+// degrees 13/6, clamped to |x| <= 7.9053); |error| <= 5e-7 against float64. NaN stays NaN
+// (both comparisons are false). The same function as mlx_rnn/lstm_op.py's training path.
+inline float tanh_approx(float x) {
+  constexpr float k = 7.90531110763549805f;
+  x = x < -k ? -k : (x > k ? k : x);
+  const float x2 = x * x;
+  float p = -2.76076847742355e-16f;
+  p = p * x2 + 2.00018790482477e-13f;
+  p = p * x2 + -8.60467152213735e-11f;
+  p = p * x2 + 5.12229709037114e-08f;
+  p = p * x2 + 1.48572235717979e-05f;
+  p = p * x2 + 6.37261928875436e-04f;
+  p = p * x2 + 4.89352455891786e-03f;
+  float q = 1.19825839466702e-06f;
+  q = q * x2 + 1.18534705686654e-04f;
+  q = q * x2 + 2.26843463243900e-03f;
+  q = q * x2 + 4.89352518554385e-03f;
+  return x * p / q;
+}
+
+// sigmoid(x) = (1 + tanh(x / 2)) / 2; |error| <= 3e-7.
+inline float sigmoid_approx(float x) {
+  return 0.5f * tanh_approx(0.5f * x) + 0.5f;
+}
+
+inline float sigmoid_exact(float x) {
+  return 1.0f / (1.0f + std::exp(-x));
+}
+
+// In-place activations over n contiguous floats.
+inline void tanh_inplace(float* x, int n, bool approx) {
+  if (approx) {
+    for (int j = 0; j < n; ++j) x[j] = tanh_approx(x[j]);
+  } else {
+    for (int j = 0; j < n; ++j) x[j] = std::tanh(x[j]);
+  }
+}
+
+inline void sigmoid_inplace(float* x, int n, bool approx) {
+  if (approx) {
+    for (int j = 0; j < n; ++j) x[j] = sigmoid_approx(x[j]);
+  } else {
+    for (int j = 0; j < n; ++j) x[j] = sigmoid_exact(x[j]);
+  }
+}
+
+// Argument checks: throw std::invalid_argument (a Python ValueError) with the op's name.
+void check_float32_cpu(const char* op, const std::vector<mx::array>& arrays, mx::Stream s);
+void check_shape(const char* op, const char* what, const mx::array& a, const mx::Shape& want);
+std::string shape_str(const mx::Shape& shape);
+
+// The inputs as row-contiguous arrays (a no-op for arrays that already are).
+std::vector<mx::array> contiguous_all(const std::vector<mx::array>& arrays, mx::Stream s);
+
+// Allocate every output's buffer (row-contiguous).
+void allocate(std::vector<mx::array>& outputs);
+
+}  // namespace mlx_rnn

@@ -1,0 +1,60 @@
+// The LSTM recurrence over a whole sequence as two MLX primitives (forward, backward).
+//
+// Gate order i, f, g, o (torch.nn.LSTM). Per step, with xw = x W_ih^T + b_ih + b_hh given:
+//   z_t = xw[:, t] + h_{t-1} W_hh^T;  i, f, o = sigmoid(z_i, z_f, z_o);  g = tanh(z_g)
+//   c_t = f c_{t-1} + i g;  h_t = o tanh(c_t)
+// The backward pass is the one of mlx_rnn/lstm_op.py (the cuDNN recipe): one sgemm per step
+// for dh, dW_hh = dZ^T H_prev as one sgemm after the loop.
+#pragma once
+
+#include "common.h"
+
+namespace mlx_rnn {
+
+// Outputs: hs (B, T, H), h_T (B, H), c_T (B, H), gates (T, B, 4H) activated [i f g o],
+// cells (T, B, H). With save = false, gates and cells are empty (0,) and the VJP re-runs the
+// forward to get them. approx: Eigen's rational tanh/sigmoid (training); else std::tanh/exp.
+std::vector<mx::array> lstm_forward(const mx::array& xw, const mx::array& w_hh,
+                                    const mx::array& h0, const mx::array& c0, bool approx,
+                                    bool save, mx::StreamOrDevice s = {});
+
+// Outputs: dxw (B, T, 4H), dw_hh (4H, H), dh0 (B, H), dc0 (B, H).
+std::vector<mx::array> lstm_backward(const mx::array& dhs, const mx::array& dh_T,
+                                     const mx::array& dc_T, const mx::array& w_hh,
+                                     const mx::array& h0, const mx::array& c0,
+                                     const mx::array& hs, const mx::array& gates,
+                                     const mx::array& cells, bool approx,
+                                     mx::StreamOrDevice s = {});
+
+class LSTMForward : public mx::Primitive {
+ public:
+  LSTMForward(mx::Stream stream, bool approx, bool save)
+      : mx::Primitive(stream), approx_(approx), save_(save) {}
+  void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
+  void eval_gpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
+  std::vector<mx::array> vjp(const std::vector<mx::array>& primals,
+                             const std::vector<mx::array>& cotangents,
+                             const std::vector<int>& argnums,
+                             const std::vector<mx::array>& outputs) override;
+  std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override;
+  const char* name() const override { return "MlxRnnLSTMForward"; }
+  bool is_equivalent(const mx::Primitive& other) const override;
+
+ private:
+  bool approx_, save_;
+};
+
+class LSTMBackward : public mx::Primitive {
+ public:
+  LSTMBackward(mx::Stream stream, bool approx) : mx::Primitive(stream), approx_(approx) {}
+  void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
+  void eval_gpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
+  std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override;
+  const char* name() const override { return "MlxRnnLSTMBackward"; }
+  bool is_equivalent(const mx::Primitive& other) const override;
+
+ private:
+  bool approx_;
+};
+
+}  // namespace mlx_rnn
