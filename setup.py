@@ -2,7 +2,7 @@
 
 Everything else about the package is in pyproject.toml. The extension is optional: when
 it cannot be built (no C++ compiler or cmake, MLX_RNN_NO_NATIVE=1, a platform MLX has no
-C++ package for) the install still succeeds, prints why, and mlx_rnn runs its
+C++ package for; MLX_RNN_CMAKE names another cmake) the install still succeeds, prints why, and mlx_rnn runs its
 Python-level op instead (``mlx_rnn.native.unavailable_reason()`` says why at run time).
 """
 
@@ -73,7 +73,9 @@ class OptionalCMakeBuild(build_ext):
 
 
 def _cmake_exe() -> str:
-    """The cmake of the pip 'cmake' package when present, else the one on PATH."""
+    """$MLX_RNN_CMAKE, else the cmake of the pip 'cmake' package when present, else the one on PATH."""
+    if os.environ.get("MLX_RNN_CMAKE"):
+        return os.environ["MLX_RNN_CMAKE"]
     try:
         import cmake  # the PyPI package
 

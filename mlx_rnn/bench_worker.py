@@ -160,11 +160,13 @@ def backend_info(framework: str, device: str) -> dict:
     if framework == "mlx":
         import mlx.core as mx
 
-        from . import blas
+        from . import blas, recurrence
+        from .optimizer import fused_enabled
 
         info = blas.blas_info()
         out.update(version=mx.__version__, blas=blas.describe(info), blas_info=info,
-                   device_name=_mlx_device_name(mx), threads=None)
+                   device_name=_mlx_device_name(mx), threads=None, recurrence=recurrence.describe(),
+                   recurrence_path=recurrence.path_for(mx.float32), fused_adamw=fused_enabled())
     else:
         import torch
 

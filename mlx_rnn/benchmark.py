@@ -33,18 +33,25 @@ from .config import OneLineParser
 
 ROOT = Path(__file__).resolve().parent.parent
 MARK = "@@bench "
-FRAMEWORKS = ("mlx", "torch")
-FRAMEWORK_NAMES = {"mlx": "MLX", "torch": "PyTorch"}
+#: "mlx" runs whatever path MLX_RNN_LSTM_IMPL picks (default: the native primitives on the CPU);
+#: "mlx-op" forces the Python-level op and mlx.optimizers' AdamW (the path before the primitives).
+FRAMEWORKS = ("mlx", "mlx-op", "torch")
+FRAMEWORK_NAMES = {"mlx": "MLX", "mlx-op": "MLX op", "torch": "PyTorch"}
+#: Environment of each framework variant's worker, and the framework it runs.
+VARIANT_ENV = {"mlx-op": {"MLX_RNN_LSTM_IMPL": "op", "MLX_RNN_ADAMW": "mlx"}}
+BASE_FRAMEWORK = {"mlx": "mlx", "mlx-op": "mlx", "torch": "torch"}
 SIZE_KEYS = ("embed_dim", "hidden_size", "num_layers", "batch_size", "seq_len")
-#: The two standard configurations (issue 4): the vowel classifier and a 2-layer character LM.
+#: The standard configurations: the trainers' defaults of both tasks (classify, lm) and the
+#: longer-sequence LM that the benchmark measured before the defaults changed (lm-t100).
 STANDARD_CONFIGS = {
     "classify": dict(task="classify", embed_dim=32, hidden_size=128, num_layers=1, batch_size=64, seq_len=20),
-    "lm": dict(task="lm", embed_dim=64, hidden_size=512, num_layers=2, batch_size=32, seq_len=100),
+    "lm": dict(task="lm", embed_dim=512, hidden_size=512, num_layers=2, batch_size=32, seq_len=25),
+    "lm-t100": dict(task="lm", embed_dim=64, hidden_size=512, num_layers=2, batch_size=32, seq_len=100),
 }
 #: --quick: timed batches per repeat (a classifier batch takes milliseconds, an LM batch seconds).
-QUICK_BATCHES = {"classify": 10, "lm": 2}
+QUICK_BATCHES = {"classify": 10, "lm": 4}
 #: --quick: untimed warm-up batches (the first includes tracing and compilation).
-QUICK_WARMUP = {"classify": 3, "lm": 1}
+QUICK_WARMUP = {"classify": 3, "lm": 2}
 #: Pause before each timed repeat, so the previous worker's spinning BLAS/OpenMP threads go to sleep.
 SETTLE_S = 0.25
 VOCAB_SIZE = 27
@@ -121,9 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
                 "Exit codes: 0 ok, 1 a worker failed, 2 bad input or usage, 3 training diverged, 130 interrupted."),
     )
     p.add_argument("--configs", type=_names(tuple(STANDARD_CONFIGS)), default=list(STANDARD_CONFIGS),
-                   help="configurations to run (default: classify,lm)")
+                   help="configurations to run (default: classify,lm,lm-t100)")
     p.add_argument("--frameworks", type=_names(FRAMEWORKS), default=list(FRAMEWORKS),
-                   help="frameworks to time, in this order within each repeat (default: mlx,torch)")
+                   help="frameworks to time, in this order within each repeat (default: mlx,mlx-op,torch; "
+                        "mlx = the native primitives where they run, mlx-op = the Python-level op and "
+                        "mlx.optimizers' AdamW)")
     p.add_argument("--embed-dim", type=_positive_int, help="embedding size E")
     p.add_argument("--hidden-size", type=_positive_int, help="LSTM hidden size H")
     p.add_argument("--num-layers", type=_positive_int, help="stacked LSTM layers")
@@ -156,6 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--distributed", action="store_true",
                    help="also measure LM training on 1 vs 2 data-parallel ranks on this machine "
                         "(mlx.launch ring / torchrun gloo, 1 thread per rank); adds \"scaling\" to the JSON")
+    p.add_argument("--sweep", action="store_true",
+                   help="also sweep hidden size 128-1024 and sequence length 20-200 around both tasks' defaults, "
+                        "MLX vs PyTorch per training step (synthetic data); adds \"sweep\" to the JSON")
+    p.add_argument("--sweep-plot", metavar="PATH", help="with --sweep: write the sweep's PNG plot here")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return p
 
@@ -215,9 +228,10 @@ class Worker:
     def __init__(self, framework: str, name: str, settings: dict, args, synthetic: bool, batches: int,
                  warmup_batches: int, thread_env: dict):
         self.framework, self.name = framework, name
-        device = args.device_mlx if framework == "mlx" else args.device_torch
+        self.base = BASE_FRAMEWORK[framework]
+        device = args.device_mlx if self.base == "mlx" else args.device_torch
         sizes = {k: settings[k] for k in SIZE_KEYS}
-        cmd = [sys.executable, "-m", "mlx_rnn.bench_worker", "--framework", framework, "--task", settings["task"],
+        cmd = [sys.executable, "-m", "mlx_rnn.bench_worker", "--framework", self.base, "--task", settings["task"],
                "--settings", json.dumps(sizes), "--device", device, "--repeats", str(args.repeats),
                "--seed", str(args.seed), "--sgemm-n", str(args.sgemm_n)]
         if batches:
@@ -229,6 +243,7 @@ class Worker:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
         env.update(thread_env)
+        env.update(VARIANT_ENV.get(framework, {}))
         self.stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")
         self.t0 = time.perf_counter()
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -253,7 +268,7 @@ class Worker:
             msg = json.loads(line[len(MARK):])
             if msg.get("event") == "error":
                 self.proc.wait()
-                text = str(msg.get("message")).replace("--device ", f"--device-{self.framework} ")
+                text = str(msg.get("message")).replace("--device ", f"--device-{self.base} ")
                 raise WorkerError(f"[{self.name}] {self.framework}: {text}", msg.get("kind", "failure"))
             return msg
 
@@ -302,6 +317,39 @@ def _resolve_data(args, names: list[str], log) -> tuple[dict, list[str]]:
     return out, notes
 
 
+def time_config(name, settings, frameworks, args, synthetic, batches, warmup, thread_env, log):
+    """Start one worker per framework, run ``args.repeats`` timed repeats A B A B ..., stop them.
+
+    Returns (ready messages, timed runs, final messages), each keyed by framework."""
+    workers, ready = [], {}
+    try:
+        for fw in frameworks:
+            log(f"[{name}] {fw}: starting, warm-up "
+                + (f"{warmup} batch{'es' if warmup != 1 else ''}" if batches else "1 epoch") + " (not timed)")
+            w = Worker(fw, name, settings, args, synthetic, batches, warmup, thread_env)
+            workers.append(w)
+            msg = w.read()
+            msg["startup_s"] = time.perf_counter() - w.t0
+            ready[fw] = msg
+            log(f"[{name}] {fw} {msg['backend']['version']} on {msg['device']}: ready in {msg['startup_s']:.1f} s "
+                f"(warm-up {msg['warmup_steps']} steps {msg['warmup_s']:.1f} s); sgemm "
+                f"{msg['sgemm_gflops']:.1f} GFLOP/s")
+        runs: dict[str, list[dict]] = {fw: [] for fw in frameworks}
+        for r in range(args.repeats):
+            for w in workers:  # A B A B ...
+                time.sleep(SETTLE_S)
+                w.send("run")
+                msg = w.read()
+                runs[w.framework].append(msg)
+                log(f"[{name}] repeat {r + 1}/{args.repeats} {w.framework}: {msg['steps']} steps in "
+                    f"{msg['time_s']:.3f} s")
+        finals = {w.framework: w.finish() for w in workers}
+    finally:
+        for w in workers:
+            w.kill()
+    return ready, runs, finals
+
+
 def _summary(times: list[float]) -> dict:
     return {"median_epoch_s": statistics.median(times), "min_epoch_s": min(times), "max_epoch_s": max(times)}
 
@@ -329,32 +377,8 @@ def run_benchmark(args, log=lambda *a: None) -> dict:
             settings["seq_len"] = 20
         batches = (args.quick_batches or QUICK_BATCHES[task]) if args.quick else 0
         warmup = (args.warmup_batches or QUICK_WARMUP[task]) if args.quick else 0
-        workers, ready = [], {}
-        try:
-            for fw in args.frameworks:
-                log(f"[{name}] {fw}: starting, warm-up "
-                    + (f"{warmup} batch{'es' if warmup != 1 else ''}" if batches else "1 epoch") + " (not timed)")
-                w = Worker(fw, name, settings, args, synthetic[name], batches, warmup, thread_env)
-                workers.append(w)
-                msg = w.read()
-                msg["startup_s"] = time.perf_counter() - w.t0
-                ready[fw] = msg
-                log(f"[{name}] {fw} {msg['backend']['version']} on {msg['device']}: ready in {msg['startup_s']:.1f} s "
-                    f"(warm-up {msg['warmup_steps']} steps {msg['warmup_s']:.1f} s); sgemm "
-                    f"{msg['sgemm_gflops']:.1f} GFLOP/s")
-            runs: dict[str, list[dict]] = {fw: [] for fw in args.frameworks}
-            for r in range(args.repeats):
-                for w in workers:  # A B A B ...
-                    time.sleep(SETTLE_S)
-                    w.send("run")
-                    msg = w.read()
-                    runs[w.framework].append(msg)
-                    log(f"[{name}] repeat {r + 1}/{args.repeats} {w.framework}: {msg['steps']} steps in "
-                        f"{msg['time_s']:.3f} s")
-            finals = {w.framework: w.finish() for w in workers}
-        finally:
-            for w in workers:
-                w.kill()
+        ready, runs, finals = time_config(name, settings, args.frameworks, args, synthetic[name], batches, warmup,
+                                          thread_env, log)
         for fw in args.frameworks:
             results.append(_result(name, settings, fw, ready[fw], runs[fw], finals[fw], batches, synthetic[name]))
             b = ready[fw]["backend"]
@@ -369,14 +393,12 @@ def run_benchmark(args, log=lambda *a: None) -> dict:
     env["frameworks"] = frameworks_env
     if hasattr(os, "getloadavg"):
         env["load_average_end"] = list(os.getloadavg())
-    ratios, ratios_min, ratios_paired = {}, {}, {}
-    for name in args.configs:
-        by_fw = {r["framework"]: r for r in results if r["config"] == name}
-        if "mlx" in by_fw and "torch" in by_fw:
-            m, t = by_fw["mlx"], by_fw["torch"]
-            ratios[name] = m["median_epoch_s"] / t["median_epoch_s"]
-            ratios_min[name] = m["min_epoch_s"] / t["min_epoch_s"]
-            ratios_paired[name] = statistics.median(a / b for a, b in zip(m["epoch_times_s"], t["epoch_times_s"]))
+    ratios = compute_ratios(results, args.configs)
+    sweep = []
+    if getattr(args, "sweep", False):
+        from .bench_sweep import run_sweep
+
+        sweep = run_sweep(args, thread_env, log)
     scaling, scaling_details = [], {}
     if getattr(args, "distributed", False):
         from .bench_scaling import measure_scaling
@@ -390,18 +412,38 @@ def run_benchmark(args, log=lambda *a: None) -> dict:
         "environment": env,
         "scaling": scaling,
         "scaling_details": scaling_details,
+        "sweep": sweep,
         "mode": "quick" if args.quick else "full",
         "repeats": args.repeats,
         "results": results,
-        "ratios": ratios,
-        "ratio_definition": "MLX median epoch time / PyTorch median epoch time, same config (< 1: MLX faster)",
-        "ratios_min": ratios_min,
-        "ratios_paired": ratios_paired,
+        **ratios,
+        "ratio_definition": ("MLX median epoch time / PyTorch median epoch time, same config (< 1: MLX faster); "
+                             "ratios: MLX as it runs by default (native primitives on the CPU), ratios_op: the "
+                             "Python-level op with mlx.optimizers' AdamW, ratios_native_vs_op: MLX / MLX op"),
         "ratio_notes": ("ratios_min: fastest repeat / fastest repeat (the least disturbed on a shared machine); "
                         "ratios_paired: median over repeats of MLX time / the PyTorch time that followed it"),
         "notes": notes,
         "wall_time_s": time.perf_counter() - t_start,
     }
+
+
+def compute_ratios(results: list[dict], names) -> dict:
+    """Epoch-time ratios per config: MLX / PyTorch (median, fastest, paired), MLX op / PyTorch
+    and MLX / MLX op, for the frameworks that ran."""
+    out = {"ratios": {}, "ratios_min": {}, "ratios_paired": {}, "ratios_op": {}, "ratios_native_vs_op": {}}
+    for name in names:
+        by_fw = {r["framework"]: r for r in results if r["config"] == name}
+        m, o, t = by_fw.get("mlx"), by_fw.get("mlx-op"), by_fw.get("torch")
+        if m and t:
+            out["ratios"][name] = m["median_epoch_s"] / t["median_epoch_s"]
+            out["ratios_min"][name] = m["min_epoch_s"] / t["min_epoch_s"]
+            out["ratios_paired"][name] = statistics.median(
+                a / b for a, b in zip(m["epoch_times_s"], t["epoch_times_s"]))
+        if o and t:
+            out["ratios_op"][name] = o["median_epoch_s"] / t["median_epoch_s"]
+        if m and o:
+            out["ratios_native_vs_op"][name] = m["median_epoch_s"] / o["median_epoch_s"]
+    return out
 
 
 def _result(name, settings, fw, ready, runs, final, batches, synthetic) -> dict:
@@ -434,6 +476,8 @@ def _result(name, settings, fw, ready, runs, final, batches, synthetic) -> dict:
     out["warmup_s"] = ready["warmup_s"]
     out["warmup_steps"] = ready["warmup_steps"]
     out["blas"] = ready["backend"]["blas"]
+    out["recurrence"] = ready["backend"].get("recurrence")
+    out["fused_adamw"] = ready["backend"].get("fused_adamw")
     out["final_mean_loss"] = runs[-1].get("mean_loss") if runs else None
     return out
 
@@ -463,6 +507,47 @@ def _sig(x: float) -> str:
 
 def _sizes(s: dict) -> str:
     return f"E={s['embed_dim']} H={s['hidden_size']} L={s['num_layers']} B={s['batch_size']} T={s['seq_len']}"
+
+
+def _ratio_lines(report: dict) -> list[str]:
+    def fmt(v):
+        return f"{v:.2f}" + (f" (MLX {1 / v:.2f}x faster)" if v < 1 else f" (PyTorch {v:.2f}x faster)")
+
+    lines = []
+    if report["ratios"]:
+        lines.append("Ratio MLX / PyTorch (median epoch time): "
+                     + ", ".join(f"{k} {fmt(v)}" for k, v in report["ratios"].items()))
+        if report.get("ratios_min"):
+            lines.append("Also: fastest repeat / fastest repeat: " + ", ".join(
+                f"{k} {v:.2f}" for k, v in report["ratios_min"].items())
+                + "; median of per-repeat pairs (A/B): " + ", ".join(
+                f"{k} {v:.2f}" for k, v in report.get("ratios_paired", {}).items())
+                + ". When these disagree with the median ratio, the machine's load changed during the run.")
+    if report.get("ratios_op"):
+        lines.append("Ratio MLX op (Python-level op, mlx.optimizers AdamW) / PyTorch: "
+                     + ", ".join(f"{k} {fmt(v)}" for k, v in report["ratios_op"].items()))
+    if report.get("ratios_native_vs_op"):
+        lines.append("Speed-up of the default MLX path over the op (MLX / MLX op): "
+                     + ", ".join(f"{k} {v:.2f}" for k, v in report["ratios_native_vs_op"].items()))
+    recs = {r["framework"]: r.get("recurrence") for r in report["results"] if r.get("recurrence")}
+    if recs:
+        lines.append("MLX recurrence path: " + "; ".join(f"{FRAMEWORK_NAMES[k]}: {v}" for k, v in recs.items()))
+    return lines + ([""] if lines else [])
+
+
+def _flop_lines(report: dict) -> list[str]:
+    lines = []
+    for name in dict.fromkeys(r["config"] for r in report["results"] if r["settings"]["task"] == "lm"):
+        lm = [r for r in report["results"] if r["config"] == name]
+        lines.append(f"Effective matmul FLOP rate, {name} ({_sig(lm[0]['matmul_gflop_per_step'])} GFLOP per step, "
+                     "forward + backward):")
+        for r in lm:
+            frac = r["effective_fraction_of_sgemm"]
+            lines.append(f"- {FRAMEWORK_NAMES[r['framework']]}: {r['effective_gflops']:.1f} GFLOP/s effective vs "
+                         f"{r['sgemm_gflops']:.1f} GFLOP/s measured sgemm peak"
+                         + (f" ({100 * frac:.0f}% of peak)" if frac is not None else ""))
+        lines.append("")
+    return lines
 
 
 def format_markdown(report: dict) -> str:
@@ -509,27 +594,8 @@ def format_markdown(report: dict) -> str:
                      f"| {_mib(r['peak_memory_bytes'])} ({_mem_tag(r['peak_memory_source'])}) "
                      f"| {_mib(r['peak_rss_bytes'])} | {r['sgemm_gflops']:.1f} |")
     lines.append("")
-    if report["ratios"]:
-        lines.append("Ratio MLX / PyTorch (median epoch time): " + ", ".join(
-            f"{k} {v:.2f}" + (f" (MLX {1 / v:.2f}x faster)" if v < 1 else f" (PyTorch {v:.2f}x faster)")
-            for k, v in report["ratios"].items()))
-        if report.get("ratios_min"):
-            lines.append("Also: fastest repeat / fastest repeat: " + ", ".join(
-                f"{k} {v:.2f}" for k, v in report["ratios_min"].items())
-                + "; median of per-repeat pairs (A/B): " + ", ".join(
-                f"{k} {v:.2f}" for k, v in report.get("ratios_paired", {}).items())
-                + ". When these disagree with the median ratio, the machine's load changed during the run.")
-        lines.append("")
-    lm = [r for r in report["results"] if r["settings"]["task"] == "lm"]
-    if lm:
-        lines.append(f"Effective matmul FLOP rate, lm ({_sig(lm[0]['matmul_gflop_per_step'])} GFLOP per step, "
-                     "forward + backward):")
-        for r in lm:
-            frac = r["effective_fraction_of_sgemm"]
-            lines.append(f"- {FRAMEWORK_NAMES[r['framework']]}: {r['effective_gflops']:.1f} GFLOP/s effective vs "
-                         f"{r['sgemm_gflops']:.1f} GFLOP/s measured sgemm peak"
-                         + (f" ({100 * frac:.0f}% of peak)" if frac is not None else ""))
-        lines.append("")
+    lines += _ratio_lines(report)
+    lines += _flop_lines(report)
     lines += [
         "What the figures mean: the ratio is MLX's median epoch time divided by PyTorch's on the same "
         "configuration, data and batches (below 1: MLX is faster). Each epoch time is the real Trainer's "
@@ -546,6 +612,10 @@ def format_markdown(report: dict) -> str:
         "",
         f"Wall time: {report['wall_time_s']:.1f} s.",
     ]
+    if report.get("sweep"):
+        from .bench_sweep import sweep_markdown
+
+        lines += [""] + sweep_markdown(report["sweep"])
     if report.get("scaling"):
         lines += ["", "Data-parallel scaling (LM, per-rank batch fixed, 1 thread per rank; efficiency = "
                       "chars/s(N) / (N x chars/s(1))):", "", "| framework | ranks | chars/s | efficiency |",
@@ -565,7 +635,7 @@ def write_plot(report: dict, path) -> None:
 
     names = list(dict.fromkeys(r["config"] for r in report["results"]))
     fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 4.0), squeeze=False)
-    colors = {"mlx": "#1f77b4", "torch": "#ee4c2c"}
+    colors = {"mlx": "#1f77b4", "mlx-op": "#9ecae1", "torch": "#ee4c2c"}
     for ax, name in zip(axes[0], names):
         rs = [r for r in report["results"] if r["config"] == name]
         med = [r["median_epoch_s"] for r in rs]
@@ -601,7 +671,10 @@ def main(argv=None) -> int:
     try:
         _check_out_path("--output-json", args.output_json)
         _check_out_path("--plot", args.plot)
-        if args.plot:
+        _check_out_path("--sweep-plot", args.sweep_plot)
+        if args.sweep_plot and not args.sweep:
+            raise ValueError("--sweep-plot needs --sweep")
+        if args.plot or args.sweep_plot:
             try:
                 import matplotlib  # noqa: F401
             except ImportError:
@@ -623,4 +696,8 @@ def main(argv=None) -> int:
         atomic_write_bytes(args.output_json, (json.dumps(report, indent=2) + "\n").encode())
     if args.plot:
         write_plot(report, args.plot)
+    if args.sweep_plot:
+        from .bench_sweep import write_sweep_plot
+
+        write_sweep_plot(report["sweep"], args.sweep_plot, f"Training step time vs work ({report['environment']['cpu_model']})")
     return EXIT_OK

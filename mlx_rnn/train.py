@@ -20,10 +20,10 @@ import mlx.nn as nn
 import mlx.optimizers as optim
 from mlx.utils import tree_flatten, tree_unflatten
 
-from . import distributed, parallel
+from . import distributed, parallel, recurrence
 from .batching import classify_batches, lm_chunk, lm_num_chunks, lm_streams, prefix_labels  # noqa: F401
 from .models import build_model, wrap
-from .optimizer import AdamW  # mlx.optimizers.AdamW with a fused native CPU update
+from .optimizer import AdamW, fused_enabled  # mlx.optimizers.AdamW with a fused native CPU update
 from .schedule import lr_at
 
 FRAMEWORK = "mlx"
@@ -255,5 +255,7 @@ def set_rng_key(key) -> None:
 
 
 def describe_backend() -> str:
-    """One line for run headers: device and the BLAS MLX actually uses (detected)."""
-    return blas.describe()
+    """One line for run headers: the BLAS MLX actually uses (detected), the recurrence path
+    and the optimizer update (native primitives or Python-level ops, and why)."""
+    adamw = "fused native AdamW" if fused_enabled() else "mlx.optimizers AdamW"
+    return f"{blas.describe()}; recurrence: {recurrence.describe()}; {adamw}"

@@ -28,7 +28,8 @@ def quick_run(tmp_path_factory):
         pytest.skip("needs mlx, torch and matplotlib")
     tmp = tmp_path_factory.mktemp("bench")
     out, png = tmp / "bench.json", tmp / "bench.png"
-    cmd = [sys.executable, str(SCRIPT), "--quick", "--synthetic", "--repeats", "1", "--frameworks", "mlx,torch",
+    cmd = [sys.executable, str(SCRIPT), "--quick", "--synthetic", "--repeats", "1", "--frameworks", "mlx,mlx-op,torch",
+           "--configs", "classify,lm",
            "--embed-dim", "8", "--hidden-size", "16", "--num-layers", "1", "--batch-size", "8", "--seq-len", "10",
            "--quick-batches", "3", "--warmup-batches", "1", "--sgemm-n", "128",
            "--output-json", str(out), "--plot", str(png)]
@@ -43,12 +44,12 @@ def test_json_schema(quick_run):
     assert report["mode"] == "quick"
     env = report["environment"]
     assert {"os", "cpu_model", "thread_env", "frameworks"} <= set(env)
-    assert set(env["frameworks"]) == {"mlx", "torch"}
+    assert set(env["frameworks"]) == {"mlx", "mlx-op", "torch"}
     for fe in env["frameworks"].values():
         assert fe["version"] and fe["device"] and fe["blas"] and fe["sgemm_gflops"] > 0
     results = report["results"]
     assert {(r["config"], r["framework"]) for r in results} == {(c, f) for c in ("classify", "lm")
-                                                                for f in ("mlx", "torch")}
+                                                                for f in ("mlx", "mlx-op", "torch")}
     for r in results:
         assert RESULT_KEYS <= set(r), RESULT_KEYS - set(r)
         assert r["settings"] == dict(SETTINGS, task=r["config"])
@@ -68,6 +69,20 @@ def test_ratios_from_medians(quick_run):
         assert ratio == pytest.approx(med[(name, "mlx")] / med[(name, "torch")])
     assert set(report["ratios_min"]) == set(report["ratios_paired"]) == {"classify", "lm"}
     assert all(v > 0 for v in [*report["ratios_min"].values(), *report["ratios_paired"].values()])
+    for name in ("classify", "lm"):
+        assert report["ratios_op"][name] == pytest.approx(med[(name, "mlx-op")] / med[(name, "torch")])
+        assert report["ratios_native_vs_op"][name] == pytest.approx(med[(name, "mlx")] / med[(name, "mlx-op")])
+
+
+def test_the_recurrence_path_is_reported(quick_run):
+    from mlx_rnn import native
+
+    proc, report, _ = quick_run
+    by_fw = {r["framework"]: r for r in report["results"] if r["config"] == "lm"}
+    assert by_fw["mlx-op"]["recurrence"] == "op (MLX_RNN_LSTM_IMPL=op)" and by_fw["mlx-op"]["fused_adamw"] is False
+    if native.available():
+        assert by_fw["mlx"]["recurrence"].startswith("native") and by_fw["mlx"]["fused_adamw"] is True
+    assert "MLX recurrence path:" in proc.stdout
 
 
 def test_markdown_table_and_plot(quick_run):
@@ -75,7 +90,7 @@ def test_markdown_table_and_plot(quick_run):
     out = proc.stdout
     assert "| config | sizes | framework |" in out and "|---|" in out
     rows = [ln for ln in out.splitlines() if ln.startswith("| classify |") or ln.startswith("| lm |")]
-    assert len(rows) == 4
+    assert len(rows) == 6
     assert "Ratio MLX / PyTorch" in out and "synchronised" in out and "synthetic" in out
     assert "GFLOP/s effective" in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -111,3 +126,30 @@ def test_markdown_includes_scaling_rows():
               "scaling_details": {"mlx": {"note": "weak scaling"}}}
     text = format_markdown(report)
     assert "| MLX | 2 | 1,500 | 0.75 |" in text
+
+
+def test_sweep_points_and_markdown(tmp_path):
+    """The sweep varies one size at a time around each task's defaults; its table and plot."""
+    pytest.importorskip("matplotlib")
+    from mlx_rnn.bench_sweep import HIDDEN_SIZES, SEQ_LENS, sweep_markdown, sweep_points, write_sweep_plot
+    from mlx_rnn.benchmark import STANDARD_CONFIGS
+
+    pts = sweep_points(STANDARD_CONFIGS)
+    assert len(pts) == 2 * (len(HIDDEN_SIZES) + len(SEQ_LENS))
+    for task, vary, value, settings in pts:
+        assert settings[vary] == value
+        others = {k: v for k, v in settings.items() if k != vary}
+        assert others == {k: v for k, v in STANDARD_CONFIGS[task].items() if k != vary}
+    rows = [{"task": t, "vary": v, "value": x, "settings": s, "mlx_step_s": 0.01 * x / 100,
+             "torch_step_s": 0.02 * x / 100, "ratio": 0.5} for t, v, x, s in pts]
+    text = "\n".join(sweep_markdown(rows))
+    assert "| lm | hidden_size | 1024 | 102.40 | 204.80 | 0.50 |" in text
+    png = tmp_path / "sweep.png"
+    write_sweep_plot(rows, png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sweep_plot_needs_sweep():
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--sweep-plot", "x.png"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2 and "--sweep-plot needs --sweep" in proc.stderr
