@@ -8,6 +8,9 @@ frameworks without renaming. Equations (PyTorch's ``nn.LSTM`` documentation)::
     i = sigmoid(W_ii x + b_ii + W_hi h + b_hi)     f = sigmoid(...)   o = sigmoid(...)
     g = tanh(W_ig x + b_ig + W_hg h + b_hg)
     c' = f * c + i * g        h' = o * tanh(c')
+
+The recurrence runs as chosen by :mod:`mlx_rnn.recurrence`: the native C++ primitive on
+the CPU (float32), the Python-level op of :mod:`mlx_rnn.lstm_op` elsewhere.
 """
 
 from __future__ import annotations

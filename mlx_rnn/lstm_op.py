@@ -1,5 +1,9 @@
 """A sequence-level LSTM recurrence for MLX with a hand-written backward pass.
 
+This is the Python-level path: on the CPU with float32 the native primitive of
+:mod:`mlx_rnn.native` runs the same recipe in C++ (see :mod:`mlx_rnn.recurrence`); this
+op serves the GPU, other dtypes and installs without the extension.
+
 Only the recurrent part of an LSTM layer lives here; the caller computes the
 input projection for all time steps at once (one matmul):
 
