@@ -44,6 +44,7 @@ import hashlib
 import http.client
 import os
 import re
+import socket
 import sys
 import time
 import urllib.error
@@ -199,7 +200,8 @@ def download(url: str, dest, *, expected: Digest | None = TEXT8_ZIP_DIGEST, retr
     early is retried up to ``retries`` times, each resuming where the file ends
     (waits ``retry_wait`` s, doubling, at most 30 s). When complete, the file is
     checked against ``expected`` (skipped when None) and renamed to ``dest``. On
-    Ctrl-C the ``.part`` file stays, ready to resume.
+    Ctrl-C the ``.part`` file stays, ready to resume. A host name that cannot be
+    resolved (offline) fails at once, after one attempt, naming ``dest``.
 
     Args:
         url: an ``http://`` or ``https://`` address.
@@ -230,6 +232,12 @@ def download(url: str, dest, *, expected: Digest | None = TEXT8_ZIP_DIGEST, retr
                 raise DataError(url, f"HTTP error {e.code} {e.reason}") from None
             reason = f"HTTP error {e.code} {e.reason}"
         except urllib.error.URLError as e:
+            if isinstance(e.reason, socket.gaierror):  # offline, or a mistyped host: retrying cannot help
+                host = urllib.parse.urlparse(url).hostname
+                raise DataError(url, f"cannot resolve host {host!r} ({e.reason.strerror or e.reason}; "
+                                     f"offline?); nothing downloaded; when online, rerun to download it "
+                                     f"to {dest} (kept there for later runs), or build the files from a local "
+                                     "copy: scripts/prepare_data.py --text8 PATH") from None
             reason = str(e.reason)
         except (http.client.HTTPException, ConnectionError, TimeoutError, _Truncated) as e:
             reason = str(e) or type(e).__name__

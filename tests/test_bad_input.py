@@ -226,6 +226,23 @@ def test_download_builds_missing_data_then_trains(fake_prepare, tmp_path, capsys
     assert len(fake_prepare) == 1
 
 
+def test_download_offline_fails_fast_naming_the_file(monkeypatch, tmp_path, capsys):
+    """The trainer's --download with a host that cannot be resolved: one attempt, exit 2,
+    the message names the file it would keep; the data directory is not left behind."""
+    import functools
+
+    import mlx_rnn.prepare as prepare_mod
+    from mlx_rnn.runner import main
+
+    monkeypatch.setattr(prepare_mod, "prepare", functools.partial(prepare_mod.prepare,
+                                                                  url="http://nonexistent.invalid/text8.zip"))
+    d = tmp_path / "d"
+    assert main("mlx", ["--data-dir", str(d), "--download", *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "cannot resolve host 'nonexistent.invalid'" in err and str(d / "text8.zip") in err, err
+    assert "retry" not in err and not d.exists()
+
+
 def test_download_failures_exit_codes(monkeypatch, tmp_path, capsys):
     import mlx_rnn.prepare as prepare_mod
     from mlx_rnn.runner import main
