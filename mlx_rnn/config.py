@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import sys
 
 from .vocab import TEXT8_SYMBOLS
 
@@ -26,6 +28,14 @@ DEVICES = {"mlx": ("auto", "gpu", "cpu"), "torch": ("auto", "mps", "cuda", "cpu"
 RESUME_OVERRIDABLE = ("epochs", "patience", "save_every", "calibrate")
 
 
+def prog_name(script: str) -> str:
+    """The program name for usage and error lines: the console entry point's own name when run
+    as one (``mlx-rnn-train``, ``mlx-rnn-evaluate`` ...: ``sys.argv[0]`` starts with ``mlx-rnn``),
+    else ``script`` (``train_mlx.py`` for ``python scripts/train_mlx.py`` and for in-process calls)."""
+    base = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return base if base.startswith("mlx-rnn") else script
+
+
 class OneLineParser(argparse.ArgumentParser):
     """An ArgumentParser whose usage errors are one line (exit code 2), not usage + error."""
 
@@ -37,7 +47,7 @@ def build_parser(framework: str) -> argparse.ArgumentParser:
     """The trainer's argument parser; flags left unset are None so per-task defaults apply."""
     name = "train_mlx.py" if framework == "mlx" else "train_torch.py"
     p = OneLineParser(
-        prog=name,
+        prog=prog_name(name),
         description=("Train the text8 character models with "
                      + ("MLX" if framework == "mlx" else "PyTorch")
                      + ": the vowel classifier (task classify) and/or the character LM (task lm). "

@@ -13,14 +13,14 @@ from pathlib import Path
 from . import checkpoint as ckpt
 from .data import CLASSIFY_FILES, LM_FILES, DataError, check_data_dir, load_examples, read_text, resolve_data_dir
 from .metrics import classification_bundle, lm_bundle
-from .config import OneLineParser
+from .config import OneLineParser, prog_name
 from .runner import EXIT_BAD_INPUT, EXIT_OK, _one_line, check_output_json, print_result
 from .vocab import Indexer
 
 
 def build_parser() -> OneLineParser:
     p = OneLineParser(
-        prog="evaluate.py",
+        prog=prog_name("evaluate.py"),
         description=("Evaluate a checkpoint. An LM checkpoint scores a text (--text; default the dev text): "
                      "log probability given the context ' ', average, perplexity, bits per character and the "
                      "exercise's sanity checks. A classifier checkpoint scores --consonant/--vowel example files "

@@ -61,6 +61,7 @@ import numpy as np
 from .checkpoint import atomic_write_bytes as ckpt_atomic_write_bytes
 from .data import (CLASSIFY_FILES, EXAMPLE_LENGTH, LM_FILES, DataError, _read_utf8, read_text,
                    resolve_data_dir)
+from .config import prog_name
 from .normalize import normalize_text
 from .vocab import VOWELS
 
@@ -851,7 +852,7 @@ def _nonneg(s: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The ``prepare_data.py`` argument parser."""
     p = argparse.ArgumentParser(
-        prog="prepare_data.py",
+        prog=prog_name("prepare_data.py"),
         description=(
             "Build the exercise's data files from text8 (downloaded, or a local copy) or from "
             "any text: text8-100k.txt (the first 100,000 characters; from text8 byte for byte "

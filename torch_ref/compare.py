@@ -37,7 +37,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from mlx_rnn import checkpoint as ckpt
-from mlx_rnn.config import OneLineParser
+from mlx_rnn.config import OneLineParser, prog_name
 from mlx_rnn.data import CLASSIFY_FILES, LM_FILES, DataError, load_examples, read_text, resolve_data_dir
 from mlx_rnn.metrics import classification_bundle, lm_bundle
 from mlx_rnn.runner import (EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_OK,
@@ -60,7 +60,7 @@ TOLERANCES = {
 # ----- command line -------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(
-        prog="compare.py",
+        prog=prog_name("compare.py"),
         description=("Run MLX and PyTorch on the same weights over the dev data and check that they agree: "
                      "max |logit difference|, both log probabilities and perplexities of the dev text (LM), "
                      "both accuracies and agreeing predictions (classifier). Prints a summary and the result "
