@@ -61,3 +61,15 @@ def test_scripts_keep_their_file_names():
     out = subprocess.run([sys.executable, "scripts/evaluate.py", "--help"], cwd=ROOT, capture_output=True, text=True,
                          timeout=120)
     assert out.stdout.startswith("usage: evaluate.py "), out.stdout[:200]
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_launch_mlx_help_is_its_own(flag):
+    out = subprocess.run([sys.executable, "scripts/launch_mlx.py", flag], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("usage: launch_mlx.py "), out.stdout[:200]
+    assert "non-zero when any rank failed" in out.stdout and "usage: mlx.launch" not in out.stdout
+    bare = subprocess.run([sys.executable, "scripts/launch_mlx.py"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert bare.returncode == 2 and bare.stderr.startswith("usage: launch_mlx.py "), bare.stderr
