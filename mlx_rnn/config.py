@@ -117,8 +117,9 @@ def build_parser(framework: str) -> argparse.ArgumentParser:
                    help="continue an interrupted run from its checkpoint directory (weights, optimizer, RNG, "
                         "data order); only --epochs, --patience, --save-every and --calibrate may change")
     p.add_argument("--plot", metavar="PATH",
-                   help="write a PNG of train/validation loss and the dev metric against epoch and seconds "
-                        "(both tasks: PATH-classify.png and PATH-lm.png); needs the 'plot' extra")
+                   help="draw train/validation loss and the dev metric against epoch and seconds in this image "
+                        "(format from the suffix: .png, .pdf, .svg ...; both tasks: PATH-classify.png and PATH-lm.png); "
+                        "needs the 'plot' extra; scripts/plot.py draws a finished run later")
     p.add_argument("--init-from-lm", metavar="CKPT",
                    help="classify: start the embedding and LSTM from this LM checkpoint (sizes taken from it)")
     p.add_argument("--zero-shot-lm", metavar="CKPT",

@@ -626,6 +626,10 @@ def plan_run(framework: str, args) -> list[TaskPlan]:
     tasks = _tasks_from_args(args)
     multi = len(tasks) > 1
     check_output_json(args.output_json)
+    if args.plot:  # matplotlib installed and a suffix it writes: checked before any training
+        from .plot import image_format
+
+        image_format(args.plot)
     plans = []
     if (args.zero_shot_lm or args.init_from_lm) and "classify" not in tasks:
         raise ValueError(f"--{'zero-shot-lm' if args.zero_shot_lm else 'init-from-lm'} applies to the classifier: "
