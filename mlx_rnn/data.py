@@ -167,6 +167,39 @@ def missing_data_message(data_dir: Path, names) -> str:
             "scripts/prepare_data.py --out DIR to build the files (the trainers also take --download)")
 
 
+class MissingData(DataError):
+    """The data directory or some of its files are missing (the trainers). The message is one
+    line; ``details`` adds a few: what exactly is missing and the ways to get it."""
+
+    def __init__(self, data_dir, names, given_by: str = ""):
+        data_dir = Path(data_dir)
+        missing = [n for n in names if not (data_dir / n).exists()] if data_dir.is_dir() else list(names)
+        if not data_dir.exists():
+            what, notes = "data directory not found", [given_by]
+        elif not data_dir.is_dir():
+            what, notes = "not a directory", [given_by]
+        else:
+            what, notes = "data not found", [f"missing {', '.join(missing)}", given_by]
+        notes = [n for n in notes if n]
+        super().__init__(data_dir, what + (f" ({'; '.join(notes)})" if notes else ""))
+        self.details = [
+            f"needed: {', '.join(names)}: text8 files of the course exercise",
+            "have them? point at their folder: --data-dir DIR or MLX_RNN_DATA=DIR",
+            f"no copy? add --download (or run scripts/prepare_data.py --out {data_dir}): it downloads text8.zip "
+            "(31 MB) and builds files of the same shape, with windows of its own",
+            "or train the language model on your own UTF-8 text: --train-text FILE",
+        ]
+
+
+def data_dir_given_by(data_dir=None) -> str:
+    """Where :func:`resolve_data_dir`'s answer came from, for messages."""
+    if data_dir:
+        return "from --data-dir"
+    if os.environ.get("MLX_RNN_DATA"):
+        return "from MLX_RNN_DATA"
+    return "the default ./data: no --data-dir given, MLX_RNN_DATA not set"
+
+
 def data_dir_complete(data_dir: Path, names) -> bool:
     """Whether ``data_dir`` is a directory holding an entry for every one of ``names``.
 

@@ -26,8 +26,8 @@ from . import checkpoint as ckpt
 from . import corpus as corpus_mod
 from . import distributed
 from .config import RESUME_OVERRIDABLE, TASK_DEFAULTS, COMMON_DEFAULTS, build_parser, resolve_config, validate_config
-from .data import (corpus_alphabet, CLASSIFY_FILES, LM_FILES, DataError, check_data_dir, data_dir_complete, load_examples,
-                   missing_data_message, read_text, resolve_data_dir)
+from .data import (corpus_alphabet, CLASSIFY_FILES, LM_FILES, DataError, MissingData, check_data_dir, data_dir_complete,
+                   data_dir_given_by, load_examples, read_text, resolve_data_dir)
 from .calibration import T_RANGE, fit_temperature, mean_nll
 from .metrics import classification_bundle, lm_bundle, perplexity_figures
 from .transfer import HELDOUT_NOTE, heldout_windows, lm_init_weights, zero_shot_predict
@@ -699,7 +699,7 @@ def plan_run(framework: str, args) -> list[TaskPlan]:
                      if not (plan.task == "lm" and plan.cfg.get("corpus"))})
     if needed and not data_dir_complete(data_dir, needed):  # (--corpus alone needs no data directory)
         if not args.download:
-            raise DataError(data_dir, missing_data_message(data_dir, needed)[len(f"{data_dir}: "):])
+            raise MissingData(data_dir, needed, data_dir_given_by(args.data_dir))
         download_data(data_dir, args.quiet)
     for plan in plans:
         t = time.perf_counter()
@@ -827,6 +827,8 @@ def main(framework: str, argv=None) -> int:
         return EXIT_CHECK_FAILED
     except (DataError, ckpt.CheckpointError, ValueError, OSError) as e:
         print(f"error: {_one_line(e)}", file=sys.stderr)
+        for line in getattr(e, "details", ()):  # no data at all: what is missing, how to get it
+            print(f"  {line}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Diverged as e:
         print(f"error: {e}", file=sys.stderr)

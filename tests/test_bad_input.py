@@ -189,11 +189,35 @@ def test_missing_data_dir_lists_the_ways_out(script, how, tmp_path):
         args += ["--checkpoint", fake_checkpoint(tmp_path / "ck", "lm")]
     proc = run_script(script, *args, cwd=tmp_path, env=env)  # cwd has no ./data
     assert proc.returncode == 2, proc.stderr
-    line = error_line(proc)
     where = "data" if how == "default" else str(nowhere)
-    assert line.startswith(f"error: {where}: data directory not found; "), line
-    for way in ("--data-dir DIR", "MLX_RNN_DATA=DIR", "scripts/prepare_data.py"):
-        assert way in line, line
+    if script == "evaluate":  # one line
+        line = error_line(proc)
+        assert line.startswith(f"error: {where}: data directory not found; "), line
+        for way in ("--data-dir DIR", "MLX_RNN_DATA=DIR", "scripts/prepare_data.py"):
+            assert way in line, line
+        return
+    # a trainer with no data at all: what is missing and how to get it, in a few lines
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.rstrip("\n").split("\n")
+    given_by = {"default": "the default ./data", "env": "from MLX_RNN_DATA", "flag": "from --data-dir"}[how]
+    assert lines[0].startswith(f"error: {where}: data directory not found ({given_by}"), lines[0]
+    assert 3 <= len(lines) <= 6 and all(ln.startswith("  ") for ln in lines[1:]), proc.stderr
+    rest = "\n".join(lines[1:])
+    for needle in ("needed: " + ", ".join(sorted(set(CLASSIFY_FILES.values()) | set(LM_FILES.values()))),
+                   "--data-dir DIR", "MLX_RNN_DATA=DIR", "--download", f"scripts/prepare_data.py --out {where}",
+                   "--train-text FILE"):
+        assert needle in rest, (needle, proc.stderr)
+
+
+@pytest.mark.parametrize("script", TRAINERS)
+def test_partial_data_dir_names_the_missing_files(script, good_data, tmp_path):
+    d = copy_data(good_data, tmp_path / "d")
+    (d / LMDEV).unlink()
+    proc = run_script(script, "--task", "lm", "--data-dir", d, *TINY)
+    assert proc.returncode == 2
+    first, *rest = proc.stderr.rstrip("\n").split("\n")
+    assert first == f"error: {d}: data not found (missing {LMDEV}; from --data-dir)", proc.stderr
+    assert rest[0] == f"  needed: {LM}, {LMDEV}: text8 files of the course exercise", proc.stderr
 
 
 # ----- --download (the preparation itself is tested in test_prepare_data.py) ---------------------
