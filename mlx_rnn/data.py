@@ -168,20 +168,19 @@ def missing_data_message(data_dir: Path, names) -> str:
 
 
 class MissingData(DataError):
-    """The data directory or some of its files are missing (the trainers). The message is one
-    line; ``details`` adds a few: what exactly is missing and the ways to get it."""
+    """The trainers' data directory is missing, or holds none of the files needed: the message
+    is one line and ``details`` adds a few (what is needed, the ways to get it). A directory
+    that lacks only some files gets :func:`missing_data_message`'s one line, naming them."""
 
     def __init__(self, data_dir, names, given_by: str = ""):
         data_dir = Path(data_dir)
-        missing = [n for n in names if not (data_dir / n).exists()] if data_dir.is_dir() else list(names)
-        if not data_dir.exists():
-            what, notes = "data directory not found", [given_by]
-        elif not data_dir.is_dir():
-            what, notes = "not a directory", [given_by]
-        else:
-            what, notes = "data not found", [f"missing {', '.join(missing)}", given_by]
-        notes = [n for n in notes if n]
-        super().__init__(data_dir, what + (f" ({'; '.join(notes)})" if notes else ""))
+        self.details = []
+        if data_dir.is_dir() and any((data_dir / n).exists() for n in names):
+            super().__init__(data_dir, missing_data_message(data_dir, names)[len(f"{data_dir}: "):])
+            return
+        what = ("data directory not found" if not data_dir.exists() else "not a directory" if not data_dir.is_dir()
+                else "none of the data files found")
+        super().__init__(data_dir, what + (f" ({given_by})" if given_by else ""))
         self.details = [
             f"needed: {', '.join(names)}: text8 files of the course exercise",
             "have them? point at their folder: --data-dir DIR or MLX_RNN_DATA=DIR",

@@ -210,14 +210,18 @@ def test_missing_data_dir_lists_the_ways_out(script, how, tmp_path):
 
 
 @pytest.mark.parametrize("script", TRAINERS)
-def test_partial_data_dir_names_the_missing_files(script, good_data, tmp_path):
-    d = copy_data(good_data, tmp_path / "d")
-    (d / LMDEV).unlink()
+def test_empty_data_dir_lists_the_ways_out_and_a_partial_one_names_the_missing_files(script, good_data, tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
     proc = run_script(script, "--task", "lm", "--data-dir", d, *TINY)
     assert proc.returncode == 2
     first, *rest = proc.stderr.rstrip("\n").split("\n")
-    assert first == f"error: {d}: data not found (missing {LMDEV}; from --data-dir)", proc.stderr
-    assert rest[0] == f"  needed: {LM}, {LMDEV}: text8 files of the course exercise", proc.stderr
+    assert first == f"error: {d}: none of the data files found (from --data-dir)", proc.stderr
+    assert rest[0] == f"  needed: {LM}, {LMDEV}: text8 files of the course exercise" and len(rest) == 4, proc.stderr
+    shutil.copy(good_data / LM, d / LM)  # some data there: one line naming what is missing
+    proc = run_script(script, "--task", "lm", "--data-dir", d, *TINY)
+    assert proc.returncode == 2
+    assert error_line(proc).startswith(f"error: {d}: data not found (missing {LMDEV}); pass --data-dir DIR"), proc.stderr
 
 
 # ----- --download (the preparation itself is tested in test_prepare_data.py) ---------------------
