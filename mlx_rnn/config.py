@@ -50,7 +50,8 @@ def build_parser(framework: str) -> argparse.ArgumentParser:
         prog=prog_name(name),
         description=("Train the text8 character models with "
                      + ("MLX" if framework == "mlx" else "PyTorch")
-                     + ": the vowel classifier (task classify) and/or the character LM (task lm). "
+                     + ": the vowel classifier (task classify) and/or the character LM (task lm), or the LM on "
+                     "your own text (--train-text FILE). "
                      "Prints one line per epoch, then the result JSON keyed by task."),
         epilog=("Per-task defaults (a flag given on the command line applies to every task run): "
                 + "; ".join(f"{t}: " + ", ".join(f"{k}={v}" for k, v in d.items())
@@ -59,7 +60,8 @@ def build_parser(framework: str) -> argparse.ArgumentParser:
                 "(resumable state saved)."),
     )
     p.add_argument("--task", choices=("classify", "lm", "both"),
-                   help="which model to train (default: both; with --resume, what the checkpoint holds)")
+                   help="which model to train (default: both; with --train-text: lm; with --resume, what the "
+                        "checkpoint holds)")
     p.add_argument("--data-dir", help="directory with the text8 files (default: $MLX_RNN_DATA, else ./data)")
     p.add_argument("--download", action="store_true",
                    help="when the data files are missing, build them first (downloads text8.zip; "
@@ -127,6 +129,14 @@ def build_parser(framework: str) -> argparse.ArgumentParser:
                         "probability >= 0.5")
     p.add_argument("--output-json", metavar="PATH", help="also write the result JSON here")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--train-text", metavar="FILE",
+                   help="LM: train on this UTF-8 text (any symbols: capitals, punctuation, newlines) with an "
+                        "alphabet of its own (--vocab corpus by default then; stored in config.json); no data "
+                        "directory needed. Implies --task lm")
+    p.add_argument("--dev-text", metavar="FILE",
+                   help="with --train-text: the dev text to report (its symbols must be in the training text); "
+                        "default: a held-out tail of the training text (the last 10 %%, at most 50,000 characters, "
+                        "never trained on)")
     p.add_argument("--corpus", nargs=2, metavar=("NAME", "PATH"),
                    help="LM: train on a whole corpus file instead of text8-100k.txt; NAME text8 (the 10^8-char "
                         "text8 file: first 90M chars train, next 5M validation, last 5M test; other lengths split "
