@@ -179,3 +179,12 @@ def test_resume_keeps_the_text_and_plot_draws_the_run(text_file, tmp_path, capsy
     capsys.readouterr()
     assert plot(["--metrics", str(ck), "--out", str(tmp_path / "curves.png")]) == 0
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_compare_checks_the_checkpoint_on_its_own_dev_text(trained, capsys, one_torch_thread):
+    from torch_ref.compare import main as compare
+
+    ck, lm = trained["train_mlx"]
+    assert compare(["--checkpoint", str(ck)]) == 0  # no data directory: the held-out tail
+    out = capsys.readouterr().out
+    assert "[lm] PASS" in out and f"over {lm['config']['dev_tail_chars']} dev positions" in out, out

@@ -37,6 +37,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from mlx_rnn import checkpoint as ckpt
+from mlx_rnn import own_text
 from mlx_rnn.config import OneLineParser, prog_name
 from mlx_rnn.data import CLASSIFY_FILES, LM_FILES, DataError, load_examples, read_text, resolve_data_dir
 from mlx_rnn.metrics import classification_bundle, lm_bundle
@@ -272,8 +273,9 @@ def compare_checkpoint(task: str, path: Path, data_dir: Path) -> dict:
     vocab = Indexer(config["vocab"])
     if task == "classify":
         dev = load_examples(data_dir / CLASSIFY_FILES["dev_consonant"], data_dir / CLASSIFY_FILES["dev_vowel"], vocab)
-    else:
-        dev = read_text(data_dir / LM_FILES["dev"], vocab)
+    else:  # an LM trained with --train-text: its own dev text
+        own = own_text.default_dev_text(config)
+        dev = own[0] if own else read_text(data_dir / LM_FILES["dev"], vocab)
     mw, tw = mlx_rnn.load(path, task), torch_ref.load(path, task)
     return compare_classify(mw, tw, dev.texts, dev.y) if task == "classify" else compare_lm(mw, tw, dev, " ")
 
