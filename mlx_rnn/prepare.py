@@ -234,11 +234,7 @@ def download(url: str, dest, *, expected: Digest | None = TEXT8_ZIP_DIGEST, retr
             reason = f"HTTP error {e.code} {e.reason}"
         except urllib.error.URLError as e:
             if isinstance(e.reason, socket.gaierror):  # offline, or a mistyped host: retrying cannot help
-                host = urllib.parse.urlparse(url).hostname
-                raise DataError(url, f"cannot resolve host {host!r} ({e.reason.strerror or e.reason}; "
-                                     f"offline?); nothing downloaded; when online, rerun to download it "
-                                     f"to {dest} (kept there for later runs), or build the files from a local "
-                                     "copy: scripts/prepare_data.py --text8 PATH") from None
+                raise _unresolvable(url, dest, e.reason) from None
             reason = str(e.reason)
         except (http.client.HTTPException, ConnectionError, TimeoutError, _Truncated) as e:
             reason = str(e) or type(e).__name__
@@ -260,6 +256,13 @@ def download(url: str, dest, *, expected: Digest | None = TEXT8_ZIP_DIGEST, retr
     os.replace(part, dest)
     _fsync_dir(dest.parent)
     return dest
+
+
+def _unresolvable(url: str, dest: Path, reason: socket.gaierror) -> DataError:
+    host = urllib.parse.urlparse(url).hostname
+    return DataError(url, f"cannot resolve host {host!r} ({reason.strerror or reason}; offline?); nothing "
+                          f"downloaded; when online, rerun to download it to {dest} (kept there for later runs), "
+                          "or build the files from a local copy: scripts/prepare_data.py --text8 PATH")
 
 
 def _fetch(url: str, part: Path, label: str, *, timeout: float, progress: bool,
