@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .config import OneLineParser
+from .config import OneLineParser, prog_name
 
 ROOT = Path(__file__).resolve().parent.parent
 MARK = "@@bench "
@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     std = "; ".join(f"{n}: E={c['embed_dim']} H={c['hidden_size']} layers={c['num_layers']} "
                     f"B={c['batch_size']} T={c['seq_len']}" for n, c in STANDARD_CONFIGS.items())
     p = OneLineParser(
-        prog="benchmark.py",
+        prog=prog_name("benchmark.py"),
         description=("Time MLX and PyTorch training on identical configurations in one run: each framework "
                      "in its own process, repeats alternating A B A B, warm-up (first epoch or batches, "
                      "compilation included) not timed, every timer synchronised. Prints a Markdown report; "

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import sys
 
 from .vocab import TEXT8_SYMBOLS
 
@@ -26,6 +28,14 @@ DEVICES = {"mlx": ("auto", "gpu", "cpu"), "torch": ("auto", "mps", "cuda", "cpu"
 RESUME_OVERRIDABLE = ("epochs", "patience", "save_every", "calibrate")
 
 
+def prog_name(script: str) -> str:
+    """The program name for usage and error lines: the console entry point's own name when run
+    as one (``mlx-rnn-train``, ``mlx-rnn-evaluate`` ...: ``sys.argv[0]`` starts with ``mlx-rnn``),
+    else ``script`` (``train_mlx.py`` for ``python scripts/train_mlx.py`` and for in-process calls)."""
+    base = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return base if base.startswith("mlx-rnn") else script
+
+
 class OneLineParser(argparse.ArgumentParser):
     """An ArgumentParser whose usage errors are one line (exit code 2), not usage + error."""
 
@@ -37,10 +47,11 @@ def build_parser(framework: str) -> argparse.ArgumentParser:
     """The trainer's argument parser; flags left unset are None so per-task defaults apply."""
     name = "train_mlx.py" if framework == "mlx" else "train_torch.py"
     p = OneLineParser(
-        prog=name,
+        prog=prog_name(name),
         description=("Train the text8 character models with "
                      + ("MLX" if framework == "mlx" else "PyTorch")
-                     + ": the vowel classifier (task classify) and/or the character LM (task lm). "
+                     + ": the vowel classifier (task classify) and/or the character LM (task lm), or the LM on "
+                     "your own text (--train-text FILE). "
                      "Prints one line per epoch, then the result JSON keyed by task."),
         epilog=("Per-task defaults (a flag given on the command line applies to every task run): "
                 + "; ".join(f"{t}: " + ", ".join(f"{k}={v}" for k, v in d.items())
@@ -49,7 +60,8 @@ def build_parser(framework: str) -> argparse.ArgumentParser:
                 "(resumable state saved)."),
     )
     p.add_argument("--task", choices=("classify", "lm", "both"),
-                   help="which model to train (default: both; with --resume, what the checkpoint holds)")
+                   help="which model to train (default: both; with --train-text: lm; with --resume, what the "
+                        "checkpoint holds)")
     p.add_argument("--data-dir", help="directory with the text8 files (default: $MLX_RNN_DATA, else ./data)")
     p.add_argument("--download", action="store_true",
                    help="when the data files are missing, build them first (downloads text8.zip; "
@@ -107,8 +119,9 @@ def build_parser(framework: str) -> argparse.ArgumentParser:
                    help="continue an interrupted run from its checkpoint directory (weights, optimizer, RNG, "
                         "data order); only --epochs, --patience, --save-every and --calibrate may change")
     p.add_argument("--plot", metavar="PATH",
-                   help="write a PNG of train/validation loss and the dev metric against epoch and seconds "
-                        "(both tasks: PATH-classify.png and PATH-lm.png); needs the 'plot' extra")
+                   help="draw train/validation loss and the dev metric against epoch and seconds in this image "
+                        "(format from the suffix: .png, .pdf, .svg ...; both tasks: PATH-classify.png and PATH-lm.png); "
+                        "needs the 'plot' extra; scripts/plot.py draws a finished run later")
     p.add_argument("--init-from-lm", metavar="CKPT",
                    help="classify: start the embedding and LSTM from this LM checkpoint (sizes taken from it)")
     p.add_argument("--zero-shot-lm", metavar="CKPT",
@@ -116,6 +129,14 @@ def build_parser(framework: str) -> argparse.ArgumentParser:
                         "probability >= 0.5")
     p.add_argument("--output-json", metavar="PATH", help="also write the result JSON here")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--train-text", metavar="FILE",
+                   help="LM: train on this UTF-8 text (any symbols: capitals, punctuation, newlines) with an "
+                        "alphabet of its own (--vocab corpus by default then; stored in config.json); no data "
+                        "directory needed. Implies --task lm")
+    p.add_argument("--dev-text", metavar="FILE",
+                   help="with --train-text: the dev text to report (its symbols must be in the training text); "
+                        "default: a held-out tail of the training text (the last 10 %%, at most 50,000 characters, "
+                        "never trained on)")
     p.add_argument("--corpus", nargs=2, metavar=("NAME", "PATH"),
                    help="LM: train on a whole corpus file instead of text8-100k.txt; NAME text8 (the 10^8-char "
                         "text8 file: first 90M chars train, next 5M validation, last 5M test; other lengths split "

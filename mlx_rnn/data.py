@@ -167,6 +167,38 @@ def missing_data_message(data_dir: Path, names) -> str:
             "scripts/prepare_data.py --out DIR to build the files (the trainers also take --download)")
 
 
+class MissingData(DataError):
+    """The trainers' data directory is missing, or holds none of the files needed: the message
+    is one line and ``details`` adds a few (what is needed, the ways to get it). A directory
+    that lacks only some files gets :func:`missing_data_message`'s one line, naming them."""
+
+    def __init__(self, data_dir, names, given_by: str = ""):
+        data_dir = Path(data_dir)
+        self.details = []
+        if data_dir.is_dir() and any((data_dir / n).exists() for n in names):
+            super().__init__(data_dir, missing_data_message(data_dir, names)[len(f"{data_dir}: "):])
+            return
+        what = ("data directory not found" if not data_dir.exists() else "not a directory" if not data_dir.is_dir()
+                else "none of the data files found")
+        super().__init__(data_dir, what + (f" ({given_by})" if given_by else ""))
+        self.details = [
+            f"needed: {', '.join(names)}: text8 files of the course exercise",
+            "have them? point at their folder: --data-dir DIR or MLX_RNN_DATA=DIR",
+            f"no copy? add --download (or run scripts/prepare_data.py --out {data_dir}): it downloads text8.zip "
+            "(31 MB) and builds files of the same shape, with windows of its own",
+            "or train the language model on your own UTF-8 text: --train-text FILE",
+        ]
+
+
+def data_dir_given_by(data_dir=None) -> str:
+    """Where :func:`resolve_data_dir`'s answer came from, for messages."""
+    if data_dir:
+        return "from --data-dir"
+    if os.environ.get("MLX_RNN_DATA"):
+        return "from MLX_RNN_DATA"
+    return "the default ./data: no --data-dir given, MLX_RNN_DATA not set"
+
+
 def data_dir_complete(data_dir: Path, names) -> bool:
     """Whether ``data_dir`` is a directory holding an entry for every one of ``names``.
 

@@ -11,19 +11,20 @@ import time
 from pathlib import Path
 
 from . import checkpoint as ckpt
+from . import own_text
 from .data import CLASSIFY_FILES, LM_FILES, DataError, check_data_dir, load_examples, read_text, resolve_data_dir
 from .metrics import classification_bundle, lm_bundle
-from .config import OneLineParser
+from .config import OneLineParser, prog_name
 from .runner import EXIT_BAD_INPUT, EXIT_OK, _one_line, check_output_json, print_result
 from .vocab import Indexer
 
 
 def build_parser() -> OneLineParser:
     p = OneLineParser(
-        prog="evaluate.py",
+        prog=prog_name("evaluate.py"),
         description=("Evaluate a checkpoint. An LM checkpoint scores a text (--text; default the dev text): "
                      "log probability given the context ' ', average, perplexity, bits per character and the "
-                     "exercise's sanity checks. A classifier checkpoint scores --consonant/--vowel example files "
+                     "exercise's sanity checks; an LM trained with --train-text defaults to its own dev text. A classifier checkpoint scores --consonant/--vowel example files "
                      "(default the dev files). Prints the result JSON keyed by task."),
         epilog="Exit codes: 0 ok, 2 bad input or usage.")
     p.add_argument("--checkpoint", metavar="DIR", help="checkpoint directory (model.safetensors + config.json)")
@@ -85,9 +86,13 @@ def main(argv=None) -> int:
         else:
             if args.consonant or args.vowel:
                 raise ValueError(f"{args.checkpoint} is a language-model checkpoint: give --text, not --consonant/--vowel")
-            if not args.text:
-                check_data_dir(data_dir, [LM_FILES["dev"]])
-            text = read_text(Path(args.text or data_dir / LM_FILES["dev"]), vocab, normalize=args.normalize)
+            own = None if args.text else own_text.default_dev_text(config)  # trained with --train-text
+            if own is not None:
+                text = own[0]
+            else:
+                if not args.text:
+                    check_data_dir(data_dir, [LM_FILES["dev"]])
+                text = read_text(Path(args.text or data_dir / LM_FILES["dev"]), vocab, normalize=args.normalize)
         wrapper, device = load_wrapper(args.framework, args.checkpoint or args.zero_shot_lm, args.device)
         if args.zero_shot_lm:
             from .transfer import zero_shot_predict

@@ -16,6 +16,7 @@ Usage (``scripts/launch_mlx.py`` is the same)::
 
 It uses MLX's launcher module ``mlx._distributed_utils.launch`` (not a public API);
 if that is missing it runs the ``mlx.launch`` executable and passes its status on.
+``--help`` (as the first argument) shows this launcher's own usage, not mlx.launch's.
 """
 
 from __future__ import annotations
@@ -39,8 +40,34 @@ def exit_status(codes) -> int:
     return 0
 
 
+USAGE = """\
+usage: {prog} [mlx.launch options] [--] COMMAND ...
+
+Run COMMAND on N ranks with MLX's launcher (mlx.launch) and exit non-zero when any rank failed
+(mlx.launch itself exits 0 then): 0 when every rank exited 0; else the exit code of a rank that
+exited with a positive code (2 bad input, 3 diverged, 130 interrupted ...); else 128 + N for a
+rank killed by signal N.
+
+example:
+  {prog} -n 2 --backend ring -- python scripts/train_mlx.py --distributed --task lm
+
+options:
+  -h, --help    show this message and exit (only as the first argument; later ones go to
+                mlx.launch or to COMMAND)
+  every other option is mlx.launch's own (-n N, --hosts, --hostfile, --backend, --env ...),
+  passed on unchanged; `mlx.launch --help` lists them.
+"""
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        from .config import prog_name
+
+        text = USAGE.format(prog=prog_name("launch_mlx.py"))
+        print(text if argv else text.split("\n\n", 1)[0] + "\n(see --help)", end="" if argv else "\n",
+              file=sys.stdout if argv else sys.stderr)
+        return 0 if argv else 2
     try:
         from mlx._distributed_utils import launch as mlx_launch
     except ImportError:

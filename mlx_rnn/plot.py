@@ -1,13 +1,47 @@
-"""Training curves as a PNG (``--plot PATH``); needs the ``plot`` extra (matplotlib).
+"""Training curves (``--plot PATH`` of the trainers, and ``scripts/plot.py`` for a finished
+run's ``metrics.jsonl``); needs the ``plot`` extra (matplotlib).
 
 Framework-neutral: it draws the per-epoch records the runner keeps (the same ones
-appended to ``metrics.jsonl``).
+appended to ``metrics.jsonl``). The image format is the one the file's suffix names
+(.png, .pdf, .svg ...; no suffix: PNG).
 """
 
 from __future__ import annotations
 
+import json
 import math
+import sys
 from pathlib import Path
+
+
+def _pyplot(flag: str):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ValueError(f"{flag} needs matplotlib: pip install 'mlx-rnn[plot]'") from None
+    return plt
+
+
+def image_format(path, flag: str = "--plot", default: str | None = "png") -> str:
+    """The image format ``path``'s suffix names (``default`` when it has none).
+
+    Raises:
+        ValueError (one line): matplotlib is missing, or the suffix names no format it writes
+            (or there is none and ``default`` is None).
+    """
+    _pyplot(flag)
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    known = FigureCanvasBase.get_supported_filetypes()
+    fmt = Path(path).suffix[1:].lower() or default
+    if fmt not in known:
+        what = f"suffix {Path(path).suffix!r}" if Path(path).suffix else "no suffix"
+        raise ValueError(f"{flag} {path}: {what} names no image format; use one of "
+                         + ", ".join("." + k for k in sorted(known)))
+    return fmt
 
 
 def plot_history(history: list[dict], path, task: str, title: str = "") -> Path:
@@ -17,21 +51,18 @@ def plot_history(history: list[dict], path, task: str, title: str = "") -> Path:
         history: per-epoch dicts with ``epoch``, ``train_loss``, ``val_loss`` (nats),
             ``elapsed_s`` (cumulative training seconds) and ``dev_accuracy`` (percent,
             classify) or ``dev_bits_per_char`` (lm).
-        path: the PNG to write (parent directories are created).
+        path: the image to write, in the format its suffix names (no suffix: PNG; parent
+            directories are created).
 
     Raises:
-        ValueError: matplotlib is not installed (install the 'plot' extra) or no epochs.
+        ValueError: matplotlib is not installed (install the 'plot' extra), no epochs, or a
+            suffix that names no image format.
     """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ValueError("--plot needs matplotlib: pip install 'mlx-rnn[plot]'") from None
+    plt = _pyplot("--plot")
     if not history:
         raise ValueError("--plot: no finished epoch to draw")
     path = Path(path)
+    fmt = image_format(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     dev_key, dev_label = (("dev_accuracy", "dev accuracy (%)") if task == "classify"
                           else ("dev_bits_per_char", "dev bits per character"))
@@ -52,8 +83,106 @@ def plot_history(history: list[dict], path, task: str, title: str = "") -> Path:
         ax.legend(lines, [ln.get_label() for ln in lines], loc="best", fontsize=8)
     fig.suptitle(title or f"{task}: training curves")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, dpi=110, format=fmt)
     plt.close(fig)
     tmp.replace(path)
     return path
+
+
+# ----- scripts/plot.py: the curves of a finished run ------------------------------------------
+def read_metrics(path) -> list[dict]:
+    """The per-epoch records of a ``metrics.jsonl`` (``elapsed_s`` filled in from
+    ``epoch_time_s`` where an older record lacks it).
+
+    Raises:
+        ValueError (one line): a missing or unreadable file, a line that is not a JSON object
+            with ``epoch``, ``train_loss`` and ``val_loss``, or no records.
+    """
+    from .data import DataError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "file not found" if not path.exists() else "not a file")
+    records, elapsed = [], 0.0
+    for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(path, f"not JSON ({e.msg})", n) from None
+        if not isinstance(rec, dict) or not all(k in rec for k in ("epoch", "train_loss", "val_loss")):
+            raise DataError(path, "not an epoch record (needs epoch, train_loss and val_loss)", n)
+        elapsed += float(rec.get("epoch_time_s") or 0.0)
+        rec.setdefault("elapsed_s", elapsed)
+        records.append(rec)
+    if not records:
+        raise DataError(path, "no epoch records (did the run finish an epoch?)")
+    return records
+
+
+def _runs(target: Path) -> list[tuple[str | None, Path]]:
+    """(task or None, metrics.jsonl) pairs: a file, a checkpoint directory, or the root of a
+    two-task run (DIR/classify, DIR/lm)."""
+    from .data import DataError
+
+    if target.is_dir():
+        if (target / "metrics.jsonl").exists():
+            return [(None, target / "metrics.jsonl")]
+        found = [(t, target / t / "metrics.jsonl") for t in ("classify", "lm") if (target / t / "metrics.jsonl").exists()]
+        if found:
+            return found
+        raise DataError(target, "no metrics.jsonl here (nor in classify/ or lm/): not a trained checkpoint directory")
+    return [(None, target)]
+
+
+def _task_of(metrics: Path, records: list[dict]) -> str:
+    config = metrics.parent / "config.json"
+    if config.is_file():
+        try:
+            task = json.loads(config.read_text(encoding="utf-8")).get("task")
+            if task in ("classify", "lm"):
+                return task
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            pass
+    return "classify" if "dev_accuracy" in records[0] else "lm"
+
+
+def main(argv=None) -> int:
+    """``scripts/plot.py``: draw a finished run's curves from its metrics.jsonl; exit 0 or 2."""
+    from .config import OneLineParser, prog_name
+    from .data import DataError
+
+    p = OneLineParser(
+        prog=prog_name("plot.py"),
+        description="Draw the training curves of a finished run from its metrics.jsonl: train and validation "
+                    "loss and the dev metric against epoch and against training seconds (the trainers' --plot).",
+        epilog="With the root of a two-task run, writes OUT's name plus -classify and -lm. "
+               "Exit codes: 0 ok, 2 bad input or usage.")
+    p.add_argument("--metrics", required=True, metavar="PATH",
+                   help="a metrics.jsonl, a checkpoint directory holding one, or a two-task --save directory")
+    p.add_argument("--out", required=True, metavar="FILE",
+                   help="the image to write; its suffix names the format (.png, .pdf, .svg ...)")
+    p.add_argument("--title", help="figure title (default: the task and the run's directory)")
+    args = p.parse_args(argv)
+    try:
+        out = Path(args.out)
+        image_format(out, "--out", default=None)
+        if out.is_dir():
+            raise ValueError(f"--out {out}: is a directory")
+        runs = _runs(Path(args.metrics))
+        for task, metrics in runs:
+            records = read_metrics(metrics)
+            task = task or _task_of(metrics, records)
+            dest = out.with_name(f"{out.stem}-{task}{out.suffix}") if len(runs) > 1 else out
+            plot_history(records, dest, task, args.title or f"{task}: {metrics.parent}")
+            print(f"wrote {dest} ({len(records)} epochs of {metrics})")
+    except (DataError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -44,6 +44,7 @@ import hashlib
 import http.client
 import os
 import re
+import socket
 import sys
 import time
 import urllib.error
@@ -60,6 +61,7 @@ import numpy as np
 from .checkpoint import atomic_write_bytes as ckpt_atomic_write_bytes
 from .data import (CLASSIFY_FILES, EXAMPLE_LENGTH, LM_FILES, DataError, _read_utf8, read_text,
                    resolve_data_dir)
+from .config import prog_name
 from .normalize import normalize_text
 from .vocab import VOWELS
 
@@ -199,7 +201,8 @@ def download(url: str, dest, *, expected: Digest | None = TEXT8_ZIP_DIGEST, retr
     early is retried up to ``retries`` times, each resuming where the file ends
     (waits ``retry_wait`` s, doubling, at most 30 s). When complete, the file is
     checked against ``expected`` (skipped when None) and renamed to ``dest``. On
-    Ctrl-C the ``.part`` file stays, ready to resume.
+    Ctrl-C the ``.part`` file stays, ready to resume. A host name that cannot be
+    resolved (offline) fails at once, after one attempt, naming ``dest``.
 
     Args:
         url: an ``http://`` or ``https://`` address.
@@ -230,6 +233,8 @@ def download(url: str, dest, *, expected: Digest | None = TEXT8_ZIP_DIGEST, retr
                 raise DataError(url, f"HTTP error {e.code} {e.reason}") from None
             reason = f"HTTP error {e.code} {e.reason}"
         except urllib.error.URLError as e:
+            if isinstance(e.reason, socket.gaierror):  # offline, or a mistyped host: retrying cannot help
+                raise _unresolvable(url, dest, e.reason) from None
             reason = str(e.reason)
         except (http.client.HTTPException, ConnectionError, TimeoutError, _Truncated) as e:
             reason = str(e) or type(e).__name__
@@ -251,6 +256,13 @@ def download(url: str, dest, *, expected: Digest | None = TEXT8_ZIP_DIGEST, retr
     os.replace(part, dest)
     _fsync_dir(dest.parent)
     return dest
+
+
+def _unresolvable(url: str, dest: Path, reason: socket.gaierror) -> DataError:
+    host = urllib.parse.urlparse(url).hostname
+    return DataError(url, f"cannot resolve host {host!r} ({reason.strerror or reason}; offline?); nothing "
+                          f"downloaded; when online, rerun to download it to {dest} (kept there for later runs), "
+                          "or build the files from a local copy: scripts/prepare_data.py --text8 PATH")
 
 
 def _fetch(url: str, part: Path, label: str, *, timeout: float, progress: bool,
@@ -843,7 +855,7 @@ def _nonneg(s: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The ``prepare_data.py`` argument parser."""
     p = argparse.ArgumentParser(
-        prog="prepare_data.py",
+        prog=prog_name("prepare_data.py"),
         description=(
             "Build the exercise's data files from text8 (downloaded, or a local copy) or from "
             "any text: text8-100k.txt (the first 100,000 characters; from text8 byte for byte "

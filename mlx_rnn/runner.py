@@ -25,9 +25,10 @@ import numpy as np
 from . import checkpoint as ckpt
 from . import corpus as corpus_mod
 from . import distributed
+from . import own_text
 from .config import RESUME_OVERRIDABLE, TASK_DEFAULTS, COMMON_DEFAULTS, build_parser, resolve_config, validate_config
-from .data import (corpus_alphabet, CLASSIFY_FILES, LM_FILES, DataError, check_data_dir, data_dir_complete, load_examples,
-                   missing_data_message, read_text, resolve_data_dir)
+from .data import (corpus_alphabet, CLASSIFY_FILES, LM_FILES, DataError, MissingData, check_data_dir, data_dir_complete,
+                   data_dir_given_by, load_examples, read_text, resolve_data_dir)
 from .calibration import T_RANGE, fit_temperature, mean_nll
 from .metrics import classification_bundle, lm_bundle, perplexity_figures
 from .transfer import HELDOUT_NOTE, heldout_windows, lm_init_weights, zero_shot_predict
@@ -552,6 +553,8 @@ PENDING = "pending_config.json"
 def _tasks_from_args(args) -> list[str]:
     if args.task:
         return ["classify", "lm"] if args.task == "both" else [args.task]
+    if getattr(args, "train_text", None):
+        return ["lm"]
     if args.resume:
         root = Path(args.resume)
         if (root / "config.json").exists():
@@ -625,7 +628,12 @@ def plan_run(framework: str, args) -> list[TaskPlan]:
     """
     tasks = _tasks_from_args(args)
     multi = len(tasks) > 1
+    own_text.check_flags(args, tasks)  # --train-text / --dev-text
     check_output_json(args.output_json)
+    if args.plot:  # matplotlib installed and a suffix it writes: checked before any training
+        from .plot import image_format
+
+        image_format(args.plot)
     plans = []
     if (args.zero_shot_lm or args.init_from_lm) and "classify" not in tasks:
         raise ValueError(f"--{'zero-shot-lm' if args.zero_shot_lm else 'init-from-lm'} applies to the classifier: "
@@ -666,6 +674,8 @@ def plan_run(framework: str, args) -> list[TaskPlan]:
                 for key in ("embed_dim", "hidden_size", "num_layers", "cell"):
                     plan.cfg[key] = lm_cfg.get(key, "lstm")
                 plan.cfg["init_from_lm"] = str(Path(args.init_from_lm).resolve())
+        if task == "lm":
+            own_text.configure(plan.cfg, args, resumed=plan.resume_dir is not None)
         if task == "lm" and (getattr(args, "corpus", None) or plan.cfg.get("corpus")):
             # --corpus NAME PATH: the LM trains on a whole corpus file, streamed (mlx_rnn/corpus.py)
             plan.cfg["corpus"] = ([args.corpus[0], str(Path(args.corpus[1]).resolve())] if args.corpus
@@ -692,10 +702,10 @@ def plan_run(framework: str, args) -> list[TaskPlan]:
 
     data_dir = resolve_data_dir(args.data_dir)
     needed = sorted({f for plan in plans for f in task_files(plan.task)
-                     if not (plan.task == "lm" and plan.cfg.get("corpus"))})
-    if needed and not data_dir_complete(data_dir, needed):  # (--corpus alone needs no data directory)
+                     if not (plan.task == "lm" and (plan.cfg.get("corpus") or plan.cfg.get("train_text")))})
+    if needed and not data_dir_complete(data_dir, needed):  # (--corpus or --train-text alone need no data directory)
         if not args.download:
-            raise DataError(data_dir, missing_data_message(data_dir, needed)[len(f"{data_dir}: "):])
+            raise MissingData(data_dir, needed, data_dir_given_by(args.data_dir))
         download_data(data_dir, args.quiet)
     for plan in plans:
         t = time.perf_counter()
@@ -703,6 +713,9 @@ def plan_run(framework: str, args) -> list[TaskPlan]:
         if plan.task == "lm" and cfg.get("corpus"):
             plan.data = corpus_mod.lm_data(cfg["corpus"], Indexer(cfg["vocab"]))
             where = Path(cfg["corpus"][1])
+        elif plan.task == "lm" and cfg.get("train_text"):
+            plan.data = own_text.lm_data(cfg, plan.resume_dir is not None, cfg["val_fraction"])
+            where = Path(cfg["train_text"])
         else:
             if cfg.get("vocab_kind") == "corpus" and plan.resume_dir is None:
                 if cfg["normalize"]:
@@ -823,6 +836,8 @@ def main(framework: str, argv=None) -> int:
         return EXIT_CHECK_FAILED
     except (DataError, ckpt.CheckpointError, ValueError, OSError) as e:
         print(f"error: {_one_line(e)}", file=sys.stderr)
+        for line in getattr(e, "details", ()):  # no data at all: what is missing, how to get it
+            print(f"  {line}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Diverged as e:
         print(f"error: {e}", file=sys.stderr)

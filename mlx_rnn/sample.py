@@ -6,13 +6,14 @@ import argparse
 import sys
 
 from . import checkpoint as ckpt
+from .config import prog_name
 from .data import DataError
 from .runner import EXIT_BAD_INPUT, EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="sample.py",
+        prog=prog_name("sample.py"),
         description="Generate text from a trained character LM checkpoint, one symbol at a time with carried state.",
         epilog="Exit codes: 0 ok, 2 bad input or usage.")
     p.add_argument("--checkpoint", required=True, metavar="DIR", help="LM checkpoint directory")

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from .checkpoint import atomic_write_json
-from .config import OneLineParser
+from .config import OneLineParser, prog_name
 from .runner import check_output_json
 
 #: (task, key path in the result bundle, label, scale for printing, unit)
@@ -41,7 +41,7 @@ METRICS = (
 
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(
-        prog="seeds.py",
+        prog=prog_name("seeds.py"),
         description="Train with several seeds and report mean +- standard deviation of the dev figures "
                     "(the README's headline numbers). Flags after -- go to the trainer unchanged.",
         epilog="Example: python scripts/seeds.py --framework mlx --seeds 0 1 2 --output-json results/seeds-mlx.json "

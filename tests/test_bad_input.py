@@ -189,11 +189,39 @@ def test_missing_data_dir_lists_the_ways_out(script, how, tmp_path):
         args += ["--checkpoint", fake_checkpoint(tmp_path / "ck", "lm")]
     proc = run_script(script, *args, cwd=tmp_path, env=env)  # cwd has no ./data
     assert proc.returncode == 2, proc.stderr
-    line = error_line(proc)
     where = "data" if how == "default" else str(nowhere)
-    assert line.startswith(f"error: {where}: data directory not found; "), line
-    for way in ("--data-dir DIR", "MLX_RNN_DATA=DIR", "scripts/prepare_data.py"):
-        assert way in line, line
+    if script == "evaluate":  # one line
+        line = error_line(proc)
+        assert line.startswith(f"error: {where}: data directory not found; "), line
+        for way in ("--data-dir DIR", "MLX_RNN_DATA=DIR", "scripts/prepare_data.py"):
+            assert way in line, line
+        return
+    # a trainer with no data at all: what is missing and how to get it, in a few lines
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.rstrip("\n").split("\n")
+    given_by = {"default": "the default ./data", "env": "from MLX_RNN_DATA", "flag": "from --data-dir"}[how]
+    assert lines[0].startswith(f"error: {where}: data directory not found ({given_by}"), lines[0]
+    assert 3 <= len(lines) <= 6 and all(ln.startswith("  ") for ln in lines[1:]), proc.stderr
+    rest = "\n".join(lines[1:])
+    for needle in ("needed: " + ", ".join(sorted(set(CLASSIFY_FILES.values()) | set(LM_FILES.values()))),
+                   "--data-dir DIR", "MLX_RNN_DATA=DIR", "--download", f"scripts/prepare_data.py --out {where}",
+                   "--train-text FILE"):
+        assert needle in rest, (needle, proc.stderr)
+
+
+@pytest.mark.parametrize("script", TRAINERS)
+def test_empty_data_dir_lists_the_ways_out_and_a_partial_one_names_the_missing_files(script, good_data, tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    proc = run_script(script, "--task", "lm", "--data-dir", d, *TINY)
+    assert proc.returncode == 2
+    first, *rest = proc.stderr.rstrip("\n").split("\n")
+    assert first == f"error: {d}: none of the data files found (from --data-dir)", proc.stderr
+    assert rest[0] == f"  needed: {LM}, {LMDEV}: text8 files of the course exercise" and len(rest) == 4, proc.stderr
+    shutil.copy(good_data / LM, d / LM)  # some data there: one line naming what is missing
+    proc = run_script(script, "--task", "lm", "--data-dir", d, *TINY)
+    assert proc.returncode == 2
+    assert error_line(proc).startswith(f"error: {d}: data not found (missing {LMDEV}); pass --data-dir DIR"), proc.stderr
 
 
 # ----- --download (the preparation itself is tested in test_prepare_data.py) ---------------------
@@ -224,6 +252,23 @@ def test_download_builds_missing_data_then_trains(fake_prepare, tmp_path, capsys
     # the data is there now: no second preparation
     assert main("mlx", ["--task", "classify", "--data-dir", str(d), "--download", "--epochs", "1", *TINY]) == 0
     assert len(fake_prepare) == 1
+
+
+def test_download_offline_fails_fast_naming_the_file(monkeypatch, tmp_path, capsys):
+    """The trainer's --download with a host that cannot be resolved: one attempt, exit 2,
+    the message names the file it would keep; the data directory is not left behind."""
+    import functools
+
+    import mlx_rnn.prepare as prepare_mod
+    from mlx_rnn.runner import main
+
+    monkeypatch.setattr(prepare_mod, "prepare", functools.partial(prepare_mod.prepare,
+                                                                  url="http://nonexistent.invalid/text8.zip"))
+    d = tmp_path / "d"
+    assert main("mlx", ["--data-dir", str(d), "--download", *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "cannot resolve host 'nonexistent.invalid'" in err and str(d / "text8.zip") in err, err
+    assert "retry" not in err and not d.exists()
 
 
 def test_download_failures_exit_codes(monkeypatch, tmp_path, capsys):

@@ -514,6 +514,31 @@ def test_download_gives_up_after_retries(server, small_zip, tmp_path):
         P.download("ftp://example.org/text8.zip", tmp_path / "x.zip")
 
 
+def test_download_of_an_unresolvable_host_fails_at_once(tmp_path):
+    """Offline (the host name cannot be resolved): one attempt, no retry waits, and the
+    message names the file the download would be kept in."""
+    notes = []
+    t0 = time.perf_counter()
+    with pytest.raises(DataError) as info:
+        P.download("http://nonexistent.invalid/text8.zip", tmp_path / "text8.zip", progress=False,
+                   retries=5, retry_wait=20, log=notes.append)
+    assert time.perf_counter() - t0 < 10  # five retries would wait 20 + 30 + ... s
+    msg = str(info.value)
+    assert "cannot resolve host 'nonexistent.invalid'" in msg and str(tmp_path / "text8.zip") in msg, msg
+    assert not any("retry" in n for n in notes), notes
+    assert files_in(tmp_path) == []
+
+
+def test_cli_download_offline_fails_fast_and_writes_nothing(tmp_path):
+    out = tmp_path / "out"
+    t0 = time.perf_counter()
+    res = run("--url", "http://nonexistent.invalid/text8.zip", "--out", out, "--quiet")
+    assert time.perf_counter() - t0 < 30
+    assert_error(res, 2, "cannot resolve host", str(out / "text8.zip"))
+    assert "retry" not in res.stderr
+    assert not out.exists()
+
+
 def test_cli_download_wrong_sha256_writes_nothing(server, wrong_zip, tmp_path):
     url = server(wrong_zip.read_bytes())
     out = tmp_path / "out"

@@ -37,7 +37,8 @@ from types import SimpleNamespace
 import numpy as np
 
 from mlx_rnn import checkpoint as ckpt
-from mlx_rnn.config import OneLineParser
+from mlx_rnn import own_text
+from mlx_rnn.config import OneLineParser, prog_name
 from mlx_rnn.data import CLASSIFY_FILES, LM_FILES, DataError, load_examples, read_text, resolve_data_dir
 from mlx_rnn.metrics import classification_bundle, lm_bundle
 from mlx_rnn.runner import (EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_OK,
@@ -60,7 +61,7 @@ TOLERANCES = {
 # ----- command line -------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(
-        prog="compare.py",
+        prog=prog_name("compare.py"),
         description=("Run MLX and PyTorch on the same weights over the dev data and check that they agree: "
                      "max |logit difference|, both log probabilities and perplexities of the dev text (LM), "
                      "both accuracies and agreeing predictions (classifier). Prints a summary and the result "
@@ -272,8 +273,9 @@ def compare_checkpoint(task: str, path: Path, data_dir: Path) -> dict:
     vocab = Indexer(config["vocab"])
     if task == "classify":
         dev = load_examples(data_dir / CLASSIFY_FILES["dev_consonant"], data_dir / CLASSIFY_FILES["dev_vowel"], vocab)
-    else:
-        dev = read_text(data_dir / LM_FILES["dev"], vocab)
+    else:  # an LM trained with --train-text: its own dev text
+        own = own_text.default_dev_text(config)
+        dev = own[0] if own else read_text(data_dir / LM_FILES["dev"], vocab)
     mw, tw = mlx_rnn.load(path, task), torch_ref.load(path, task)
     return compare_classify(mw, tw, dev.texts, dev.y) if task == "classify" else compare_lm(mw, tw, dev, " ")
 

@@ -1,0 +1,11 @@
+"""Draw the training curves of a finished run from its metrics.jsonl. See --help."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from mlx_rnn.plot import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main())
