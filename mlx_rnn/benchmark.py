@@ -654,7 +654,9 @@ def write_plot(report: dict, path) -> None:
         ax.set_ylim(bottom=0)
     fig.suptitle(f"Median epoch time, min/max whiskers ({report['mode']}, {report['repeats']} repeats)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    from .plot import image_metadata
+
+    fig.savefig(path, dpi=110, format="png", metadata=image_metadata("png", "benchmark chart (mlx_rnn.benchmark)"))
     plt.close(fig)
 
 

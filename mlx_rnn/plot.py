@@ -44,6 +44,17 @@ def image_format(path, flag: str = "--plot", default: str | None = "png") -> str
     return fmt
 
 
+def image_metadata(fmt: str, what: str) -> dict | None:
+    """Metadata naming the project's command that drew an image (``Software`` in a PNG's text
+    chunks, ``Creator`` in PDF and SVG), so a committed picture can be traced to its code."""
+    tag = f"mlx-rnn {what}"
+    if fmt == "png":
+        return {"Software": tag}
+    if fmt in ("pdf", "svg"):
+        return {"Creator": tag}
+    return None
+
+
 def plot_history(history: list[dict], path, task: str, title: str = "") -> Path:
     """Draw train and validation loss and the dev metric against epoch and against seconds.
 
@@ -84,7 +95,7 @@ def plot_history(history: list[dict], path, task: str, title: str = "") -> Path:
     fig.suptitle(title or f"{task}: training curves")
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, dpi=110, format=fmt)
+    fig.savefig(tmp, dpi=110, format=fmt, metadata=image_metadata(fmt, "training curves (mlx_rnn.plot)"))
     plt.close(fig)
     tmp.replace(path)
     return path
