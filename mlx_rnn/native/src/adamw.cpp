@@ -5,7 +5,6 @@
 
 #include "mlx/allocator.h"
 
-#include "mlx/backend/cpu/encoder.h"
 
 namespace mlx_rnn {
 
@@ -38,11 +37,6 @@ MLX_RNN_KERNEL void adamw_kernel(const float* g, const float* p, const float* m,
 }  // namespace
 
 void AdamWUpdate::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) {
-  for (int i = 0; i < 4; ++i) {
-    if (!inputs[i].flags().row_contiguous) {
-      throw std::runtime_error("MlxRnnAdamWUpdate: internal error, non-contiguous input");
-    }
-  }
   // Update in place where MLX allows it (the old parameter, m and v have no other reader).
   for (int i = 0; i < 3; ++i) {
     const auto& in = inputs[i + 1];
@@ -52,9 +46,7 @@ void AdamWUpdate::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx:
       outputs[i].set_data(mx::allocator::malloc(outputs[i].nbytes()));
     }
   }
-  auto& enc = mx::cpu::get_command_encoder(stream());
-  for (const auto& a : inputs) enc.set_input_array(a);
-  for (auto& o : outputs) enc.set_output_array(o);
+  auto& enc = begin_cpu_eval(*this, inputs, outputs);
   enc.dispatch([g = inputs[0].data<float>(), p = inputs[1].data<float>(),
                 m = inputs[2].data<float>(), v = inputs[3].data<float>(),
                 lr = inputs[4].data<float>(), c1 = inputs[5].data<float>(),
@@ -64,10 +56,6 @@ void AdamWUpdate::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx:
     adamw_kernel(g, p, m, v, *lr, *c1, *c2, float(cfg.weight_decay), cfg.bias_correction,
                  scalars(cfg), po, mo, vo, n);
   });
-}
-
-void AdamWUpdate::eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) {
-  throw std::runtime_error("MlxRnnAdamWUpdate: no GPU kernel (mlx.optimizers.AdamW runs there)");
 }
 
 std::vector<mx::Shape> AdamWUpdate::output_shapes(const std::vector<mx::array>& inputs) {
@@ -92,12 +80,8 @@ std::vector<mx::array> adamw_update(const mx::array& gradient, const mx::array& 
   for (const auto* a : {&lr, &c1, &c2}) {
     if (a->size() != 1) throw std::invalid_argument(std::string(op) + ": lr, c1, c2 must be scalars");
   }
-  check_float32_cpu(op, {gradient, parameter, m, v, lr, c1, c2}, stream);
-  auto inputs = contiguous_all({gradient, parameter, m, v, lr, c1, c2}, stream);
-  auto prim = std::make_shared<AdamWUpdate>(stream, cfg);
-  auto shapes = prim->output_shapes(inputs);
-  return mx::array::make_arrays(std::move(shapes), std::vector<mx::Dtype>(3, mx::float32), prim,
-                                inputs);
+  return make_outputs(op, std::make_shared<AdamWUpdate>(stream, cfg),
+                      {gradient, parameter, m, v, lr, c1, c2}, stream);
 }
 
 }  // namespace mlx_rnn

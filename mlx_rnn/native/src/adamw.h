@@ -22,11 +22,10 @@ std::vector<mx::array> adamw_update(const mx::array& gradient, const mx::array& 
                                     const mx::array& c1, const mx::array& c2, AdamWConfig cfg,
                                     mx::StreamOrDevice s = {});
 
-class AdamWUpdate : public mx::Primitive {
+class AdamWUpdate : public CpuPrimitive {
  public:
-  AdamWUpdate(mx::Stream stream, AdamWConfig cfg) : mx::Primitive(stream), cfg_(cfg) {}
+  AdamWUpdate(mx::Stream stream, AdamWConfig cfg) : CpuPrimitive(stream, false, false), cfg_(cfg) {}
   void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
-  void eval_gpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
   std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override;
   const char* name() const override { return "MlxRnnAdamWUpdate"; }
   bool is_equivalent(const mx::Primitive& other) const override;

@@ -3,6 +3,7 @@
 
 #include <sstream>
 #include <stdexcept>
+#include <typeinfo>
 
 #include "mlx/allocator.h"
 
@@ -59,6 +60,47 @@ std::vector<mx::array> contiguous_all(const std::vector<mx::array>& arrays, mx::
   out.reserve(arrays.size());
   for (const auto& a : arrays) out.push_back(mx::contiguous(a, false, s));
   return out;
+}
+
+void CpuPrimitive::eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) {
+  throw std::runtime_error(std::string(name()) + ": no GPU kernel (mlx_rnn uses its op path there)");
+}
+
+bool CpuPrimitive::is_equivalent(const mx::Primitive& other) const {
+  if (typeid(*this) != typeid(other)) return false;
+  const auto& o = static_cast<const CpuPrimitive&>(other);
+  return approx_ == o.approx_ && save_ == o.save_;
+}
+
+mx::cpu::CommandEncoder& begin_cpu_eval(mx::Primitive& p, const std::vector<mx::array>& inputs,
+                                        std::vector<mx::array>& outputs) {
+  for (const auto& a : inputs) {
+    if (!a.flags().row_contiguous) {
+      throw std::runtime_error(std::string(p.name()) + ": internal error, non-contiguous input");
+    }
+  }
+  auto& enc = mx::cpu::get_command_encoder(p.stream());
+  for (const auto& a : inputs) enc.set_input_array(a);
+  for (auto& o : outputs) enc.set_output_array(o);
+  return enc;
+}
+
+std::vector<mx::array> make_outputs(const char* op, std::shared_ptr<mx::Primitive> prim,
+                                    const std::vector<mx::array>& inputs, mx::Stream s) {
+  check_float32_cpu(op, inputs, s);
+  auto in = contiguous_all(inputs, s);
+  auto shapes = prim->output_shapes(in);
+  const size_t n = shapes.size();
+  return mx::array::make_arrays(std::move(shapes), std::vector<mx::Dtype>(n, mx::float32), prim, in);
+}
+
+std::array<int, 3> check_sequence(const char* op, const char* what, const mx::array& a, int gates) {
+  if (a.ndim() != 3 || a.shape(2) % gates != 0 || a.size() == 0) {
+    const std::string g = gates == 1 ? "H" : std::to_string(gates) + "H";
+    throw std::invalid_argument(std::string(op) + ": " + what + " must be (B, T, " + g +
+                                ") with B, T, H >= 1, got " + shape_str(a.shape()));
+  }
+  return {int(a.shape(0)), int(a.shape(1)), int(a.shape(2) / gates)};
 }
 
 void allocate(std::vector<mx::array>& outputs) {

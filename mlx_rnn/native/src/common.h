@@ -1,13 +1,16 @@
 // Shared pieces of the native recurrences: BLAS, activations, argument checks.
 #pragma once
 
+#include <array>
 #include <cmath>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "mlx/array.h"
 #include "mlx/ops.h"
 #include "mlx/primitives.h"
+#include "mlx/backend/cpu/encoder.h"
 
 namespace mx = mlx::core;
 
@@ -72,10 +75,36 @@ inline void sigmoid_inplace(float* x, int n, bool approx) {
   }
 }
 
+// Base of the project's primitives: the recurrences' two flags (approximate activations,
+// saved activations), equivalence by type and flags (for mx.compile), and no GPU kernel.
+class CpuPrimitive : public mx::Primitive {
+ public:
+  CpuPrimitive(mx::Stream stream, bool approx, bool save)
+      : mx::Primitive(stream), approx_(approx), save_(save) {}
+  void eval_gpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
+  bool is_equivalent(const mx::Primitive& other) const override;
+
+ protected:
+  bool approx_, save_;
+};
+
+// Before a CPU kernel: check the inputs are row-contiguous, register inputs and outputs with
+// the stream's command encoder and return it (outputs must be allocated first).
+mx::cpu::CommandEncoder& begin_cpu_eval(mx::Primitive& p, const std::vector<mx::array>& inputs,
+                                        std::vector<mx::array>& outputs);
+
 // Argument checks: throw std::invalid_argument (a Python ValueError) with the op's name.
 void check_float32_cpu(const char* op, const std::vector<mx::array>& arrays, mx::Stream s);
 void check_shape(const char* op, const char* what, const mx::array& a, const mx::Shape& want);
 std::string shape_str(const mx::Shape& shape);
+
+// The op's outputs: checks float32 and the CPU stream, makes the inputs row-contiguous, and
+// builds the float32 output arrays of prim (shapes from prim->output_shapes).
+std::vector<mx::array> make_outputs(const char* op, std::shared_ptr<mx::Primitive> prim,
+                                    const std::vector<mx::array>& inputs, mx::Stream s);
+
+// A (B, T, gates * H) sequence with B, T, H >= 1 (gates = 1 for hidden states); returns {B, T, H}.
+std::array<int, 3> check_sequence(const char* op, const char* what, const mx::array& a, int gates);
 
 // The inputs as row-contiguous arrays (a no-op for arrays that already are).
 std::vector<mx::array> contiguous_all(const std::vector<mx::array>& arrays, mx::Stream s);

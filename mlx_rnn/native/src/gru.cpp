@@ -4,7 +4,6 @@
 #include <cstring>
 #include <stdexcept>
 
-#include "mlx/backend/cpu/encoder.h"
 
 namespace mlx_rnn {
 
@@ -106,34 +105,19 @@ MLX_RNN_KERNEL void gru_backward_kernel(const BackwardIn& in, float* dxw, float*
   }
 }
 
-void check_contiguous(const char* op, const std::vector<mx::array>& arrays) {
-  for (const auto& a : arrays) {
-    if (!a.flags().row_contiguous) {
-      throw std::runtime_error(std::string(op) + ": internal error, non-contiguous input");
-    }
-  }
-}
-
 }  // namespace
 
 void GRUForward::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) {
-  check_contiguous(name(), inputs);
   allocate(outputs);
   const auto& xw = inputs[0];
   const Dims d = {int(xw.shape(0)), int(xw.shape(1)), int(xw.shape(2) / 3)};
-  auto& enc = mx::cpu::get_command_encoder(stream());
-  for (const auto& a : inputs) enc.set_input_array(a);
-  for (auto& o : outputs) enc.set_output_array(o);
+  auto& enc = begin_cpu_eval(*this, inputs, outputs);
   enc.dispatch([x = xw.data<float>(), w = inputs[1].data<float>(), bias = inputs[2].data<float>(),
                 h0 = inputs[3].data<float>(), hs = outputs[0].data<float>(),
                 h_T = outputs[1].data<float>(), saved = outputs[2].data<float>(), d,
                 approx = approx_, save = save_]() {
     gru_forward_kernel(x, w, bias, h0, hs, h_T, saved, d, approx, save);
   });
-}
-
-void GRUForward::eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) {
-  throw std::runtime_error("MlxRnnGRUForward: no GPU kernel (mlx_rnn uses its op path there)");
 }
 
 std::vector<mx::array> GRUForward::vjp(const std::vector<mx::array>& primals,
@@ -159,28 +143,16 @@ std::vector<mx::Shape> GRUForward::output_shapes(const std::vector<mx::array>& i
   return {{B, T, H}, {B, H}, {T, B, 4 * H}};
 }
 
-bool GRUForward::is_equivalent(const mx::Primitive& other) const {
-  const auto& o = static_cast<const GRUForward&>(other);
-  return approx_ == o.approx_ && save_ == o.save_;
-}
-
 void GRUBackward::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) {
-  check_contiguous(name(), inputs);
   allocate(outputs);
   const auto& hs = inputs[4];
   const Dims d = {int(hs.shape(0)), int(hs.shape(1)), int(hs.shape(2))};
-  auto& enc = mx::cpu::get_command_encoder(stream());
-  for (const auto& a : inputs) enc.set_input_array(a);
-  for (auto& o : outputs) enc.set_output_array(o);
+  auto& enc = begin_cpu_eval(*this, inputs, outputs);
   BackwardIn in{inputs[0].data<float>(), inputs[1].data<float>(), inputs[2].data<float>(),
                 inputs[3].data<float>(), inputs[4].data<float>(), inputs[5].data<float>()};
   enc.dispatch([in, dxw = outputs[0].data<float>(), dw = outputs[1].data<float>(),
                 db = outputs[2].data<float>(), dh0 = outputs[3].data<float>(),
                 d]() { gru_backward_kernel(in, dxw, dw, db, dh0, d); });
-}
-
-void GRUBackward::eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) {
-  throw std::runtime_error("MlxRnnGRUBackward: no GPU kernel (mlx_rnn uses its op path there)");
 }
 
 std::vector<mx::Shape> GRUBackward::output_shapes(const std::vector<mx::array>& inputs) {
@@ -194,20 +166,13 @@ std::vector<mx::array> gru_forward(const mx::array& xw, const mx::array& w_hh,
                                    bool save, mx::StreamOrDevice s) {
   const char* op = "gru_forward";
   auto stream = mx::to_stream(s);
-  if (xw.ndim() != 3 || xw.shape(2) % 3 != 0 || xw.size() == 0) {
-    throw std::invalid_argument(std::string(op) + ": xw must be (B, T, 3H) with B, T, H >= 1, got " +
-                                shape_str(xw.shape()));
-  }
-  const int B = xw.shape(0), H = xw.shape(2) / 3;
+  const auto [B, T, H] = check_sequence(op, "xw", xw, 3);
+  (void)T;
   check_shape(op, "w_hh", w_hh, {3 * H, H});
   check_shape(op, "b_hh", b_hh, {3 * H});
   check_shape(op, "h0", h0, {B, H});
-  check_float32_cpu(op, {xw, w_hh, b_hh, h0}, stream);
-  auto inputs = contiguous_all({xw, w_hh, b_hh, h0}, stream);
-  auto prim = std::make_shared<GRUForward>(stream, approx, save);
-  auto shapes = prim->output_shapes(inputs);
-  return mx::array::make_arrays(std::move(shapes), std::vector<mx::Dtype>(3, mx::float32), prim,
-                                inputs);
+  return make_outputs(op, std::make_shared<GRUForward>(stream, approx, save), {xw, w_hh, b_hh, h0},
+                      stream);
 }
 
 std::vector<mx::array> gru_backward(const mx::array& dhs, const mx::array& dh_T,
@@ -216,22 +181,14 @@ std::vector<mx::array> gru_backward(const mx::array& dhs, const mx::array& dh_T,
                                     mx::StreamOrDevice s) {
   const char* op = "gru_backward";
   auto stream = mx::to_stream(s);
-  if (hs.ndim() != 3 || hs.size() == 0) {
-    throw std::invalid_argument(std::string(op) + ": hs must be (B, T, H), got " + shape_str(hs.shape()));
-  }
-  const int B = hs.shape(0), T = hs.shape(1), H = hs.shape(2);
+  const auto [B, T, H] = check_sequence(op, "hs", hs, 1);
   check_shape(op, "dhs", dhs, {B, T, H});
   check_shape(op, "dh_T", dh_T, {B, H});
   check_shape(op, "w_hh", w_hh, {3 * H, H});
   check_shape(op, "h0", h0, {B, H});
   check_shape(op, "saved", saved, {T, B, 4 * H});
-  std::vector<mx::array> in = {dhs, dh_T, w_hh, h0, hs, saved};
-  check_float32_cpu(op, in, stream);
-  auto inputs = contiguous_all(in, stream);
-  auto prim = std::make_shared<GRUBackward>(stream);
-  auto shapes = prim->output_shapes(inputs);
-  return mx::array::make_arrays(std::move(shapes), std::vector<mx::Dtype>(4, mx::float32), prim,
-                                inputs);
+  return make_outputs(op, std::make_shared<GRUBackward>(stream), {dhs, dh_T, w_hh, h0, hs, saved},
+                      stream);
 }
 
 }  // namespace mlx_rnn

@@ -24,32 +24,24 @@ std::vector<mx::array> gru_backward(const mx::array& dhs, const mx::array& dh_T,
                                     const mx::array& hs, const mx::array& saved,
                                     mx::StreamOrDevice s = {});
 
-class GRUForward : public mx::Primitive {
+class GRUForward : public CpuPrimitive {
  public:
-  GRUForward(mx::Stream stream, bool approx, bool save)
-      : mx::Primitive(stream), approx_(approx), save_(save) {}
+  GRUForward(mx::Stream stream, bool approx, bool save) : CpuPrimitive(stream, approx, save) {}
   void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
-  void eval_gpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
   std::vector<mx::array> vjp(const std::vector<mx::array>& primals,
                              const std::vector<mx::array>& cotangents,
                              const std::vector<int>& argnums,
                              const std::vector<mx::array>& outputs) override;
   std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override;
   const char* name() const override { return "MlxRnnGRUForward"; }
-  bool is_equivalent(const mx::Primitive& other) const override;
-
- private:
-  bool approx_, save_;
 };
 
-class GRUBackward : public mx::Primitive {
+class GRUBackward : public CpuPrimitive {
  public:
-  explicit GRUBackward(mx::Stream stream) : mx::Primitive(stream) {}
+  explicit GRUBackward(mx::Stream stream) : CpuPrimitive(stream, false, true) {}
   void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
-  void eval_gpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
   std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override;
   const char* name() const override { return "MlxRnnGRUBackward"; }
-  bool is_equivalent(const mx::Primitive&) const override { return true; }
 };
 
 }  // namespace mlx_rnn

@@ -4,7 +4,6 @@
 #include <cstring>
 #include <stdexcept>
 
-#include "mlx/backend/cpu/encoder.h"
 
 namespace mlx_rnn {
 
@@ -103,14 +102,6 @@ MLX_RNN_KERNEL void lstm_backward_kernel(const BackwardIn& in, float* dxw, float
   sgemm(true, false, G, H, B * T, 1.0f, dxw, G, h_prev.data(), H, 0.0f, dw, H);
 }
 
-void check_contiguous(const char* op, const std::vector<mx::array>& arrays) {
-  for (const auto& a : arrays) {
-    if (!a.flags().row_contiguous) {
-      throw std::runtime_error(std::string(op) + ": internal error, non-contiguous input");
-    }
-  }
-}
-
 Dims lstm_dims(const mx::array& xw) {
   return {int(xw.shape(0)), int(xw.shape(1)), int(xw.shape(2) / 4)};
 }
@@ -121,12 +112,9 @@ Dims lstm_dims(const mx::array& xw) {
 
 void LSTMForward::eval_cpu(const std::vector<mx::array>& inputs,
                            std::vector<mx::array>& outputs) {
-  check_contiguous(name(), inputs);
   allocate(outputs);
   const Dims d = lstm_dims(inputs[0]);
-  auto& enc = mx::cpu::get_command_encoder(stream());
-  for (const auto& a : inputs) enc.set_input_array(a);
-  for (auto& o : outputs) enc.set_output_array(o);
+  auto& enc = begin_cpu_eval(*this, inputs, outputs);
   float* gates = outputs[3].data<float>();
   float* cells = outputs[4].data<float>();
   enc.dispatch([xw = inputs[0].data<float>(), w = inputs[1].data<float>(),
@@ -145,10 +133,6 @@ void LSTMForward::eval_cpu(const std::vector<mx::array>& inputs,
     }
     lstm_forward_kernel(xw, w, h0, c0, hs, h_T, c_T, g, c, d, approx, save);
   });
-}
-
-void LSTMForward::eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) {
-  throw std::runtime_error("MlxRnnLSTMForward: no GPU kernel (mlx_rnn uses its op path there)");
 }
 
 std::vector<mx::array> LSTMForward::vjp(const std::vector<mx::array>& primals,
@@ -175,20 +159,12 @@ std::vector<mx::Shape> LSTMForward::output_shapes(const std::vector<mx::array>& 
   return {{d.B, d.T, d.H}, {d.B, d.H}, {d.B, d.H}, {d.T, d.B, 4 * d.H}, {d.T, d.B, d.H}};
 }
 
-bool LSTMForward::is_equivalent(const mx::Primitive& other) const {
-  const auto& o = static_cast<const LSTMForward&>(other);
-  return approx_ == o.approx_ && save_ == o.save_;
-}
-
 void LSTMBackward::eval_cpu(const std::vector<mx::array>& inputs,
                             std::vector<mx::array>& outputs) {
-  check_contiguous(name(), inputs);
   allocate(outputs);
   const auto& hs = inputs[6];
   const Dims d = {int(hs.shape(0)), int(hs.shape(1)), int(hs.shape(2))};
-  auto& enc = mx::cpu::get_command_encoder(stream());
-  for (const auto& a : inputs) enc.set_input_array(a);
-  for (auto& o : outputs) enc.set_output_array(o);
+  auto& enc = begin_cpu_eval(*this, inputs, outputs);
   BackwardIn in{inputs[0].data<float>(), inputs[1].data<float>(), inputs[2].data<float>(),
                 inputs[3].data<float>(), inputs[4].data<float>(), inputs[5].data<float>(),
                 inputs[6].data<float>(), inputs[7].data<float>(), inputs[8].data<float>()};
@@ -197,18 +173,10 @@ void LSTMBackward::eval_cpu(const std::vector<mx::array>& inputs,
                 approx = approx_]() { lstm_backward_kernel(in, dxw, dw, dh0, dc0, d, approx); });
 }
 
-void LSTMBackward::eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) {
-  throw std::runtime_error("MlxRnnLSTMBackward: no GPU kernel (mlx_rnn uses its op path there)");
-}
-
 std::vector<mx::Shape> LSTMBackward::output_shapes(const std::vector<mx::array>& inputs) {
   const auto& hs = inputs[6];
   const int B = hs.shape(0), T = hs.shape(1), H = hs.shape(2);
   return {{B, T, 4 * H}, {4 * H, H}, {B, H}, {B, H}};
-}
-
-bool LSTMBackward::is_equivalent(const mx::Primitive& other) const {
-  return approx_ == static_cast<const LSTMBackward&>(other).approx_;
 }
 
 // ----- ops -----------------------------------------------------------------------------
@@ -218,20 +186,13 @@ std::vector<mx::array> lstm_forward(const mx::array& xw, const mx::array& w_hh,
                                     bool save, mx::StreamOrDevice s) {
   const char* op = "lstm_forward";
   auto stream = mx::to_stream(s);
-  if (xw.ndim() != 3 || xw.shape(2) % 4 != 0 || xw.size() == 0) {
-    throw std::invalid_argument(std::string(op) + ": xw must be (B, T, 4H) with B, T, H >= 1, got " +
-                                shape_str(xw.shape()));
-  }
-  const int B = xw.shape(0), T = xw.shape(1), H = xw.shape(2) / 4;
+  const auto [B, T, H] = check_sequence(op, "xw", xw, 4);
+  (void)T;
   check_shape(op, "w_hh", w_hh, {4 * H, H});
   check_shape(op, "h0", h0, {B, H});
   check_shape(op, "c0", c0, {B, H});
-  check_float32_cpu(op, {xw, w_hh, h0, c0}, stream);
-  auto inputs = contiguous_all({xw, w_hh, h0, c0}, stream);
-  auto prim = std::make_shared<LSTMForward>(stream, approx, save);
-  auto shapes = prim->output_shapes(inputs);
-  return mx::array::make_arrays(std::move(shapes), std::vector<mx::Dtype>(5, mx::float32), prim,
-                                inputs);
+  return make_outputs(op, std::make_shared<LSTMForward>(stream, approx, save), {xw, w_hh, h0, c0},
+                      stream);
 }
 
 std::vector<mx::array> lstm_backward(const mx::array& dhs, const mx::array& dh_T,
@@ -241,10 +202,7 @@ std::vector<mx::array> lstm_backward(const mx::array& dhs, const mx::array& dh_T
                                      const mx::array& cells, bool approx, mx::StreamOrDevice s) {
   const char* op = "lstm_backward";
   auto stream = mx::to_stream(s);
-  if (hs.ndim() != 3 || hs.size() == 0) {
-    throw std::invalid_argument(std::string(op) + ": hs must be (B, T, H), got " + shape_str(hs.shape()));
-  }
-  const int B = hs.shape(0), T = hs.shape(1), H = hs.shape(2);
+  const auto [B, T, H] = check_sequence(op, "hs", hs, 1);
   check_shape(op, "dhs", dhs, {B, T, H});
   check_shape(op, "dh_T", dh_T, {B, H});
   check_shape(op, "dc_T", dc_T, {B, H});
@@ -253,13 +211,8 @@ std::vector<mx::array> lstm_backward(const mx::array& dhs, const mx::array& dh_T
   check_shape(op, "c0", c0, {B, H});
   check_shape(op, "gates", gates, {T, B, 4 * H});
   check_shape(op, "cells", cells, {T, B, H});
-  std::vector<mx::array> in = {dhs, dh_T, dc_T, w_hh, h0, c0, hs, gates, cells};
-  check_float32_cpu(op, in, stream);
-  auto inputs = contiguous_all(in, stream);
-  auto prim = std::make_shared<LSTMBackward>(stream, approx);
-  auto shapes = prim->output_shapes(inputs);
-  return mx::array::make_arrays(std::move(shapes), std::vector<mx::Dtype>(4, mx::float32), prim,
-                                inputs);
+  return make_outputs(op, std::make_shared<LSTMBackward>(stream, approx),
+                      {dhs, dh_T, dc_T, w_hh, h0, c0, hs, gates, cells}, stream);
 }
 
 }  // namespace mlx_rnn

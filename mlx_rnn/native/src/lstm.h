@@ -26,35 +26,24 @@ std::vector<mx::array> lstm_backward(const mx::array& dhs, const mx::array& dh_T
                                      const mx::array& cells, bool approx,
                                      mx::StreamOrDevice s = {});
 
-class LSTMForward : public mx::Primitive {
+class LSTMForward : public CpuPrimitive {
  public:
-  LSTMForward(mx::Stream stream, bool approx, bool save)
-      : mx::Primitive(stream), approx_(approx), save_(save) {}
+  LSTMForward(mx::Stream stream, bool approx, bool save) : CpuPrimitive(stream, approx, save) {}
   void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
-  void eval_gpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
   std::vector<mx::array> vjp(const std::vector<mx::array>& primals,
                              const std::vector<mx::array>& cotangents,
                              const std::vector<int>& argnums,
                              const std::vector<mx::array>& outputs) override;
   std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override;
   const char* name() const override { return "MlxRnnLSTMForward"; }
-  bool is_equivalent(const mx::Primitive& other) const override;
-
- private:
-  bool approx_, save_;
 };
 
-class LSTMBackward : public mx::Primitive {
+class LSTMBackward : public CpuPrimitive {
  public:
-  LSTMBackward(mx::Stream stream, bool approx) : mx::Primitive(stream), approx_(approx) {}
+  LSTMBackward(mx::Stream stream, bool approx) : CpuPrimitive(stream, approx, true) {}
   void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
-  void eval_gpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
   std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override;
   const char* name() const override { return "MlxRnnLSTMBackward"; }
-  bool is_equivalent(const mx::Primitive& other) const override;
-
- private:
-  bool approx_;
 };
 
 }  // namespace mlx_rnn
