@@ -157,7 +157,37 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also measure LM training on 1 vs 2 data-parallel ranks on this machine "
                         "(mlx.launch ring / torchrun gloo, 1 thread per rank); adds \"scaling\" to the JSON")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    add_scoring_flags(p)
     return p
+
+
+# ----- long-text scoring (mlx_rnn/bench_scoring.py) --------------------------------------------
+def add_scoring_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scoring", action="store_true",
+                   help="also measure long-text scoring (get_log_prob_sequence, LM default sizes): characters "
+                        "per second and peak RSS per framework for 10k and 100k characters; adds \"scoring\"")
+    p.add_argument("--scoring-only", action="store_true", help="measure the scoring only (no training configs)")
+    p.add_argument("--scoring-1m", action="store_true", help="with --scoring: also score a 1,000,000-character text")
+
+
+def run_scoring(args, log) -> list[dict]:
+    """The scoring rows for ``--scoring`` (empty without it)."""
+    if not (args.scoring or args.scoring_only):
+        return []
+    from .bench_scoring import SCORING_1M, SCORING_CHARS, measure_scoring
+
+    lengths = list(SCORING_CHARS) + ([SCORING_1M] if args.scoring_1m else [])
+    try:
+        return measure_scoring(args.frameworks, lengths, threads=args.threads, log=log)
+    except RuntimeError as e:
+        raise WorkerError(str(e)) from None
+
+
+def scoring_markdown(report: dict) -> list[str]:
+    from .bench_scoring import format_scoring
+
+    text = format_scoring(report.get("scoring_rows", []))
+    return ["", text] if text else []
 
 
 def config_settings(name: str, args) -> dict:
@@ -386,8 +416,10 @@ def run_benchmark(args, log=lambda *a: None) -> dict:
             details = measure_scaling(fw, (1, 2), threads_per_rank=1)
             scaling_details[fw] = details
             scaling += [dict(row, framework=fw) for row in details["scaling"]]
+    scoring_rows = run_scoring(args, log)
     return {
         "environment": env,
+        "scoring_rows": scoring_rows,
         "scaling": scaling,
         "scaling_details": scaling_details,
         "mode": "quick" if args.quick else "full",
@@ -554,6 +586,7 @@ def format_markdown(report: dict) -> str:
             lines.append(f"| {FRAMEWORK_NAMES[row['framework']]} | {row['ranks']} | {row['chars_per_s']:,.0f} "
                          f"| {row['efficiency']:.2f} |")
         lines.append(f"- {next(iter(report['scaling_details'].values()))['note']}")
+    lines += scoring_markdown(report)
     return "\n".join(lines)
 
 
@@ -606,6 +639,8 @@ def main(argv=None) -> int:
                 import matplotlib  # noqa: F401
             except ImportError:
                 raise ValueError("--plot needs matplotlib (install the 'plot' extra)") from None
+        if args.scoring_only:
+            args.configs = []
         report = run_benchmark(args, log)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
