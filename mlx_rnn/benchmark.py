@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from .config import OneLineParser
+from .outputs import save_figure
 
 ROOT = Path(__file__).resolve().parent.parent
 MARK = "@@bench "
@@ -617,15 +618,17 @@ def write_plot(report: dict, path) -> None:
         ax.set_ylim(bottom=0)
     fig.suptitle(f"Median epoch time, min/max whiskers ({report['mode']}, {report['repeats']} repeats)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        save_figure(fig, path)
+    finally:
+        plt.close(fig)
 
 
 # ----- entry point ---------------------------------------------------------------------------
 def _check_out_path(flag: str, path) -> None:
-    from .runner import check_output_json
+    from .outputs import check_file_output, check_plot_output
 
-    check_output_json(path, flag)
+    (check_plot_output if flag == "--plot" else check_file_output)(path, flag)
 
 
 def main(argv=None) -> int:
@@ -634,11 +637,6 @@ def main(argv=None) -> int:
     try:
         _check_out_path("--output-json", args.output_json)
         _check_out_path("--plot", args.plot)
-        if args.plot:
-            try:
-                import matplotlib  # noqa: F401
-            except ImportError:
-                raise ValueError("--plot needs matplotlib (install the 'plot' extra)") from None
         if args.scoring_only:
             args.configs = []
         report = run_benchmark(args, log)

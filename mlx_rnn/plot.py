@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from .outputs import save_figure
+
 
 def plot_history(history: list[dict], path, task: str, title: str = "") -> Path:
     """Draw train and validation loss and the dev metric against epoch and against seconds.
@@ -52,8 +54,8 @@ def plot_history(history: list[dict], path, task: str, title: str = "") -> Path:
         ax.legend(lines, [ln.get_label() for ln in lines], loc="best", fontsize=8)
     fig.suptitle(title or f"{task}: training curves")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        save_figure(fig, path)  # the format its suffix names (mlx_rnn.outputs)
+    finally:
+        plt.close(fig)
     return path

@@ -30,6 +30,8 @@ from .data import (corpus_alphabet, CLASSIFY_FILES, LM_FILES, DataError, check_d
                    missing_data_message, read_text, resolve_data_dir)
 from .calibration import T_RANGE, fit_temperature, mean_nll
 from .metrics import classification_bundle, lm_bundle, perplexity_figures
+from .outputs import check_dir_output, check_file_output, check_plot_output
+from .savedir import prepare_save_dir, unlock_all
 from .transfer import HELDOUT_NOTE, heldout_windows, lm_init_weights, zero_shot_predict
 from .vocab import Indexer
 
@@ -348,7 +350,7 @@ def _truncate_metrics(path: Path, last_epoch: int) -> None:
             if json.loads(line).get("epoch", 0) > last_epoch:
                 continue
         except (json.JSONDecodeError, AttributeError):
-            pass
+            continue  # a line a killed run left half-written
         keep.append(line)
     if len(keep) != len(lines):
         ckpt.atomic_write_bytes(path, "".join(keep).encode())
@@ -440,12 +442,12 @@ def train_task(fw, task: str, cfg: dict, data: dict, save_dir: Path | None, resu
             if target is None:
                 target = interrupt_dir or Path("checkpoints") / f"interrupted-{task}-{datetime.now():%Y%m%d-%H%M%S}"
             main_rank = distributed.current().is_main  # distributed: only rank 0 writes
+            if main_rank:  # the state first: config.json, written last, commits the pair
+                save_state(target, epoch, trainer.epoch_step)
             if main_rank and (target != save_dir or best_epoch < 0):
                 # the directory needs a checkpoint (config.json + weights) to be resumable
                 ckpt.save_checkpoint(target, best_weights if best_weights is not None else trainer.weights(),
                                      dict(cfg, **writer, best_epoch=best_epoch + 1))
-            if main_rank:
-                save_state(target, epoch, trainer.epoch_step)
             raise Interrupted(f"[{task}] interrupted at epoch {epoch + 1}, step {trainer.epoch_step}; "
                               f"resume with --resume {target}", task, target)
         start_step = 0
@@ -472,11 +474,18 @@ def train_task(fw, task: str, cfg: dict, data: dict, save_dir: Path | None, resu
                       elapsed_s=sum(epoch_times), steps=res.steps, best=improved, **dev_fig)
         history.append(record)
         if save_dir is not None:
+            # the first save commits config.json last, after the resumable state, so a directory
+            # with a checkpoint can always be resumed (mlx_rnn.savedir)
+            first = not (save_dir / "config.json").exists()
             if improved:
-                ckpt.save_checkpoint(save_dir, best_weights, dict(cfg, **writer, best_epoch=best_epoch + 1))
+                ckpt.save_checkpoint(save_dir, best_weights, dict(cfg, **writer, best_epoch=best_epoch + 1),
+                                     write_config=not first)
             ckpt.append_jsonl(save_dir / "metrics.jsonl", record)
-            if (epoch + 1) % cfg["save_every"] == 0 or epoch + 1 == cfg["epochs"]:
+            if first or (epoch + 1) % cfg["save_every"] == 0 or epoch + 1 == cfg["epochs"]:
                 save_state(save_dir, epoch + 1, 0)
+            if first:
+                ckpt.save_checkpoint(save_dir, best_weights, dict(cfg, **writer, best_epoch=best_epoch + 1),
+                                     write_weights=False)
         if cfg["patience"] and bad_epochs >= cfg["patience"]:
             log(f"[{task}] early stop: no better validation loss for {bad_epochs} epochs")
             if save_dir is not None:
@@ -521,15 +530,9 @@ def print_result(result: dict, output_json: str | None) -> None:
 
 # ----- the command line ------------------------------------------------------------------
 def check_output_json(path, flag: str = "--output-json") -> None:
-    """ValueError (one line) unless output file ``path`` (given with ``flag``) can be written:
-    it is not a directory and its directory exists."""
-    if not path:
-        return
-    p = Path(path)
-    if p.is_dir():
-        raise ValueError(f"{flag} {path}: is a directory")
-    if not p.parent.is_dir():
-        raise ValueError(f"{flag} {path}: directory {p.parent} does not exist")
+    """ValueError (one line) unless output file ``path`` (given with ``flag``) can be written
+    (:func:`mlx_rnn.outputs.check_file_output`: not a directory, parents creatable, writable)."""
+    check_file_output(path, flag)
 
 
 @dataclass
@@ -626,6 +629,9 @@ def plan_run(framework: str, args) -> list[TaskPlan]:
     tasks = _tasks_from_args(args)
     multi = len(tasks) > 1
     check_output_json(args.output_json)
+    check_plot_output(args.plot)
+    check_dir_output(args.save)
+    check_dir_output(args.resume, "--resume")
     plans = []
     if (args.zero_shot_lm or args.init_from_lm) and "classify" not in tasks:
         raise ValueError(f"--{'zero-shot-lm' if args.zero_shot_lm else 'init-from-lm'} applies to the classifier: "
@@ -651,6 +657,9 @@ def plan_run(framework: str, args) -> list[TaskPlan]:
                 raise ckpt.CheckpointError(f"{rdir}: checkpoint directory not found (nothing to resume)")
             pending = rdir / "resume" / PENDING
             plan.pending = pending if not (rdir / "config.json").exists() and pending.is_file() else None
+            if plan.pending is None and not (rdir / "config.json").exists():
+                raise ckpt.CheckpointError(f"{rdir}: holds no complete checkpoint (its first save never finished; "
+                                           f"nothing to resume); start the run again with --save {rdir}")
             plan.cfg = _resume_config(args, task, rdir, plan.pending)
             plan.resume_dir = rdir
             plan.cfg["normalize"] = bool(args.normalize or plan.cfg.get("normalize", False))
@@ -682,6 +691,8 @@ def plan_run(framework: str, args) -> list[TaskPlan]:
         for p in (d.parent, d) if multi else (d,):
             if p.exists() and not p.is_dir():
                 raise ValueError(f"--save {args.save}: {p} exists and is not a directory")
+        if distributed.current().is_main:  # (only rank 0 writes)
+            prepare_save_dir(d, f"--save {args.save}" if args.save else f"--resume {args.resume}")
         resuming_here = plan.resume_dir is not None and d.resolve() == plan.resume_dir.resolve()
         if not multi and not resuming_here and any((d / t / "config.json").exists() for t in ("classify", "lm")):
             raise ValueError(f"--save {args.save}: {d} holds the checkpoints of a two-task run; "
@@ -839,6 +850,8 @@ def main(framework: str, argv=None) -> int:
             raise
         print(f"error: rank {distributed.current().rank}: {_one_line(e)}", file=sys.stderr)
         return EXIT_CHECK_FAILED
+    finally:
+        unlock_all()  # the checkpoint directories' locks (the end of the process drops them too)
 
 
 def zero_shot_bundle(fw, lm_path, data: dict, device: str) -> dict:
