@@ -29,9 +29,10 @@ from .config import RESUME_OVERRIDABLE, TASK_DEFAULTS, COMMON_DEFAULTS, build_pa
 from .data import (corpus_alphabet, CLASSIFY_FILES, LM_FILES, DataError, check_data_dir, data_dir_complete, load_examples,
                    missing_data_message, read_text, resolve_data_dir)
 from .calibration import T_RANGE, fit_temperature, mean_nll
+from .memory import allocation_message, check_fits
 from .metrics import classification_bundle, lm_bundle, perplexity_figures
 from .outputs import check_dir_output, check_file_output, check_plot_output
-from .savedir import prepare_save_dir, unlock_all
+from .savedir import lock_dir, prepare_save_dir, unlock_all
 from .transfer import HELDOUT_NOTE, heldout_windows, lm_init_weights, zero_shot_predict
 from .vocab import Indexer
 
@@ -658,8 +659,9 @@ def plan_run(framework: str, args) -> list[TaskPlan]:
             pending = rdir / "resume" / PENDING
             plan.pending = pending if not (rdir / "config.json").exists() and pending.is_file() else None
             if plan.pending is None and not (rdir / "config.json").exists():
-                raise ckpt.CheckpointError(f"{rdir}: holds no complete checkpoint (its first save never finished; "
-                                           f"nothing to resume); start the run again with --save {rdir}")
+                raise ckpt.CheckpointError(f"{rdir / 'config.json'}: file not found (not a checkpoint directory?); "
+                                           "nothing to resume: if its first save never finished, start the run "
+                                           f"again with --save {rdir}")
             plan.cfg = _resume_config(args, task, rdir, plan.pending)
             plan.resume_dir = rdir
             plan.cfg["normalize"] = bool(args.normalize or plan.cfg.get("normalize", False))
@@ -691,8 +693,8 @@ def plan_run(framework: str, args) -> list[TaskPlan]:
         for p in (d.parent, d) if multi else (d,):
             if p.exists() and not p.is_dir():
                 raise ValueError(f"--save {args.save}: {p} exists and is not a directory")
-        if distributed.current().is_main:  # (only rank 0 writes)
-            prepare_save_dir(d, f"--save {args.save}" if args.save else f"--resume {args.resume}")
+        if d.is_dir() and distributed.current().is_main:  # a run using it now: say so first
+            lock_dir(d, f"--save {args.save}" if args.save else f"--resume {args.resume}")
         resuming_here = plan.resume_dir is not None and d.resolve() == plan.resume_dir.resolve()
         if not multi and not resuming_here and any((d / t / "config.json").exists() for t in ("classify", "lm")):
             raise ValueError(f"--save {args.save}: {d} holds the checkpoints of a two-task run; "
@@ -724,9 +726,15 @@ def plan_run(framework: str, args) -> list[TaskPlan]:
                                        normalize=cfg["normalize"])
             where = data_dir / (CLASSIFY_FILES["train_consonant"] if plan.task == "classify" else LM_FILES["train"])
         check_trainable(cfg, plan.data["train"], where)
+        if not (plan.task == "classify" and args.zero_shot_lm):
+            check_fits(plan.task, cfg)  # before any model or optimizer state is allocated
         plan.read_time_s = time.perf_counter() - t
+    for plan in plans:
+        if plan.save_dir is not None and distributed.current().is_main:  # (only rank 0 writes)
+            # every input checked: lock the directory for the run, clean up what a crash left
+            prepare_save_dir(plan.save_dir, f"--save {args.save}" if args.save else f"--resume {args.resume}")
         if plan.resume_dir is not None and plan.pending is None:
-            plan.resume = load_resume_state(plan.resume_dir, plan.task, cfg, plan.data["train"], framework)
+            plan.resume = load_resume_state(plan.resume_dir, plan.task, plan.cfg, plan.data["train"], framework)
     return plans
 
 
@@ -845,8 +853,11 @@ def main(framework: str, argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except RuntimeError as e:  # distributed: a peer died ("connection to a peer was lost")
-        if not distributed.current().enabled:
+    except (MemoryError, RuntimeError) as e:  # an allocation that failed despite the estimate
+        if allocation_message(e):
+            print(f"error: {allocation_message(e)}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        if not distributed.current().enabled:  # distributed: a peer died ("connection to a peer was lost")
             raise
         print(f"error: rank {distributed.current().rank}: {_one_line(e)}", file=sys.stderr)
         return EXIT_CHECK_FAILED
