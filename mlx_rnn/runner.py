@@ -33,7 +33,7 @@ from .memory import allocation_message, check_fits
 from .metrics import classification_bundle, lm_bundle, perplexity_figures
 from .outputs import check_dir_output, check_file_output, check_plot_output
 from .savedir import lock_dir, prepare_save_dir, unlock_all
-from .transfer import HELDOUT_NOTE, heldout_windows, lm_init_weights, zero_shot_predict
+from .transfer import heldout_note, heldout_windows, lm_init_weights, zero_shot_predict
 from .vocab import Indexer
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -160,6 +160,11 @@ def check_trainable(cfg: dict, train, where) -> int:
         steps = steps_per_epoch(cfg, train)
     except ValueError:
         steps = 0
+    world = distributed.current().world_size
+    if cfg["task"] == "classify" and cfg["batch_size"] * world > size:
+        raise ValueError(f"{where}: --batch-size {cfg['batch_size']}" + (f" x {world} ranks" if world > 1 else "")
+                         + f" is larger than the {size} {what} (after the validation slice); "
+                         f"use a batch size of at most {size // world}")
     if steps < 1:
         hint = "--batch-size" if cfg["task"] == "classify" else "--batch-size or --seq-len"
         raise ValueError(f"{where}: {size} {what} (after the validation slice) give no full training step "
@@ -892,7 +897,7 @@ def _print_heldout(bundle: dict, how: str) -> None:
         line += f"; held-out accuracy {h['accuracy']:.2f}% ({h['correct']}/{h['total']} windows of text8-dev.txt)"
     print(line, flush=True)
     if "heldout" in bundle and bundle.get("dev_windows_in_lm_train"):
-        print(f"[classify] note: {HELDOUT_NOTE}", flush=True)
+        print(f"[classify] note: {heldout_note(bundle['dev_windows_in_lm_train'], bundle['total'])}", flush=True)
 
 
 def _one_line(e: BaseException) -> str:
