@@ -414,7 +414,10 @@ def run_benchmark(args, log=lambda *a: None) -> dict:
 
         for fw in args.frameworks:
             log(f"[scaling] {fw}: LM training on 1 and 2 ranks (1 thread per rank)")
-            details = measure_scaling(fw, (1, 2), threads_per_rank=1)
+            try:
+                details = measure_scaling(fw, (1, 2), threads_per_rank=1)
+            except RuntimeError as e:  # one line (bench_scaling.failure_line), not a traceback
+                raise WorkerError(str(e)) from None
             scaling_details[fw] = details
             scaling += [dict(row, framework=fw) for row in details["scaling"]]
     scoring_rows = run_scoring(args, log)

@@ -841,6 +841,10 @@ def main(framework: str, argv=None) -> int:
                     _print_heldout(bundle, "initialised from the LM" if cfg.get("init_from_lm") else "direct")
         if dist.is_main:
             print_result(result, args.output_json)
+        if dist.enabled and framework == "torch":
+            from torch_ref.parallel import shutdown
+
+            shutdown()  # the process group torn down before interpreter exit (no abort at exit)
         return EXIT_OK
     except CheckFailed as e:
         print(f"error: {e}", file=sys.stderr)
