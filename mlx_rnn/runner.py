@@ -32,7 +32,7 @@ from .calibration import T_RANGE, fit_temperature, mean_nll
 from .memory import allocation_message, check_fits
 from .metrics import classification_bundle, lm_bundle, perplexity_figures
 from .outputs import check_dir_output, check_file_output, check_plot_output
-from .savedir import lock_dir, prepare_save_dir, unlock_all
+from .savedir import check_save_dirs, prepare_save_dir, unlock_all
 from .transfer import heldout_note, heldout_windows, lm_init_weights, zero_shot_predict
 from .vocab import Indexer
 
@@ -489,7 +489,7 @@ def train_task(fw, task: str, cfg: dict, data: dict, save_dir: Path | None, resu
             ckpt.append_jsonl(save_dir / "metrics.jsonl", record)
             if first or (epoch + 1) % cfg["save_every"] == 0 or epoch + 1 == cfg["epochs"]:
                 save_state(save_dir, epoch + 1, 0)
-            if first:
+            if first and best_weights is not None:
                 ckpt.save_checkpoint(save_dir, best_weights, dict(cfg, **writer, best_epoch=best_epoch + 1),
                                      write_weights=False)
         if cfg["patience"] and bad_epochs >= cfg["patience"]:
@@ -691,22 +691,7 @@ def plan_run(framework: str, args) -> list[TaskPlan]:
         elif plan.resume_dir is not None:
             plan.save_dir = plan.resume_dir
         plans.append(plan)
-    for plan in plans:
-        d = plan.save_dir
-        if d is None:
-            continue
-        for p in (d.parent, d) if multi else (d,):
-            if p.exists() and not p.is_dir():
-                raise ValueError(f"--save {args.save}: {p} exists and is not a directory")
-        if d.is_dir() and distributed.current().is_main:  # a run using it now: say so first
-            lock_dir(d, f"--save {args.save}" if args.save else f"--resume {args.resume}")
-        resuming_here = plan.resume_dir is not None and d.resolve() == plan.resume_dir.resolve()
-        if not multi and not resuming_here and any((d / t / "config.json").exists() for t in ("classify", "lm")):
-            raise ValueError(f"--save {args.save}: {d} holds the checkpoints of a two-task run; "
-                             "save somewhere else (or --resume one of its task directories)")
-        if not resuming_here and (d / "config.json").exists():
-            raise ValueError(f"--save {args.save}: {d} already holds a checkpoint; continue it with --resume {d}, "
-                             "or save somewhere else")
+    check_save_dirs(plans, args, multi, distributed.current().is_main)
 
     data_dir = resolve_data_dir(args.data_dir)
     needed = sorted({f for plan in plans for f in task_files(plan.task)
