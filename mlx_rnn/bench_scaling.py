@@ -102,8 +102,8 @@ def measure_scaling(framework: str = "mlx", ranks=(1, 2), *, hidden_size: int = 
                 raise RuntimeError(f"scaling run with {n} ranks timed out after {timeout_s:g} s") from None
             lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_TAG)]
             if proc.returncode != 0 or not lines:
-                raise RuntimeError(f"scaling run with {n} ranks failed (exit {proc.returncode}): "
-                                   + proc.stderr.strip()[-1500:])
+                raise RuntimeError(f"{framework} scaling run with {n} ranks failed (exit {proc.returncode}): "
+                                   + failure_line(proc.stderr))
             cps = json.loads(lines[-1][len(RESULT_TAG):])["chars_per_s"]
             best[n] = max(best.get(n, 0.0), cps)
     base = best.get(1)
@@ -119,6 +119,16 @@ def measure_scaling(framework: str = "mlx", ranks=(1, 2), *, hidden_size: int = 
                  + (", so ranks share cores and efficiency is bounded by the cores, not the network"
                     if max(ranks) >= cores else "")),
     }
+
+
+def failure_line(stderr: str) -> str:
+    """The one line of a failed run's stderr that says what went wrong (not the launcher's traceback)."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    for key in ("error:", "terminate called", "Error:", "Error", "exitcode"):
+        hits = [ln for ln in lines if key in ln and not ln.startswith(("File ", "Traceback"))]
+        if hits:
+            return hits[0][:300]
+    return lines[-1][:300] if lines else "no output"
 
 
 # ----- the worker (one rank) -------------------------------------------------------------------
@@ -155,6 +165,11 @@ def _worker(argv) -> int:
     if dist.is_main:
         print(RESULT_TAG + json.dumps({"ranks": dist.world_size, "chars_per_s": chars / res.time_s,
                                        "time_s": res.time_s, "steps": res.steps}), flush=True)
+    del trainer  # (its DDP module holds the process group)
+    if dist.enabled and args.framework == "torch":
+        from torch_ref.parallel import shutdown
+
+        shutdown()  # the group torn down before interpreter exit (see torch_ref.parallel._destroy)
     return 0
 
 

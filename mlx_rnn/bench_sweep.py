@@ -92,7 +92,9 @@ def write_sweep_plot(rows: list[dict], path, title: str = "") -> None:
             ax.legend(fontsize=8)
     fig.suptitle(title or "Training step time vs work", fontsize=10)
     fig.tight_layout()
-    from .plot import image_metadata
+    from .outputs import save_figure
 
-    fig.savefig(path, dpi=110, format="png", metadata=image_metadata("png", "benchmark sweep (mlx_rnn.bench_sweep)"))
-    plt.close(fig)
+    try:
+        save_figure(fig, path, "benchmark sweep (mlx_rnn.bench_sweep)")
+    finally:
+        plt.close(fig)

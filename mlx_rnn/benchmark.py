@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from .config import OneLineParser, prog_name
+from .outputs import save_figure
 
 ROOT = Path(__file__).resolve().parent.parent
 MARK = "@@bench "
@@ -170,7 +171,37 @@ def build_parser() -> argparse.ArgumentParser:
                         "MLX vs PyTorch per training step (synthetic data); adds \"sweep\" to the JSON")
     p.add_argument("--sweep-plot", metavar="PATH", help="with --sweep: write the sweep's PNG plot here")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    add_scoring_flags(p)
     return p
+
+
+# ----- long-text scoring (mlx_rnn/bench_scoring.py) --------------------------------------------
+def add_scoring_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scoring", action="store_true",
+                   help="also measure long-text scoring (get_log_prob_sequence, LM default sizes): characters "
+                        "per second and peak RSS per framework for 10k and 100k characters; adds \"scoring\"")
+    p.add_argument("--scoring-only", action="store_true", help="measure the scoring only (no training configs)")
+    p.add_argument("--scoring-1m", action="store_true", help="with --scoring: also score a 1,000,000-character text")
+
+
+def run_scoring(args, log) -> list[dict]:
+    """The scoring rows for ``--scoring`` (empty without it)."""
+    if not (args.scoring or args.scoring_only):
+        return []
+    from .bench_scoring import SCORING_1M, SCORING_CHARS, measure_scoring
+
+    lengths = list(SCORING_CHARS) + ([SCORING_1M] if args.scoring_1m else [])
+    try:
+        return measure_scoring(args.frameworks, lengths, threads=args.threads, log=log)
+    except RuntimeError as e:
+        raise WorkerError(str(e)) from None
+
+
+def scoring_markdown(report: dict) -> list[str]:
+    from .bench_scoring import format_scoring
+
+    text = format_scoring(report.get("scoring_rows", []))
+    return ["", text] if text else []
 
 
 def config_settings(name: str, args) -> dict:
@@ -405,11 +436,16 @@ def run_benchmark(args, log=lambda *a: None) -> dict:
 
         for fw in args.frameworks:
             log(f"[scaling] {fw}: LM training on 1 and 2 ranks (1 thread per rank)")
-            details = measure_scaling(fw, (1, 2), threads_per_rank=1)
+            try:
+                details = measure_scaling(fw, (1, 2), threads_per_rank=1)
+            except RuntimeError as e:  # one line (bench_scaling.failure_line), not a traceback
+                raise WorkerError(str(e)) from None
             scaling_details[fw] = details
             scaling += [dict(row, framework=fw) for row in details["scaling"]]
+    scoring_rows = run_scoring(args, log)
     return {
         "environment": env,
+        "scoring_rows": scoring_rows,
         "scaling": scaling,
         "scaling_details": scaling_details,
         "sweep": sweep,
@@ -624,6 +660,7 @@ def format_markdown(report: dict) -> str:
             lines.append(f"| {FRAMEWORK_NAMES[row['framework']]} | {row['ranks']} | {row['chars_per_s']:,.0f} "
                          f"| {row['efficiency']:.2f} |")
         lines.append(f"- {next(iter(report['scaling_details'].values()))['note']}")
+    lines += scoring_markdown(report)
     return "\n".join(lines)
 
 
@@ -654,17 +691,17 @@ def write_plot(report: dict, path) -> None:
         ax.set_ylim(bottom=0)
     fig.suptitle(f"Median epoch time, min/max whiskers ({report['mode']}, {report['repeats']} repeats)", fontsize=10)
     fig.tight_layout()
-    from .plot import image_metadata
-
-    fig.savefig(path, dpi=110, format="png", metadata=image_metadata("png", "benchmark chart (mlx_rnn.benchmark)"))
-    plt.close(fig)
+    try:
+        save_figure(fig, path, "benchmark chart (mlx_rnn.benchmark)")
+    finally:
+        plt.close(fig)
 
 
 # ----- entry point ---------------------------------------------------------------------------
 def _check_out_path(flag: str, path) -> None:
-    from .runner import check_output_json
+    from .outputs import check_file_output, check_plot_output
 
-    check_output_json(path, flag)
+    (check_plot_output if flag in ("--plot", "--sweep-plot") else check_file_output)(path, flag)
 
 
 def main(argv=None) -> int:
@@ -676,11 +713,8 @@ def main(argv=None) -> int:
         _check_out_path("--sweep-plot", args.sweep_plot)
         if args.sweep_plot and not args.sweep:
             raise ValueError("--sweep-plot needs --sweep")
-        if args.plot or args.sweep_plot:
-            try:
-                import matplotlib  # noqa: F401
-            except ImportError:
-                raise ValueError("--plot needs matplotlib (install the 'plot' extra)") from None
+        if args.scoring_only:
+            args.configs = []
         report = run_benchmark(args, log)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -48,9 +48,11 @@ def atomic_write_bytes(path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and not e.filename:  # e.g. a full disk: name the file
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from None
         raise
     try:  # make the rename itself durable
         dfd = os.open(path.parent, os.O_RDONLY)
@@ -71,10 +73,15 @@ def append_jsonl(path, obj) -> None:
     """Append one JSON line to ``path`` (flushed and fsynced)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(obj) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(obj) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        if e.filename:
+            raise
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from None
 
 
 def save_tensors(path, tensors: dict, metadata: dict | None = None) -> None:
@@ -117,15 +124,19 @@ def expected_shapes(config: dict) -> dict:
     return shapes
 
 
-def save_checkpoint(path, weights: dict, config: dict) -> None:
-    """Write ``model.safetensors`` (float32) and ``config.json`` into directory ``path``."""
+def save_checkpoint(path, weights: dict, config: dict, *, write_weights: bool = True,
+                    write_config: bool = True) -> None:
+    """Write ``model.safetensors`` (float32) and then ``config.json`` into directory ``path``
+    (``write_weights`` / ``write_config`` False: only the other one, e.g. to commit the pair later)."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     config = dict(config, format_version=FORMAT_VERSION)
-    save_tensors(path / "model.safetensors",
-                 {k: np.asarray(v, dtype=np.float32) for k, v in weights.items()},
-                 metadata={"format_version": str(FORMAT_VERSION), "task": config["task"]})
-    atomic_write_json(path / "config.json", config)
+    if write_weights:
+        save_tensors(path / "model.safetensors",
+                     {k: np.asarray(v, dtype=np.float32) for k, v in weights.items()},
+                     metadata={"format_version": str(FORMAT_VERSION), "task": config["task"]})
+    if write_config:
+        atomic_write_json(path / "config.json", config)
 
 
 def read_config(path) -> dict:
@@ -250,9 +261,15 @@ def save_resume(path, weights: dict, optimizer_state: dict, trainer_state: dict)
     trainer_state = dict(trainer_state, files={
         "model.safetensors": hashlib.sha256(model_bytes).hexdigest(),
         "optimizer.safetensors": hashlib.sha256(opt_bytes).hexdigest()})
-    atomic_write_bytes(rdir / "model.safetensors", model_bytes)
-    atomic_write_bytes(rdir / "optimizer.safetensors", opt_bytes)
-    atomic_write_json(rdir / "trainer_state.json", trainer_state)
+    # staged, then moved: a run killed half-way leaves either the previous state or a committed
+    # resume/.staged (trainer_state.json written last) that mlx_rnn.savedir.recover finishes
+    staged = rdir / ".staged"
+    atomic_write_bytes(staged / "model.safetensors", model_bytes)
+    atomic_write_bytes(staged / "optimizer.safetensors", opt_bytes)
+    atomic_write_json(staged / "trainer_state.json", trainer_state)
+    for name in ("model.safetensors", "optimizer.safetensors", "trainer_state.json"):
+        os.replace(staged / name, rdir / name)
+    staged.rmdir()
 
 
 #: trainer_state.json keys and the checks their values must pass.

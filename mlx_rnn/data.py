@@ -121,9 +121,11 @@ def read_text(path, vocab: Indexer = TEXT8, normalize: bool = False) -> str:
     if normalize:
         from .normalize import normalize_text
 
+        # the file's final newline, as without --normalize (not a scored space)
+        text = text[:-2] if text.endswith("\r\n") else text[:-1] if text.endswith("\n") else text
         text = normalize_text(text)
-        if not text:
-            raise DataError(path, "no text left after normalisation")
+        if not text.strip(" "):
+            raise DataError(path, "no letters or digits left after normalisation (nothing to score)")
         return text
     if text.endswith("\n"):
         text = text[:-1]

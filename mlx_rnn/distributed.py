@@ -71,6 +71,12 @@ class Watchdog:
         """Never fire again (the fault injector's "hang" mode: a frozen process runs no watchdog)."""
         self._stopped = True
 
+    def close(self) -> None:
+        """Stop the thread and wait for it (before the process tears down its process group)."""
+        self._stopped = True
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=2.0)
+
     def beat(self) -> None:
         self._last = time.monotonic()
 

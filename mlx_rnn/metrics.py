@@ -98,16 +98,21 @@ def lm_bundle(lm, vocab, text: str, context: str = " ") -> dict:
     for such an LM also ``calibration_temperature``, ``uncalibrated_perplexity`` and
     ``uncalibrated_bits_per_char`` (the same text scored from the raw logits).
     """
-    log_prob = lm.get_log_prob_sequence(text, context)
+    temperature = getattr(lm, "calibration_temperature", None)
+    score = getattr(lm, "score", None)  # the wrappers: both figures in one chunked pass
+    if score is not None:
+        log_prob, raw = score(text, context, raw=temperature is not None)
+    else:
+        log_prob, raw = lm.get_log_prob_sequence(text, context), None
     out = {"sane": check_sane(lm, vocab, text=text), "normalizes": check_normalizes(lm, text=text)}
     out.update(perplexity_figures(log_prob, len(text)))
-    temperature = getattr(lm, "calibration_temperature", None)
     if temperature is not None:
         out["calibration_temperature"] = float(temperature)
         context = context or " "
         if text:
-            logits = lm.logits_sequence(context + text[:-1])[len(context) - 1:]
-            raw = -mean_nll(logits, vocab.encode(text), 1.0) * len(text)
+            if raw is None:
+                logits = lm.logits_sequence(context + text[:-1])[len(context) - 1:]
+                raw = -mean_nll(logits, vocab.encode(text), 1.0) * len(text)
             f = perplexity_figures(raw, len(text))
             out.update(uncalibrated_perplexity=f["perplexity"], uncalibrated_bits_per_char=f["bits_per_char"])
     return out

@@ -22,6 +22,7 @@ from .checkpoint import load_checkpoint
 from .gru import GRU
 from .lstm import LSTM
 from .sampling import choose
+from .scoring import SCORE_CHUNK, chunk_bounds, target_sums
 from .vocab import Indexer, check_text, encode_batch
 
 
@@ -180,6 +181,8 @@ class RNNLanguageModel:
         #: the logits are divided by this before the softmax (:mod:`mlx_rnn.calibration`;
         #: fitted on the validation slice after training, 1.0 = the raw model)
         self.calibration_temperature = float(self.config.get("calibration_temperature", 1.0))
+        #: symbols per forward pass when scoring (state carried between chunks; :mod:`mlx_rnn.scoring`)
+        self.score_chunk = SCORE_CHUNK
 
     def logits_batch(self, texts: list[str]) -> np.ndarray:
         """float32 (N, L, V): raw logits (before calibration) after every prefix of each of N texts
@@ -192,34 +195,53 @@ class RNNLanguageModel:
         logits, _ = self.model(mx.array(x))
         return np.array(logits.astype(mx.float32))
 
+    def _chunk_logits(self, ids: np.ndarray):
+        """Raw logits mx float32 (n, V) of one sequence, chunk by chunk (:mod:`mlx_rnn.scoring`):
+        the state is carried and each chunk evaluated, so the lazy graph stays one chunk long."""
+        state = None
+        for start, stop in chunk_bounds(len(ids), self.score_chunk):
+            logits, state = self.model(mx.array(ids[None, start:stop]), state)
+            logits = logits[0].astype(mx.float32)
+            mx.eval(logits, state)
+            yield logits
+
     def logits_sequence(self, text: str) -> np.ndarray:
         """float32 (len(text), V): raw logits (before calibration) after every prefix text[:i+1]."""
-        return self.logits_batch([text])[0]
+        ids = encode_batch(self.vocab, [text])[0]
+        return np.concatenate([np.array(z) for z in self._chunk_logits(ids)])
 
-    def _log_probs(self, text: str) -> np.ndarray:
-        """float32 (len(text), V): log P(next symbol | text[:i+1]) for every position i."""
-        logits = mx.array(self.logits_sequence(text))
-        return np.array(nn.log_softmax(logits / self.calibration_temperature, axis=-1))
+    def _chunk_log_probs(self, ids: np.ndarray, raw: bool = False):
+        """Per chunk ``(log P(next symbol) float32 (n, V), raw logits or None)`` as numpy."""
+        for z in self._chunk_logits(ids):
+            lp = nn.log_softmax(z / self.calibration_temperature, axis=-1)
+            yield np.array(lp), (np.array(z) if raw else None)
 
     def get_next_char_log_probs(self, context: str) -> np.ndarray:
         """Log probabilities (nats) of every next symbol: float32 (V,), vocabulary order."""
         context = context or " "
         check_text(self.vocab, context, "context")
-        return self._log_probs(context)[-1]
+        for lp, _ in self._chunk_log_probs(self.vocab.encode(context)):
+            pass
+        return lp[-1]
 
-    def get_log_prob_sequence(self, next_chars: str, context: str) -> float:
-        """Sum over i of log P(next_chars[i] | context + next_chars[:i]) in nats.
-
-        Scored in one pass that carries the LSTM state along the text.
-        """
+    def score(self, next_chars: str, context: str, raw: bool = False) -> tuple[float, float]:
+        """``(log_prob, raw_log_prob)`` of ``next_chars`` after ``context`` in nats: the calibrated
+        figure of :meth:`get_log_prob_sequence` and (``raw``) that of the uncalibrated logits,
+        else nan. One chunked pass in bounded memory (:mod:`mlx_rnn.scoring`)."""
         context = context or " "
         check_text(self.vocab, context, "context")
         check_text(self.vocab, next_chars, "next_chars")
         if not next_chars:
-            return 0.0
-        lp = self._log_probs(context + next_chars[:-1])[len(context) - 1:]
-        targets = self.vocab.encode(next_chars)
-        return float(lp[np.arange(len(next_chars)), targets].astype(np.float64).sum())
+            return 0.0, 0.0
+        ids = self.vocab.encode(context + next_chars[:-1])
+        return target_sums(self._chunk_log_probs(ids, raw), self.vocab.encode(next_chars), len(context) - 1)
+
+    def get_log_prob_sequence(self, next_chars: str, context: str) -> float:
+        """Sum over i of log P(next_chars[i] | context + next_chars[:i]) in nats.
+
+        Scored in one pass that carries the LSTM state along the text, chunk by chunk.
+        """
+        return self.score(next_chars, context)[0]
 
     def sample(self, prime: str = " ", length: int = 200, temperature: float = 1.0,
                top_k: int | None = None, seed: int = 0) -> str:

@@ -13,6 +13,8 @@ import math
 import sys
 from pathlib import Path
 
+from .outputs import check_plot_output, save_figure
+
 
 def _pyplot(flag: str):
     try:
@@ -23,36 +25,6 @@ def _pyplot(flag: str):
     except ImportError:
         raise ValueError(f"{flag} needs matplotlib: pip install 'mlx-rnn[plot]'") from None
     return plt
-
-
-def image_format(path, flag: str = "--plot", default: str | None = "png") -> str:
-    """The image format ``path``'s suffix names (``default`` when it has none).
-
-    Raises:
-        ValueError (one line): matplotlib is missing, or the suffix names no format it writes
-            (or there is none and ``default`` is None).
-    """
-    _pyplot(flag)
-    from matplotlib.backend_bases import FigureCanvasBase
-
-    known = FigureCanvasBase.get_supported_filetypes()
-    fmt = Path(path).suffix[1:].lower() or default
-    if fmt not in known:
-        what = f"suffix {Path(path).suffix!r}" if Path(path).suffix else "no suffix"
-        raise ValueError(f"{flag} {path}: {what} names no image format; use one of "
-                         + ", ".join("." + k for k in sorted(known)))
-    return fmt
-
-
-def image_metadata(fmt: str, what: str) -> dict | None:
-    """Metadata naming the project's command that drew an image (``Software`` in a PNG's text
-    chunks, ``Creator`` in PDF and SVG), so a committed picture can be traced to its code."""
-    tag = f"mlx-rnn {what}"
-    if fmt == "png":
-        return {"Software": tag}
-    if fmt in ("pdf", "svg"):
-        return {"Creator": tag}
-    return None
 
 
 def plot_history(history: list[dict], path, task: str, title: str = "") -> Path:
@@ -73,7 +45,6 @@ def plot_history(history: list[dict], path, task: str, title: str = "") -> Path:
     if not history:
         raise ValueError("--plot: no finished epoch to draw")
     path = Path(path)
-    fmt = image_format(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     dev_key, dev_label = (("dev_accuracy", "dev accuracy (%)") if task == "classify"
                           else ("dev_bits_per_char", "dev bits per character"))
@@ -94,10 +65,10 @@ def plot_history(history: list[dict], path, task: str, title: str = "") -> Path:
         ax.legend(lines, [ln.get_label() for ln in lines], loc="best", fontsize=8)
     fig.suptitle(title or f"{task}: training curves")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, dpi=110, format=fmt, metadata=image_metadata(fmt, "training curves (mlx_rnn.plot)"))
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        save_figure(fig, path, "training curves (mlx_rnn.plot)")  # the format its suffix names
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -179,9 +150,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     try:
         out = Path(args.out)
-        image_format(out, "--out", default=None)
-        if out.is_dir():
-            raise ValueError(f"--out {out}: is a directory")
+        check_plot_output(out, "--out")  # a file, writable, a suffix naming an image format
         runs = _runs(Path(args.metrics))
         for task, metrics in runs:
             records = read_metrics(metrics)

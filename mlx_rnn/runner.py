@@ -30,8 +30,11 @@ from .config import RESUME_OVERRIDABLE, TASK_DEFAULTS, COMMON_DEFAULTS, build_pa
 from .data import (corpus_alphabet, CLASSIFY_FILES, LM_FILES, DataError, MissingData, check_data_dir, data_dir_complete,
                    data_dir_given_by, load_examples, read_text, resolve_data_dir)
 from .calibration import T_RANGE, fit_temperature, mean_nll
+from .memory import allocation_message, check_fits
 from .metrics import classification_bundle, lm_bundle, perplexity_figures
-from .transfer import HELDOUT_NOTE, heldout_windows, lm_init_weights, zero_shot_predict
+from .outputs import check_dir_output, check_file_output, check_plot_output
+from .savedir import check_save_dirs, prepare_save_dir, unlock_all
+from .transfer import heldout_note, heldout_windows, lm_init_weights, zero_shot_predict
 from .vocab import Indexer
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -158,6 +161,11 @@ def check_trainable(cfg: dict, train, where) -> int:
         steps = steps_per_epoch(cfg, train)
     except ValueError:
         steps = 0
+    world = distributed.current().world_size
+    if cfg["task"] == "classify" and cfg["batch_size"] * world > size:
+        raise ValueError(f"{where}: --batch-size {cfg['batch_size']}" + (f" x {world} ranks" if world > 1 else "")
+                         + f" is larger than the {size} {what} (after the validation slice); "
+                         f"use a batch size of at most {size // world}")
     if steps < 1:
         hint = "--batch-size" if cfg["task"] == "classify" else "--batch-size or --seq-len"
         raise ValueError(f"{where}: {size} {what} (after the validation slice) give no full training step "
@@ -349,7 +357,7 @@ def _truncate_metrics(path: Path, last_epoch: int) -> None:
             if json.loads(line).get("epoch", 0) > last_epoch:
                 continue
         except (json.JSONDecodeError, AttributeError):
-            pass
+            continue  # a line a killed run left half-written
         keep.append(line)
     if len(keep) != len(lines):
         ckpt.atomic_write_bytes(path, "".join(keep).encode())
@@ -441,12 +449,12 @@ def train_task(fw, task: str, cfg: dict, data: dict, save_dir: Path | None, resu
             if target is None:
                 target = interrupt_dir or Path("checkpoints") / f"interrupted-{task}-{datetime.now():%Y%m%d-%H%M%S}"
             main_rank = distributed.current().is_main  # distributed: only rank 0 writes
+            if main_rank:  # the state first: config.json, written last, commits the pair
+                save_state(target, epoch, trainer.epoch_step)
             if main_rank and (target != save_dir or best_epoch < 0):
                 # the directory needs a checkpoint (config.json + weights) to be resumable
                 ckpt.save_checkpoint(target, best_weights if best_weights is not None else trainer.weights(),
                                      dict(cfg, **writer, best_epoch=best_epoch + 1))
-            if main_rank:
-                save_state(target, epoch, trainer.epoch_step)
             raise Interrupted(f"[{task}] interrupted at epoch {epoch + 1}, step {trainer.epoch_step}; "
                               f"resume with --resume {target}", task, target)
         start_step = 0
@@ -473,11 +481,18 @@ def train_task(fw, task: str, cfg: dict, data: dict, save_dir: Path | None, resu
                       elapsed_s=sum(epoch_times), steps=res.steps, best=improved, **dev_fig)
         history.append(record)
         if save_dir is not None:
+            # the first save commits config.json last, after the resumable state, so a directory
+            # with a checkpoint can always be resumed (mlx_rnn.savedir)
+            first = not (save_dir / "config.json").exists()
             if improved:
-                ckpt.save_checkpoint(save_dir, best_weights, dict(cfg, **writer, best_epoch=best_epoch + 1))
+                ckpt.save_checkpoint(save_dir, best_weights, dict(cfg, **writer, best_epoch=best_epoch + 1),
+                                     write_config=not first)
             ckpt.append_jsonl(save_dir / "metrics.jsonl", record)
-            if (epoch + 1) % cfg["save_every"] == 0 or epoch + 1 == cfg["epochs"]:
+            if first or (epoch + 1) % cfg["save_every"] == 0 or epoch + 1 == cfg["epochs"]:
                 save_state(save_dir, epoch + 1, 0)
+            if first and best_weights is not None:
+                ckpt.save_checkpoint(save_dir, best_weights, dict(cfg, **writer, best_epoch=best_epoch + 1),
+                                     write_weights=False)
         if cfg["patience"] and bad_epochs >= cfg["patience"]:
             log(f"[{task}] early stop: no better validation loss for {bad_epochs} epochs")
             if save_dir is not None:
@@ -522,15 +537,9 @@ def print_result(result: dict, output_json: str | None) -> None:
 
 # ----- the command line ------------------------------------------------------------------
 def check_output_json(path, flag: str = "--output-json") -> None:
-    """ValueError (one line) unless output file ``path`` (given with ``flag``) can be written:
-    it is not a directory and its directory exists."""
-    if not path:
-        return
-    p = Path(path)
-    if p.is_dir():
-        raise ValueError(f"{flag} {path}: is a directory")
-    if not p.parent.is_dir():
-        raise ValueError(f"{flag} {path}: directory {p.parent} does not exist")
+    """ValueError (one line) unless output file ``path`` (given with ``flag``) can be written
+    (:func:`mlx_rnn.outputs.check_file_output`: not a directory, parents creatable, writable)."""
+    check_file_output(path, flag)
 
 
 @dataclass
@@ -630,10 +639,9 @@ def plan_run(framework: str, args) -> list[TaskPlan]:
     multi = len(tasks) > 1
     own_text.check_flags(args, tasks)  # --train-text / --dev-text
     check_output_json(args.output_json)
-    if args.plot:  # matplotlib installed and a suffix it writes: checked before any training
-        from .plot import image_format
-
-        image_format(args.plot)
+    check_plot_output(args.plot)
+    check_dir_output(args.save)
+    check_dir_output(args.resume, "--resume")
     plans = []
     if (args.zero_shot_lm or args.init_from_lm) and "classify" not in tasks:
         raise ValueError(f"--{'zero-shot-lm' if args.zero_shot_lm else 'init-from-lm'} applies to the classifier: "
@@ -659,6 +667,10 @@ def plan_run(framework: str, args) -> list[TaskPlan]:
                 raise ckpt.CheckpointError(f"{rdir}: checkpoint directory not found (nothing to resume)")
             pending = rdir / "resume" / PENDING
             plan.pending = pending if not (rdir / "config.json").exists() and pending.is_file() else None
+            if plan.pending is None and not (rdir / "config.json").exists():
+                raise ckpt.CheckpointError(f"{rdir / 'config.json'}: file not found (not a checkpoint directory?); "
+                                           "nothing to resume: if its first save never finished, start the run "
+                                           f"again with --save {rdir}")
             plan.cfg = _resume_config(args, task, rdir, plan.pending)
             plan.resume_dir = rdir
             plan.cfg["normalize"] = bool(args.normalize or plan.cfg.get("normalize", False))
@@ -685,20 +697,7 @@ def plan_run(framework: str, args) -> list[TaskPlan]:
         elif plan.resume_dir is not None:
             plan.save_dir = plan.resume_dir
         plans.append(plan)
-    for plan in plans:
-        d = plan.save_dir
-        if d is None:
-            continue
-        for p in (d.parent, d) if multi else (d,):
-            if p.exists() and not p.is_dir():
-                raise ValueError(f"--save {args.save}: {p} exists and is not a directory")
-        resuming_here = plan.resume_dir is not None and d.resolve() == plan.resume_dir.resolve()
-        if not multi and not resuming_here and any((d / t / "config.json").exists() for t in ("classify", "lm")):
-            raise ValueError(f"--save {args.save}: {d} holds the checkpoints of a two-task run; "
-                             "save somewhere else (or --resume one of its task directories)")
-        if not resuming_here and (d / "config.json").exists():
-            raise ValueError(f"--save {args.save}: {d} already holds a checkpoint; continue it with --resume {d}, "
-                             "or save somewhere else")
+    check_save_dirs(plans, args, multi, distributed.current().is_main)
 
     data_dir = resolve_data_dir(args.data_dir)
     needed = sorted({f for plan in plans for f in task_files(plan.task)
@@ -726,9 +725,15 @@ def plan_run(framework: str, args) -> list[TaskPlan]:
                                        normalize=cfg["normalize"])
             where = data_dir / (CLASSIFY_FILES["train_consonant"] if plan.task == "classify" else LM_FILES["train"])
         check_trainable(cfg, plan.data["train"], where)
+        if not (plan.task == "classify" and args.zero_shot_lm):
+            check_fits(plan.task, cfg)  # before any model or optimizer state is allocated
         plan.read_time_s = time.perf_counter() - t
+    for plan in plans:
+        if plan.save_dir is not None and distributed.current().is_main:  # (only rank 0 writes)
+            # every input checked: lock the directory for the run, clean up what a crash left
+            prepare_save_dir(plan.save_dir, f"--save {args.save}" if args.save else f"--resume {args.resume}")
         if plan.resume_dir is not None and plan.pending is None:
-            plan.resume = load_resume_state(plan.resume_dir, plan.task, cfg, plan.data["train"], framework)
+            plan.resume = load_resume_state(plan.resume_dir, plan.task, plan.cfg, plan.data["train"], framework)
     return plans
 
 
@@ -830,6 +835,10 @@ def main(framework: str, argv=None) -> int:
                     _print_heldout(bundle, "initialised from the LM" if cfg.get("init_from_lm") else "direct")
         if dist.is_main:
             print_result(result, args.output_json)
+        if dist.enabled and framework == "torch":
+            from torch_ref.parallel import shutdown
+
+            shutdown()  # the process group torn down before interpreter exit (no abort at exit)
         return EXIT_OK
     except CheckFailed as e:
         print(f"error: {e}", file=sys.stderr)
@@ -849,11 +858,16 @@ def main(framework: str, argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except RuntimeError as e:  # distributed: a peer died ("connection to a peer was lost")
-        if not distributed.current().enabled:
+    except (MemoryError, RuntimeError) as e:  # an allocation that failed despite the estimate
+        if allocation_message(e):
+            print(f"error: {allocation_message(e)}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        if not distributed.current().enabled:  # distributed: a peer died ("connection to a peer was lost")
             raise
         print(f"error: rank {distributed.current().rank}: {_one_line(e)}", file=sys.stderr)
         return EXIT_CHECK_FAILED
+    finally:
+        unlock_all()  # the checkpoint directories' locks (the end of the process drops them too)
 
 
 def zero_shot_bundle(fw, lm_path, data: dict, device: str) -> dict:
@@ -883,7 +897,7 @@ def _print_heldout(bundle: dict, how: str) -> None:
         line += f"; held-out accuracy {h['accuracy']:.2f}% ({h['correct']}/{h['total']} windows of text8-dev.txt)"
     print(line, flush=True)
     if "heldout" in bundle and bundle.get("dev_windows_in_lm_train"):
-        print(f"[classify] note: {HELDOUT_NOTE}", flush=True)
+        print(f"[classify] note: {heldout_note(bundle['dev_windows_in_lm_train'], bundle['total'])}", flush=True)
 
 
 def _one_line(e: BaseException) -> str:

@@ -15,9 +15,13 @@ import numpy as np
 from .data import EXAMPLE_LENGTH
 from .vocab import VOWELS, Indexer
 
-HELDOUT_NOTE = ("held-out windows are cut from text8-dev.txt, which is not inside text8-100k.txt; "
-                "the standard dev windows all occur verbatim in text8-100k.txt, so an LM trained on it "
-                "has seen their answers")
+def heldout_note(in_lm: int, total: int) -> str:
+    """The contamination note after training: how many of the ``total`` standard dev windows occur
+    verbatim in the LM's training text (``in_lm``, the count just printed)."""
+    how = "all" if in_lm == total else f"{in_lm} of the {total}"
+    return ("held-out windows are cut from text8-dev.txt, which is not inside text8-100k.txt; "
+            f"{how} standard dev windows occur verbatim in text8-100k.txt, so an LM trained on it "
+            f"has seen {'their' if in_lm != 1 else 'its'} answer{'s' if in_lm != 1 else ''}")
 
 
 def heldout_windows(text: str, length: int = EXAMPLE_LENGTH) -> tuple[list[str], np.ndarray]:

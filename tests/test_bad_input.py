@@ -352,16 +352,16 @@ def test_evaluate_bad_flag(case, tmp_path):
 
 
 @pytest.mark.parametrize("script", TRAINERS + ("evaluate",))
-def test_output_json_in_missing_directory(script, good_data, tmp_path):
-    out = tmp_path / "no" / "such" / "dir" / "result.json"
+def test_output_json_under_a_file(script, good_data, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    out = tmp_path / "afile" / "dir" / "result.json"
     if script == "evaluate":
         args = ["--checkpoint", fake_checkpoint(tmp_path / "ck", "lm"), "--data-dir", good_data]
     else:
         args = ["--data-dir", good_data, *TINY]
     proc = run_script(script, *args, "--output-json", out)
     assert proc.returncode == 2, proc.stderr
-    assert error_line(proc) == f"error: --output-json {out}: directory {out.parent} does not exist"
-    assert not (tmp_path / "no").exists()
+    assert error_line(proc) == f"error: --output-json {out}: {tmp_path / 'afile'} exists and is not a directory"
     proc = run_script(script, *args, "--output-json", tmp_path)
     assert proc.returncode == 2 and error_line(proc) == f"error: --output-json {tmp_path}: is a directory"
 

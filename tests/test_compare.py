@@ -139,7 +139,7 @@ def test_single_task_checkpoint_and_task_filter(setup, tmp_path, capsys):
     (["--checkpoint", "{ck}/lm", "--task", "classify"], "not 'classify'"),
     (["--checkpoint", "{tmp}"], "no checkpoint found"),
     (["--checkpoint", "{ck}", "--data-dir", "{tmp}/nodata"], "not found"),
-    (["--checkpoint", "{ck}", "--output-json", "{tmp}/no/such/dir/x.json"], "does not exist"),
+    (["--checkpoint", "{ck}", "--output-json", "{ck}/lm/config.json/x.json"], "exists and is not a directory"),
 ])
 def test_bad_input_exit_2_one_line(setup, tmp_path, capsys, argv, needle):
     data, ck = setup

@@ -240,12 +240,18 @@ def train_checkpoints(args, data_dir: Path, tasks: list[str], save_root: Path, l
     from mlx_rnn.config import resolve_config
     from mlx_rnn.runner import framework_module, load_task_data, train_task
 
+    from mlx_rnn.outputs import check_dir_output
+    from mlx_rnn.savedir import prepare_save_dir
+
     # refuse a bad --save before any training, as the trainers do
     if save_root.exists() and not save_root.is_dir():
         raise ValueError(f"--save {save_root}: exists and is not a directory")
+    check_dir_output(save_root)
     for task in tasks:
         if (save_root / task / "config.json").exists():
             raise ValueError(f"--save {save_root}: {save_root / task} already holds a checkpoint; save somewhere else")
+    for task in tasks:  # locked for the run, what a crash left cleaned up (mlx_rnn.savedir)
+        prepare_save_dir(save_root / task, f"--save {save_root}")
     fw = framework_module(args.train_framework)
     device = fw.select_device(args.device_mlx if args.train_framework == "mlx" else args.device_torch)
     out = {}

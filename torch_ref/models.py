@@ -14,6 +14,7 @@ from torch.func import functional_call
 
 from mlx_rnn.checkpoint import load_checkpoint
 from mlx_rnn.sampling import choose
+from mlx_rnn.scoring import SCORE_CHUNK, chunk_bounds, target_sums
 from mlx_rnn.vocab import Indexer, check_text, encode_batch
 
 
@@ -169,6 +170,8 @@ class RNNLanguageModel:
         self.model.eval()
         #: the logits are divided by this before the softmax (as ``mlx_rnn.models.RNNLanguageModel``)
         self.calibration_temperature = float(self.config.get("calibration_temperature", 1.0))
+        #: symbols per forward pass when scoring (state carried between chunks; :mod:`mlx_rnn.scoring`)
+        self.score_chunk = SCORE_CHUNK
 
     @torch.no_grad()
     def logits_batch(self, texts: list[str]) -> np.ndarray:
@@ -177,31 +180,48 @@ class RNNLanguageModel:
         logits, _ = self.model(x)
         return logits.float().cpu().numpy()
 
+    @torch.no_grad()
+    def _chunk_logits(self, ids: np.ndarray):
+        """Raw logits float32 (n, V) of one sequence, chunk by chunk with the state carried
+        (mirror of ``mlx_rnn.models.RNNLanguageModel._chunk_logits``)."""
+        state = None
+        for start, stop in chunk_bounds(len(ids), self.score_chunk):
+            x = torch.from_numpy(ids[None, start:stop].astype(np.int64)).to(self.model.device)
+            logits, state = self.model(x, state)
+            yield logits[0].float().cpu()
+
     def logits_sequence(self, text: str) -> np.ndarray:
         """float32 (len(text), V): raw logits (before calibration) after every prefix text[:i+1]."""
-        return self.logits_batch([text])[0]
+        ids = encode_batch(self.vocab, [text])[0]
+        return np.concatenate([z.numpy() for z in self._chunk_logits(ids)])
 
-    def _log_probs(self, text: str) -> np.ndarray:
-        """float32 (len(text), V): log P(next symbol | text[:i+1]) for every position i."""
-        logits = torch.from_numpy(self.logits_sequence(text))
-        return F.log_softmax(logits / self.calibration_temperature, dim=-1).numpy()
+    def _chunk_log_probs(self, ids: np.ndarray, raw: bool = False):
+        """Per chunk ``(log P(next symbol) float32 (n, V), raw logits or None)`` as numpy."""
+        for z in self._chunk_logits(ids):
+            lp = F.log_softmax(z / self.calibration_temperature, dim=-1)
+            yield lp.numpy(), (z.numpy() if raw else None)
 
     def get_next_char_log_probs(self, context: str) -> np.ndarray:
         """Log probabilities (nats) of every next symbol: float32 (V,), vocabulary order."""
         context = context or " "
         check_text(self.vocab, context, "context")
-        return self._log_probs(context)[-1]
+        for lp, _ in self._chunk_log_probs(self.vocab.encode(context)):
+            pass
+        return lp[-1]
 
-    def get_log_prob_sequence(self, next_chars: str, context: str) -> float:
-        """Sum over i of log P(next_chars[i] | context + next_chars[:i]) in nats, in one pass."""
+    def score(self, next_chars: str, context: str, raw: bool = False) -> tuple[float, float]:
+        """``(log_prob, raw_log_prob)`` in nats; mirror of ``mlx_rnn.models.RNNLanguageModel.score``."""
         context = context or " "
         check_text(self.vocab, context, "context")
         check_text(self.vocab, next_chars, "next_chars")
         if not next_chars:
-            return 0.0
-        lp = self._log_probs(context + next_chars[:-1])[len(context) - 1:]
-        targets = self.vocab.encode(next_chars)
-        return float(lp[np.arange(len(next_chars)), targets].astype(np.float64).sum())
+            return 0.0, 0.0
+        ids = self.vocab.encode(context + next_chars[:-1])
+        return target_sums(self._chunk_log_probs(ids, raw), self.vocab.encode(next_chars), len(context) - 1)
+
+    def get_log_prob_sequence(self, next_chars: str, context: str) -> float:
+        """Sum over i of log P(next_chars[i] | context + next_chars[:i]) in nats, in one chunked pass."""
+        return self.score(next_chars, context)[0]
 
     @torch.no_grad()
     def sample(self, prime: str = " ", length: int = 200, temperature: float = 1.0,

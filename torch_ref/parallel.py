@@ -12,6 +12,7 @@ other workers and exits non-zero when one dies, and ``timeout=`` of
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 import sys
 from datetime import timedelta
@@ -65,12 +66,41 @@ def init_distributed(args) -> DistInfo:
     return distributed.set_current(info)
 
 
-def _destroy() -> None:
-    if tdist.is_available() and tdist.is_initialized():
+def _destroy(barrier: bool = False) -> None:
+    """Tear the process group down while the interpreter is still whole (also registered with atexit).
+
+    Why (the abort "terminate called without an active exception" at exit): a DDP module owns
+    the gloo process group (its reducer holds a reference), so ``destroy_process_group`` alone only
+    unregisters the group; the ProcessGroupGloo object, its C++ worker threads and their pending
+    work items (which hold tensors with Python references) lived on until interpreter
+    finalization, where releasing them needs the GIL of an interpreter being torn down and the
+    C++ runtime calls ``std::terminate`` (SIGABRT), on whichever rank got there last. So: stop
+    the watchdog thread, after a normal end wait for every rank (``barrier``: no collective still
+    in flight), collect the dead objects (the DDP module of a finished trainer, reference cycles
+    included), then destroy the group and collect again, all before finalization starts.
+    """
+    if not (tdist.is_available() and tdist.is_initialized()):
+        return
+    info = distributed.current()
+    if info.watchdog is not None:
+        info.watchdog.close()
+    if barrier:  # (only after a normal end: a failed rank's peers may be inside another collective)
         try:
-            tdist.destroy_process_group()
-        except Exception:  # noqa: BLE001  (a peer already gone; we are exiting anyway)
+            tdist.barrier()
+        except Exception:  # noqa: BLE001  (a peer already gone: nothing to wait for)
             pass
+    gc.collect()
+    try:
+        tdist.destroy_process_group()
+    except Exception:  # noqa: BLE001  (a peer already gone; we are exiting anyway)
+        pass
+    gc.collect()
+
+
+def shutdown() -> None:
+    """End this rank's part in the process group now (see :func:`_destroy`); a no-op when not joined.
+    Call it after the last collective, once the trainer (and its DDP module) is no longer used."""
+    _destroy(barrier=True)
 
 
 class _Loss(torch.nn.Module):
