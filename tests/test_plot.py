@@ -58,9 +58,9 @@ def test_plot_bad_input_is_one_line_exit_2(tmp_path, case, capsys):
     run = _run_dir(tmp_path / "lm", "lm")
     out, metrics, needle = tmp_path / "curves.png", run, None
     if case == "unknown-suffix":
-        out, needle = tmp_path / "curves.xyz", "suffix '.xyz' names no image format; use one of"
+        out, needle = tmp_path / "curves.xyz", "unknown image format '.xyz' (matplotlib writes"
     elif case == "no-suffix":
-        out, needle = tmp_path / "curves", "no suffix names no image format"
+        out, needle = tmp_path / "curves", "no file suffix to name the image format"
     elif case == "missing":
         metrics, needle = tmp_path / "nowhere" / "metrics.jsonl", "file not found"
     elif case == "corrupt":
@@ -95,5 +95,5 @@ def test_trainer_refuses_an_unknown_plot_suffix_before_training(tmp_path):
     proc = run_script("train_mlx", "--task", "lm", "--data-dir", data, "--epochs", "1", "--save", tmp_path / "ck",
                       "--plot", tmp_path / "curves.xyz", *TINY)
     assert proc.returncode == 2
-    assert "--plot" in error_line(proc) and "names no image format" in error_line(proc)
+    assert "--plot" in error_line(proc) and "unknown image format" in error_line(proc)
     assert not (tmp_path / "ck").exists()
