@@ -78,19 +78,24 @@ def measure_scoring(frameworks, lengths, sizes: dict | None = None, threads: int
         env.update({k: str(threads) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
     rows = []
     for n in lengths:
-        for fw in frameworks:
-            cmd = [sys.executable, "-m", "mlx_rnn.bench_scoring", "--framework", fw, "--chars", str(n),
+        for fw in frameworks:  # "mlx-op": MLX on the Python-level op (benchmark.VARIANT_ENV)
+            base = "mlx" if fw.startswith("mlx") else fw
+            cmd = [sys.executable, "-m", "mlx_rnn.bench_scoring", "--framework", base, "--chars", str(n),
                    "--sizes", json.dumps(sizes)]
-            p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout_s)
+            fw_env = dict(env, **({"MLX_RNN_LSTM_IMPL": "op"} if fw == "mlx-op" else {}))
+            p = subprocess.run(cmd, capture_output=True, text=True, env=fw_env, timeout=timeout_s)
             if p.returncode != 0:
                 tail = (p.stderr.strip().splitlines() or ["no output"])[-1]
                 raise RuntimeError(f"scoring worker {fw} ({n} characters) failed with exit code "
                                    f"{p.returncode}: {tail}")
-            row = json.loads(p.stdout.strip().splitlines()[-1])
+            row = dict(json.loads(p.stdout.strip().splitlines()[-1]), framework=fw)
             log(f"[scoring] {fw} {n:,} characters: {row['chars_per_s']:,.0f} chars/s, "
                 f"peak RSS {row['peak_rss_bytes'] / 2**20:,.0f} MiB")
             rows.append(row)
     return rows
+
+
+_NAMES = {"mlx": "MLX", "mlx-op": "MLX op", "torch": "PyTorch"}
 
 
 def format_scoring(rows: list[dict]) -> str:
@@ -103,7 +108,7 @@ def format_scoring(rows: list[dict]) -> str:
              "| characters | framework | time (s) | chars/s | peak RSS | RSS before scoring |",
              "| --: | --- | --: | --: | --: | --: |"]
     for r in rows:
-        lines.append(f"| {r['chars']:,} | {'MLX' if r['framework'] == 'mlx' else 'PyTorch'} | {r['time_s']:.2f} | "
+        lines.append(f"| {r['chars']:,} | {_NAMES.get(r['framework'], r['framework'])} | {r['time_s']:.2f} | "
                      f"{r['chars_per_s']:,.0f} | {r['peak_rss_bytes'] / 2**20:,.0f} MiB | "
                      f"{r['rss_before_bytes'] / 2**20:,.0f} MiB |")
     return "\n".join(lines)
