@@ -13,7 +13,7 @@ namespace mlx_rnn {
 
 // Outputs: hs (B, T, H), h_T (B, H), c_T (B, H), gates (T, B, 4H) activated [i f g o],
 // cells (T, B, H). With save = false, gates and cells are empty (0,) and the VJP re-runs the
-// forward to get them. approx: Eigen's rational tanh/sigmoid (training); else std::tanh/exp.
+// forward to get them. approx: Eigen's rational tanh/sigmoid (training); else Cephes' accurate tanh/exp (common.h).
 std::vector<mx::array> lstm_forward(const mx::array& xw, const mx::array& w_hh,
                                     const mx::array& h0, const mx::array& c0, bool approx,
                                     bool save, mx::StreamOrDevice s = {});
