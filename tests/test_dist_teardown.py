@@ -1,4 +1,4 @@
-"""The distributed benchmark never crashes (issue 16, item 6): the 2-rank PyTorch worker starts
+"""The distributed benchmark never crashes: the 2-rank PyTorch worker starts
 and tears down 20 times in a row without an abort ("terminate called without an active
 exception", SIGABRT at exit), and a failed scaling run is one line, not a traceback."""
 

@@ -1,4 +1,4 @@
-"""Out of memory is one line, exit 2 (issue 16, item 5): the estimate refuses what cannot fit
+"""Out of memory is one line, exit 2: the estimate refuses what cannot fit
 before anything is allocated, in both trainers, and an allocation that still fails is one line."""
 
 from __future__ import annotations

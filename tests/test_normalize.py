@@ -113,7 +113,7 @@ def test_read_text_normalize(tmp_path):
     assert read_text(p, normalize=True) == "hello world in two zero two four we met "
     q = tmp_path / "punct.txt"
     q.write_text("é", encoding="utf-8")
-    with pytest.raises(DataError, match="no letters or digits left"):  # issue 16: nothing to score is refused
+    with pytest.raises(DataError, match="no letters or digits left"):  # nothing to score is refused
         read_text(q, normalize=True)
     with pytest.raises(DataError):
         read_text(tmp_path / "missing.txt", normalize=True)

@@ -1,4 +1,4 @@
-"""Every output path checked before any work, with one rule (issue 16, item 4): --save, --plot and
+"""Every output path checked before any work, with one rule: --save, --plot and
 --output-json of the trainers, evaluate.py and benchmark.py; --plot writes the format its suffix
 names and refuses an unknown suffix."""
 

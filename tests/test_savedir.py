@@ -1,4 +1,4 @@
-"""The checkpoint directory (issue 16, items 2 and 3): an OS lock for the whole run, and no dead
+"""The checkpoint directory: an OS lock for the whole run, and no dead
 ends after a crash: a killed save leaves a directory that either resumes exactly or can be reused
 with --save; temporaries are removed; a full disk names the file and keeps the previous one."""
 

@@ -1,4 +1,4 @@
-"""Long-text scoring in bounded memory (issue 16, item 1): chunked passes with the state carried
+"""Long-text scoring in bounded memory: chunked passes with the state carried
 give the single-pass figures (1e-9 relative) in both frameworks, and no forward pass is longer
 than one chunk."""
 

@@ -1,4 +1,4 @@
-"""The smaller items of issue 16 (item 7): the contamination note says the count, texts without
+"""Small fault cases: the contamination note says the count, texts without
 letters are refused, --normalize does not score a file's final newline, a classifier batch larger
 than the training set is refused."""
 
