@@ -169,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep", action="store_true",
                    help="also sweep hidden size 128-1024 and sequence length 20-200 around both tasks' defaults, "
                         "MLX vs PyTorch per training step (synthetic data); adds \"sweep\" to the JSON")
+    p.add_argument("--sweep-only", action="store_true", help="run the sweep only (no standard configurations)")
     p.add_argument("--sweep-plot", metavar="PATH", help="with --sweep: write the sweep's PNG plot here")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     add_scoring_flags(p)
@@ -426,7 +427,7 @@ def run_benchmark(args, log=lambda *a: None) -> dict:
         env["load_average_end"] = list(os.getloadavg())
     ratios = compute_ratios(results, args.configs)
     sweep = []
-    if getattr(args, "sweep", False):
+    if getattr(args, "sweep", False):  # the sweep's frameworks are MLX (default path) and PyTorch
         from .bench_sweep import run_sweep
 
         sweep = run_sweep(args, thread_env, log)
@@ -711,6 +712,8 @@ def main(argv=None) -> int:
         _check_out_path("--output-json", args.output_json)
         _check_out_path("--plot", args.plot)
         _check_out_path("--sweep-plot", args.sweep_plot)
+        if args.sweep_only:
+            args.sweep, args.configs = True, []
         if args.sweep_plot and not args.sweep:
             raise ValueError("--sweep-plot needs --sweep")
         if args.scoring_only:
