@@ -1,7 +1,7 @@
 """MLX training: one compiled step over model, optimizer and RNG state.
 
 Mirrored by ``torch_ref/train.py``; the epoch loop, checkpoints and reporting around
-it live once, in :mod:`mlx_rnn.runner`. Inside the batch loop nothing is read back
+it live once, in :mod:`mlx_rnn.run.runner`. Inside the batch loop nothing is read back
 to Python: the loss sum and a "first non-finite step" marker stay on the device and
 are read every ``check_every`` steps and at the end of the epoch.
 """
@@ -14,17 +14,21 @@ from functools import partial
 
 import numpy as np
 
-from . import blas  # noqa: F401  (before mlx.core)
+from . import _blas, device  # noqa: F401  (device before mlx.core: preloads OpenBLAS on Linux)
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
 from mlx.utils import tree_flatten, tree_unflatten
 
-from . import distributed, parallel, recurrence
-from .batching import classify_batches, lm_chunk, lm_num_chunks, lm_streams, prefix_labels  # noqa: F401
+from mlx_rnn.core import distributed
+
+from . import parallel
+
+from . import recurrence
+from mlx_rnn.core.batching import classify_batches, lm_chunk, lm_num_chunks, lm_streams, prefix_labels  # noqa: F401
 from .models import build_model, wrap
 from .optimizer import AdamW, fused_enabled  # mlx.optimizers.AdamW with a fused native CPU update
-from .schedule import lr_at
+from mlx_rnn.core.schedule import lr_at
 
 FRAMEWORK = "mlx"
 
@@ -70,7 +74,7 @@ class Trainer:
     """Trains one model (classifier or LM) with Adam/AdamW, gradient clipping and a schedule.
 
     Args:
-        config: the run configuration (see :mod:`mlx_rnn.config`); ``config["seed"]``
+        config: the run configuration (see :mod:`mlx_rnn.core.config`); ``config["seed"]``
             seeds initialisation and dropout.
         train: encoded training data: ``(x int32 (N, T), y int32 (N,))`` for "classify",
             int32 ids (n,) for "lm".
@@ -258,4 +262,4 @@ def describe_backend() -> str:
     """One line for run headers: the BLAS MLX actually uses (detected), the recurrence path
     and the optimizer update (native primitives or Python-level ops, and why)."""
     adamw = "fused native AdamW" if fused_enabled() else "mlx.optimizers AdamW"
-    return f"{blas.describe()}; recurrence: {recurrence.describe()}; {adamw}"
+    return f"{_blas.describe()}; recurrence: {recurrence.describe()}; {adamw}"

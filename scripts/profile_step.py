@@ -180,7 +180,8 @@ def main(argv=None) -> int:
         print(json.dumps(torch_child(json.loads(args.torch_child))))
         return 0
 
-    import mlx_rnn.blas as blas  # before mlx.core: preloads OpenBLAS on Linux
+    import mlx_rnn.device  # noqa: F401  (before mlx.core: preloads OpenBLAS on Linux)
+    import mlx_rnn._blas as blas
 
     import mlx.core as mx
 

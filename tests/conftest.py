@@ -9,7 +9,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import mlx_rnn.blas  # noqa: E402,F401  (preload OpenBLAS before any test imports mlx.core)
+import mlx_rnn.device  # noqa: E402,F401  (preload OpenBLAS before any test imports mlx.core)
 
 DATA_FILES = ("text8-100k.txt", "text8-dev.txt", "train-consonant-examples.txt",
               "train-vowel-examples.txt", "dev-consonant-examples.txt", "dev-vowel-examples.txt")

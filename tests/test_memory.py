@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from mlx_rnn import memory, runner
+from mlx_rnn.core import memory
+
+from mlx_rnn.run import runner
 from tests.synthetic import TINY, make_data_dir, run_script
 
 

@@ -18,9 +18,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from mlx_rnn import checkpoint as ckpt
-from mlx_rnn.config import resolve_config
-from mlx_rnn.vocab import Indexer
+from mlx_rnn.core import checkpoint as ckpt
+from mlx_rnn.core.config import resolve_config
+from mlx_rnn.core.vocab import Indexer
 from tests.synthetic import SCRIPTS, TINY, TRAINERS, make_data_dir, run_script, script_env
 
 TOL = 1e-6
@@ -61,7 +61,7 @@ def max_diff(a: Path, b: Path, files=FILES) -> float:
 
 # ----- exact resume, in process (deterministic interruption points) ----------------------------
 def _setup(framework: str, task: str, data_dir: Path, epochs: int = 2):
-    from mlx_rnn import runner
+    from mlx_rnn.run import runner
 
     fw = runner.framework_module(framework)
     fw.select_device("cpu")
@@ -233,7 +233,7 @@ def test_ctrl_c_without_save_dir_then_resume_by_directory_alone(data, tmp_path):
 def test_interrupted_second_task_without_save_names_the_task_to_resume(data, tmp_path, monkeypatch, capsys):
     """--task both without --save, Ctrl-C in the LM: the finished classifier was not saved, so
     the message says to resume the LM alone (--task lm --resume ROOT), and that works."""
-    from mlx_rnn import runner
+    from mlx_rnn.run import runner
 
     real = runner.train_task
 

@@ -9,10 +9,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from mlx_rnn import runner
-from mlx_rnn.config import resolve_config
-from mlx_rnn.data import DataError, read_text
-from mlx_rnn.transfer import heldout_note
+from mlx_rnn.run import runner
+from mlx_rnn.core.config import resolve_config
+from mlx_rnn.core.data import DataError, read_text
+from mlx_rnn.core.transfer import heldout_note
 from tests.synthetic import TINY, fake_checkpoint, make_data_dir, run_script
 
 

@@ -12,10 +12,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from mlx_rnn.checkpoint import load_checkpoint
-from mlx_rnn.sampling import choose
-from mlx_rnn.scoring import SCORE_CHUNK, chunk_bounds, target_sums
-from mlx_rnn.vocab import Indexer, check_text, encode_batch
+from mlx_rnn.core.checkpoint import load_checkpoint
+from mlx_rnn.core.sampling import choose
+from mlx_rnn.core.scoring import SCORE_CHUNK, chunk_bounds, target_sums
+from mlx_rnn.core.vocab import Indexer, check_text, encode_batch
 
 
 def drop_recurrent_weight(w: torch.Tensor, p: float) -> torch.Tensor:
@@ -170,7 +170,7 @@ class RNNLanguageModel:
         self.model.eval()
         #: the logits are divided by this before the softmax (as ``mlx_rnn.models.RNNLanguageModel``)
         self.calibration_temperature = float(self.config.get("calibration_temperature", 1.0))
-        #: symbols per forward pass when scoring (state carried between chunks; :mod:`mlx_rnn.scoring`)
+        #: symbols per forward pass when scoring (state carried between chunks; :mod:`mlx_rnn.core.scoring`)
         self.score_chunk = SCORE_CHUNK
 
     @torch.no_grad()

@@ -1,7 +1,7 @@
 """PyTorch training, mirror of ``mlx_rnn/train.py`` (same Trainer API and batches).
 
 The epoch loop, checkpoints and reporting around it live once, in
-:mod:`mlx_rnn.runner`. Inside the batch loop nothing is read back to the host:
+:mod:`mlx_rnn.run.runner`. Inside the batch loop nothing is read back to the host:
 the loss sum and the "first non-finite step" marker stay on the device and are
 read every ``check_every`` steps and at the end of the epoch.
 """
@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mlx_rnn import distributed
-from mlx_rnn.batching import classify_batches, lm_chunk, lm_num_chunks, lm_streams, prefix_labels  # noqa: F401
-from mlx_rnn.schedule import lr_at
+from mlx_rnn.core import distributed
+from mlx_rnn.core.batching import classify_batches, lm_chunk, lm_num_chunks, lm_streams, prefix_labels  # noqa: F401
+from mlx_rnn.core.schedule import lr_at
 
 from . import parallel
 from .models import build_model, wrap

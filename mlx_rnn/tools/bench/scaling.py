@@ -15,7 +15,7 @@ characters per step. Each configuration runs ``repeats`` times and the best is k
 (the machine may be shared). On a machine with fewer cores than ranks x threads the
 ranks compete for cores, and the figure says more about the machine than about MLX.
 
-Run: ``python -m mlx_rnn.bench_scaling [--framework torch] [--ranks 1 2]``; the
+Run: ``python -m mlx_rnn.tools.bench.scaling [--framework torch] [--ranks 1 2]``; the
 benchmark script can call :func:`measure_scaling` and merge its dict.
 """
 
@@ -57,15 +57,15 @@ def _free_ports(n: int) -> int:
 
 
 def _launch_cmd(framework: str, ranks: int, worker_args: list[str]) -> list[str]:
-    worker = [sys.executable, "-m", "mlx_rnn.bench_scaling", "--worker", *worker_args]
+    worker = [sys.executable, "-m", "mlx_rnn.tools.bench.scaling", "--worker", *worker_args]
     if ranks == 1:
         return worker
     if framework == "mlx":
         port = _free_ports(ranks)
-        return [sys.executable, "-m", "mlx_rnn.launch", "-n", str(ranks), "--backend", "ring",
+        return [sys.executable, "-m", "mlx_rnn.tools.launch", "-n", str(ranks), "--backend", "ring",
                 "--starting-port", str(port), "--", *worker, "--distributed"]
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(ranks),
-            "-m", "mlx_rnn.bench_scaling", "--worker", *worker_args, "--distributed"]
+            "-m", "mlx_rnn.tools.bench.scaling", "--worker", *worker_args, "--distributed"]
 
 
 def measure_scaling(framework: str = "mlx", ranks=(1, 2), *, hidden_size: int = 128, embed_dim: int = 64,
@@ -143,12 +143,12 @@ def _worker(argv) -> int:
     p.add_argument("--distributed", action="store_true")
     args = p.parse_args(argv)
     args.device, args.dist_timeout = "cpu", None
-    from . import distributed
-    from .config import TASK_DEFAULTS
-    from .vocab import TEXT8_SYMBOLS
+    from mlx_rnn.core import distributed
+    from mlx_rnn.core.config import TASK_DEFAULTS
+    from mlx_rnn.core.vocab import TEXT8_SYMBOLS
 
     if args.framework == "mlx":
-        from . import train as fw
+        from mlx_rnn import train as fw
     else:
         from torch_ref import train as fw
     dist = distributed.init_from_args(args.framework, args)
@@ -177,7 +177,7 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--worker"]:
         return _worker(argv[1:])
-    p = argparse.ArgumentParser(prog="python -m mlx_rnn.bench_scaling",
+    p = argparse.ArgumentParser(prog="python -m mlx_rnn.tools.bench.scaling",
                                 description="LM training throughput with 1 and N data-parallel ranks")
     p.add_argument("--framework", choices=("mlx", "torch"), default="mlx")
     p.add_argument("--ranks", type=int, nargs="+", default=[1, 2])

@@ -110,7 +110,7 @@ def read_text(path, vocab: Indexer = TEXT8, normalize: bool = False) -> str:
     """Read a language-modelling text file.
 
     One trailing newline (as editors save files) is ignored. With ``normalize`` the text
-    is mapped onto the text8 alphabet first (see :mod:`mlx_rnn.normalize`); otherwise any
+    is mapped onto the text8 alphabet first (see :mod:`mlx_rnn.core.normalize`); otherwise any
     other newline or a character outside ``vocab`` is an error.
 
     Raises:

@@ -1,7 +1,7 @@
 """Timing benchmark: MLX against PyTorch on identical configurations (``scripts/benchmark.py``).
 
 Framework-neutral: this driver imports neither mlx nor torch. For each configuration
-it starts one worker process per framework (:mod:`mlx_rnn.bench_worker`), so each
+it starts one worker process per framework (:mod:`mlx_rnn.tools.bench.worker`), so each
 framework's peak memory is its own and neither shares a BLAS or thread pool with
 the other. Each worker trains with the framework's real ``Trainer`` on the real
 data (or synthetic data of the same shape), runs an untimed warm-up (the first
@@ -29,8 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from .config import OneLineParser, prog_name
-from .outputs import save_figure
+from mlx_rnn.core.config import OneLineParser, prog_name
+from mlx_rnn.core.outputs import save_figure
 
 ROOT = Path(__file__).resolve().parent.parent
 MARK = "@@bench "
@@ -175,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-# ----- long-text scoring (mlx_rnn/bench_scoring.py) --------------------------------------------
+# ----- long-text scoring (mlx_rnn/tools/bench/scoring.py) --------------------------------------------
 def add_scoring_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scoring", action="store_true",
                    help="also measure long-text scoring (get_log_prob_sequence, LM default sizes): characters "
@@ -188,7 +188,7 @@ def run_scoring(args, log) -> list[dict]:
     """The scoring rows for ``--scoring`` (empty without it)."""
     if not (args.scoring or args.scoring_only):
         return []
-    from .bench_scoring import SCORING_1M, SCORING_CHARS, measure_scoring
+    from .scoring import SCORING_1M, SCORING_CHARS, measure_scoring
 
     lengths = list(SCORING_CHARS) + ([SCORING_1M] if args.scoring_1m else [])
     try:
@@ -198,7 +198,7 @@ def run_scoring(args, log) -> list[dict]:
 
 
 def scoring_markdown(report: dict) -> list[str]:
-    from .bench_scoring import format_scoring
+    from .scoring import format_scoring
 
     text = format_scoring(report.get("scoring_rows", []))
     return ["", text] if text else []
@@ -262,7 +262,7 @@ class Worker:
         self.base = BASE_FRAMEWORK[framework]
         device = args.device_mlx if self.base == "mlx" else args.device_torch
         sizes = {k: settings[k] for k in SIZE_KEYS}
-        cmd = [sys.executable, "-m", "mlx_rnn.bench_worker", "--framework", self.base, "--task", settings["task"],
+        cmd = [sys.executable, "-m", "mlx_rnn.tools.bench.worker", "--framework", self.base, "--task", settings["task"],
                "--settings", json.dumps(sizes), "--device", device, "--repeats", str(args.repeats),
                "--seed", str(args.seed), "--sgemm-n", str(args.sgemm_n)]
         if batches:
@@ -327,8 +327,8 @@ class Worker:
 # ----- the run --------------------------------------------------------------------------------
 def _resolve_data(args, names: list[str], log) -> tuple[dict, list[str]]:
     """Per config: True for synthetic data. Returns (that dict, notes)."""
-    from .data import data_dir_complete, resolve_data_dir
-    from .runner import task_files
+    from mlx_rnn.core.data import data_dir_complete, resolve_data_dir
+    from mlx_rnn.run.runner import task_files
 
     notes = []
     out = {}
@@ -427,12 +427,12 @@ def run_benchmark(args, log=lambda *a: None) -> dict:
     ratios = compute_ratios(results, args.configs)
     sweep = []
     if getattr(args, "sweep", False):
-        from .bench_sweep import run_sweep
+        from .sweep import run_sweep
 
         sweep = run_sweep(args, thread_env, log)
     scaling, scaling_details = [], {}
     if getattr(args, "distributed", False):
-        from .bench_scaling import measure_scaling
+        from .scaling import measure_scaling
 
         for fw in args.frameworks:
             log(f"[scaling] {fw}: LM training on 1 and 2 ranks (1 thread per rank)")
@@ -649,7 +649,7 @@ def format_markdown(report: dict) -> str:
         f"Wall time: {report['wall_time_s']:.1f} s.",
     ]
     if report.get("sweep"):
-        from .bench_sweep import sweep_markdown
+        from .sweep import sweep_markdown
 
         lines += [""] + sweep_markdown(report["sweep"])
     if report.get("scaling"):
@@ -692,14 +692,14 @@ def write_plot(report: dict, path) -> None:
     fig.suptitle(f"Median epoch time, min/max whiskers ({report['mode']}, {report['repeats']} repeats)", fontsize=10)
     fig.tight_layout()
     try:
-        save_figure(fig, path, "benchmark chart (mlx_rnn.benchmark)")
+        save_figure(fig, path, "benchmark chart (mlx_rnn.tools.bench.benchmark)")
     finally:
         plt.close(fig)
 
 
 # ----- entry point ---------------------------------------------------------------------------
 def _check_out_path(flag: str, path) -> None:
-    from .outputs import check_file_output, check_plot_output
+    from mlx_rnn.core.outputs import check_file_output, check_plot_output
 
     (check_plot_output if flag in ("--plot", "--sweep-plot") else check_file_output)(path, flag)
 
@@ -727,13 +727,13 @@ def main(argv=None) -> int:
         return EXIT_INTERRUPTED
     print(format_markdown(report), flush=True)
     if args.output_json:
-        from .checkpoint import atomic_write_bytes
+        from mlx_rnn.core.checkpoint import atomic_write_bytes
 
         atomic_write_bytes(args.output_json, (json.dumps(report, indent=2) + "\n").encode())
     if args.plot:
         write_plot(report, args.plot)
     if args.sweep_plot:
-        from .bench_sweep import write_sweep_plot
+        from .sweep import write_sweep_plot
 
         write_sweep_plot(report["sweep"], args.sweep_plot, f"Training step time vs work ({report['environment']['cpu_model']})")
     return EXIT_OK

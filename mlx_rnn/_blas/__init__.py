@@ -173,7 +173,7 @@ def preload() -> dict:
         state["reason"] = f"{ENV_VAR}={req}: keeping MLX's linked BLAS"
     elif sys.modules.get("mlx.core") is not None:
         state["reason"] = (
-            "too late: mlx.core was imported before mlx_rnn.blas, "
+            "too late: mlx.core was imported before mlx_rnn._blas, "
             "so libmlx.so is bound to the BLAS it was linked with"
         )
     else:
@@ -480,7 +480,7 @@ def describe(info: dict | None = None) -> str:
         if ENV_VAR in req:
             return f"MLX BLAS: reference BLAS (slow; {req})"
         if req.startswith("too late"):
-            return ("MLX BLAS: reference BLAS (slow; import mlx_rnn.blas before "
+            return ("MLX BLAS: reference BLAS (slow; import mlx_rnn._blas before "
                     "mlx.core so it can preload OpenBLAS)")
         return f"MLX BLAS: reference BLAS (slow; {_INSTALL_HINT})"
     if name in ("unavailable", "not-imported"):

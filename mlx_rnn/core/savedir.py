@@ -5,7 +5,7 @@
   it ends, so a crashed run leaves no stale lock; a second run into the same directory gets
   :class:`DirLocked` (one line, exit 2).
 - :func:`recover`: run under the lock before the directory is read. It finishes or drops a
-  half-written resumable state (``resume/.staged``, see :func:`mlx_rnn.checkpoint.save_resume`),
+  half-written resumable state (``resume/.staged``, see :func:`mlx_rnn.core.checkpoint.save_resume`),
   removes every temporary file (``.NAME.*.tmp``) a killed run left, and, in a directory
   without a committed checkpoint (no ``config.json``: the first save never finished), removes
   the partial weights, metrics and resume state so the directory can be used again.

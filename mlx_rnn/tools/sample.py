@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import checkpoint as ckpt
-from .config import prog_name
-from .data import DataError
-from .runner import EXIT_BAD_INPUT, EXIT_OK
+from mlx_rnn.core import checkpoint as ckpt
+from mlx_rnn.core.config import prog_name
+from mlx_rnn.core.data import DataError
+from mlx_rnn.run.runner import EXIT_BAD_INPUT, EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:

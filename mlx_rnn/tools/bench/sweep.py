@@ -2,7 +2,7 @@
 
 Around each task's default configuration, one size varies at a time: the hidden size H over
 128-1024 (the other sizes at the defaults) and the sequence length T over 20-200. Every
-point is timed as the benchmark times a configuration (:func:`mlx_rnn.benchmark.time_config`:
+point is timed as the benchmark times a configuration (:func:`mlx_rnn.tools.bench.benchmark.time_config`:
 one worker process per framework, warm-up not timed, repeats alternating, synchronised
 timers), on synthetic data of the same shape (the real classification windows are 20
 characters long). Reported per point: median time per training step of MLX (the default
@@ -92,9 +92,9 @@ def write_sweep_plot(rows: list[dict], path, title: str = "") -> None:
             ax.legend(fontsize=8)
     fig.suptitle(title or "Training step time vs work", fontsize=10)
     fig.tight_layout()
-    from .outputs import save_figure
+    from mlx_rnn.core.outputs import save_figure
 
     try:
-        save_figure(fig, path, "benchmark sweep (mlx_rnn.bench_sweep)")
+        save_figure(fig, path, "benchmark sweep (mlx_rnn.tools.bench.sweep)")
     finally:
         plt.close(fig)

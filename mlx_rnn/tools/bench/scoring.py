@@ -1,9 +1,9 @@
 """Long-text scoring speed and memory, MLX against PyTorch (``benchmark.py --scoring``).
 
-Each (framework, text length) runs in a fresh subprocess (``python -m mlx_rnn.bench_scoring``),
+Each (framework, text length) runs in a fresh subprocess (``python -m mlx_rnn.tools.bench.scoring``),
 so its peak RSS (``ru_maxrss``) is that of scoring one text of that length: a language model
 with the LM defaults' sizes and fixed random weights (identical in both frameworks) scores a
-random text8 text through ``get_log_prob_sequence`` (the chunked pass of :mod:`mlx_rnn.scoring`).
+random text8 text through ``get_log_prob_sequence`` (the chunked pass of :mod:`mlx_rnn.core.scoring`).
 The worker prints one JSON line: characters, seconds, characters per second, peak RSS, and the
 RSS before scoring (model loaded, text encoded), so the growth due to scoring is visible.
 """
@@ -22,7 +22,7 @@ import numpy as np
 #: the text lengths scored by default, and the one ``--scoring-1m`` adds
 SCORING_CHARS = (10_000, 100_000)
 SCORING_1M = 1_000_000
-#: the LM defaults' sizes (mlx_rnn.config.TASK_DEFAULTS["lm"])
+#: the LM defaults' sizes (mlx_rnn.core.config.TASK_DEFAULTS["lm"])
 SCORING_SIZES = dict(embed_dim=512, hidden_size=512, num_layers=2)
 
 
@@ -32,14 +32,14 @@ def _rss_bytes() -> int:
         with open("/proc/self/statm", encoding="ascii") as fh:
             return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
-        from .bench_worker import peak_rss_bytes
+        from .worker import peak_rss_bytes
 
         return peak_rss_bytes()
 
 
 def _wrapper(framework: str, sizes: dict, seed: int):
-    from .checkpoint import expected_shapes
-    from .vocab import TEXT8_SYMBOLS
+    from mlx_rnn.core.checkpoint import expected_shapes
+    from mlx_rnn.core.vocab import TEXT8_SYMBOLS
 
     cfg = dict(task="lm", vocab=TEXT8_SYMBOLS, vocab_size=27, dropout=0.0, cell="lstm", **sizes)
     rng = np.random.default_rng(seed)
@@ -53,8 +53,8 @@ def _wrapper(framework: str, sizes: dict, seed: int):
 
 def score_once(framework: str, chars: int, sizes: dict, seed: int = 0) -> dict:
     """Score a random text of ``chars`` symbols in this process; the figures as a dict."""
-    from .bench_worker import peak_rss_bytes
-    from .vocab import TEXT8_SYMBOLS
+    from .worker import peak_rss_bytes
+    from mlx_rnn.core.vocab import TEXT8_SYMBOLS
 
     lm = _wrapper(framework, sizes, seed)
     rng = np.random.default_rng(seed + 1)
@@ -79,7 +79,7 @@ def measure_scoring(frameworks, lengths, sizes: dict | None = None, threads: int
     rows = []
     for n in lengths:
         for fw in frameworks:
-            cmd = [sys.executable, "-m", "mlx_rnn.bench_scoring", "--framework", fw, "--chars", str(n),
+            cmd = [sys.executable, "-m", "mlx_rnn.tools.bench.scoring", "--framework", fw, "--chars", str(n),
                    "--sizes", json.dumps(sizes)]
             p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout_s)
             if p.returncode != 0:

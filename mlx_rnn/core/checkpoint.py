@@ -262,7 +262,7 @@ def save_resume(path, weights: dict, optimizer_state: dict, trainer_state: dict)
         "model.safetensors": hashlib.sha256(model_bytes).hexdigest(),
         "optimizer.safetensors": hashlib.sha256(opt_bytes).hexdigest()})
     # staged, then moved: a run killed half-way leaves either the previous state or a committed
-    # resume/.staged (trainer_state.json written last) that mlx_rnn.savedir.recover finishes
+    # resume/.staged (trainer_state.json written last) that mlx_rnn.core.savedir.recover finishes
     staged = rdir / ".staged"
     atomic_write_bytes(staged / "model.safetensors", model_bytes)
     atomic_write_bytes(staged / "optimizer.safetensors", opt_bytes)

@@ -1,8 +1,8 @@
 """One framework's side of ``scripts/benchmark.py``, run in its own process.
 
-    python -m mlx_rnn.bench_worker --framework mlx --task lm --settings '{"hidden_size": 512, ...}'
+    python -m mlx_rnn.tools.bench.worker --framework mlx --task lm --settings '{"hidden_size": 512, ...}'
 
-The driver (:mod:`mlx_rnn.benchmark`) starts one worker per framework and
+The driver (:mod:`mlx_rnn.tools.bench.benchmark`) starts one worker per framework and
 configuration, so each process's peak memory is its own, and talks to it over
 stdin/stdout, one JSON line per message, prefixed with ``@@bench`` (so anything
 else a library prints on stdout is ignored):
@@ -19,7 +19,7 @@ else a library prints on stdout is ignored):
 
 Errors are answered as ``{"event": "error", "message": ...}`` and the process
 exits with 2 (bad input: unknown device, missing framework, bad data) or 1.
-The framework is imported only through :func:`mlx_rnn.runner.framework_module`;
+The framework is imported only through :func:`mlx_rnn.run.runner.framework_module`;
 framework-specific figures (memory, sgemm, BLAS) import it lazily.
 """
 
@@ -49,8 +49,8 @@ def emit(event: str, **fields) -> None:
 
 def make_config(task: str, settings: dict, seed: int, epochs: int) -> dict:
     """A full training config: the task's defaults, the benchmark's settings on top."""
-    from .config import COMMON_DEFAULTS, TASK_DEFAULTS, validate_config
-    from .vocab import TEXT8_SYMBOLS
+    from mlx_rnn.core.config import COMMON_DEFAULTS, TASK_DEFAULTS, validate_config
+    from mlx_rnn.core.vocab import TEXT8_SYMBOLS
 
     cfg = dict(TASK_DEFAULTS[task])
     cfg.update(COMMON_DEFAULTS)
@@ -76,9 +76,9 @@ def load_data(task: str, cfg: dict, data_dir: str | None, synthetic: bool, seed:
     """(training data as the Trainer expects it, description)."""
     if synthetic:
         return synthetic_data(task, cfg, seed), "synthetic"
-    from .data import resolve_data_dir
-    from .runner import load_task_data
-    from .vocab import Indexer
+    from mlx_rnn.core.data import resolve_data_dir
+    from mlx_rnn.run.runner import load_task_data
+    from mlx_rnn.core.vocab import Indexer
 
     d = resolve_data_dir(data_dir)
     data = load_task_data(task, d, Indexer(cfg["vocab"]), cfg["val_fraction"], seed)
@@ -124,7 +124,7 @@ def peak_memory(framework: str, device: str) -> tuple[int | None, str]:
 
 
 def sgemm_gflops(framework: str, device: str, n: int, repeats: int) -> float:
-    from . import blas
+    from mlx_rnn import _blas as blas
 
     if framework == "mlx":
         return blas.measure_sgemm_gflops_mlx(n, repeats, device=device)
@@ -160,8 +160,9 @@ def backend_info(framework: str, device: str) -> dict:
     if framework == "mlx":
         import mlx.core as mx
 
-        from . import blas, recurrence
-        from .optimizer import fused_enabled
+        from mlx_rnn import _blas as blas
+        from mlx_rnn import recurrence
+        from mlx_rnn.optimizer import fused_enabled
 
         info = blas.blas_info()
         out.update(version=mx.__version__, blas=blas.describe(info), blas_info=info,
@@ -195,7 +196,7 @@ def _torch_device_name(torch, device: str) -> str | None:
 
 # ----- the worker ----------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m mlx_rnn.bench_worker",
+    p = argparse.ArgumentParser(prog="python -m mlx_rnn.tools.bench.worker",
                                 description="Benchmark worker (started by scripts/benchmark.py).")
     p.add_argument("--framework", choices=("mlx", "torch"), required=True)
     p.add_argument("--task", choices=("classify", "lm"), required=True)
@@ -216,13 +217,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.framework == "torch":
-        # torch's process must not get the OpenBLAS that mlx_rnn.blas preloads for MLX
+        # torch's process must not get the OpenBLAS that mlx_rnn._blas preloads for MLX
         # (it imports blas only for the shared sgemm timer).
         os.environ["MLX_RNN_BLAS"] = "off"
-    from .data import DataError
+    from mlx_rnn.core.data import DataError
 
     try:
-        from .runner import check_trainable, framework_module
+        from mlx_rnn.run.runner import check_trainable, framework_module
 
         settings = json.loads(args.settings)
         fw = framework_module(args.framework)

@@ -94,7 +94,7 @@ def lm_bundle(lm, vocab, text: str, context: str = " ") -> dict:
 
     Returns ``sane``, ``normalizes``, ``log_prob`` (nats), ``avg_log_prob`` (nats/char),
     ``perplexity`` and ``bits_per_char``, all of the model as it predicts (for a calibrated LM,
-    with its logits divided by its ``calibration_temperature``, :mod:`mlx_rnn.calibration`);
+    with its logits divided by its ``calibration_temperature``, :mod:`mlx_rnn.core.calibration`);
     for such an LM also ``calibration_temperature``, ``uncalibrated_perplexity`` and
     ``uncalibrated_bits_per_char`` (the same text scored from the raw logits).
     """

@@ -13,7 +13,7 @@ import math
 import sys
 from pathlib import Path
 
-from .outputs import check_plot_output, save_figure
+from mlx_rnn.core.outputs import check_plot_output, save_figure
 
 
 def _pyplot(flag: str):
@@ -66,7 +66,7 @@ def plot_history(history: list[dict], path, task: str, title: str = "") -> Path:
     fig.suptitle(title or f"{task}: training curves")
     fig.tight_layout()
     try:
-        save_figure(fig, path, "training curves (mlx_rnn.plot)")  # the format its suffix names
+        save_figure(fig, path, "training curves (mlx_rnn.tools.plot)")  # the format its suffix names
     finally:
         plt.close(fig)
     return path
@@ -81,7 +81,7 @@ def read_metrics(path) -> list[dict]:
         ValueError (one line): a missing or unreadable file, a line that is not a JSON object
             with ``epoch``, ``train_loss`` and ``val_loss``, or no records.
     """
-    from .data import DataError
+    from mlx_rnn.core.data import DataError
 
     path = Path(path)
     if not path.is_file():
@@ -107,7 +107,7 @@ def read_metrics(path) -> list[dict]:
 def _runs(target: Path) -> list[tuple[str | None, Path]]:
     """(task or None, metrics.jsonl) pairs: a file, a checkpoint directory, or the root of a
     two-task run (DIR/classify, DIR/lm)."""
-    from .data import DataError
+    from mlx_rnn.core.data import DataError
 
     if target.is_dir():
         if (target / "metrics.jsonl").exists():
@@ -133,8 +133,8 @@ def _task_of(metrics: Path, records: list[dict]) -> str:
 
 def main(argv=None) -> int:
     """``scripts/plot.py``: draw a finished run's curves from its metrics.jsonl; exit 0 or 2."""
-    from .config import OneLineParser, prog_name
-    from .data import DataError
+    from mlx_rnn.core.config import OneLineParser, prog_name
+    from mlx_rnn.core.data import DataError
 
     p = OneLineParser(
         prog=prog_name("plot.py"),

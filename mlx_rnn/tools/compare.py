@@ -36,14 +36,14 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from mlx_rnn import checkpoint as ckpt
-from mlx_rnn import own_text
-from mlx_rnn.config import OneLineParser, prog_name
-from mlx_rnn.data import CLASSIFY_FILES, LM_FILES, DataError, load_examples, read_text, resolve_data_dir
-from mlx_rnn.metrics import classification_bundle, lm_bundle
-from mlx_rnn.runner import (EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_OK,
+from mlx_rnn.core import checkpoint as ckpt
+from mlx_rnn.core import own_text
+from mlx_rnn.core.config import OneLineParser, prog_name
+from mlx_rnn.core.data import CLASSIFY_FILES, LM_FILES, DataError, load_examples, read_text, resolve_data_dir
+from mlx_rnn.core.metrics import classification_bundle, lm_bundle
+from mlx_rnn.run.runner import (EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_OK,
                             Diverged, _one_line, check_output_json, print_result)
-from mlx_rnn.vocab import Indexer
+from mlx_rnn.core.vocab import Indexer
 
 TASKS = ("classify", "lm")
 
@@ -237,11 +237,11 @@ def summary_lines(task: str, b: dict) -> list[str]:
 # ----- optional training -----------------------------------------------------------------
 def train_checkpoints(args, data_dir: Path, tasks: list[str], save_root: Path, log=print) -> dict:
     """Train a small checkpoint per task with the shared runner; returns ``{task: (dir, bundle)}``."""
-    from mlx_rnn.config import resolve_config
-    from mlx_rnn.runner import framework_module, load_task_data, train_task
+    from mlx_rnn.core.config import resolve_config
+    from mlx_rnn.run.runner import framework_module, load_task_data, train_task
 
-    from mlx_rnn.outputs import check_dir_output
-    from mlx_rnn.savedir import prepare_save_dir
+    from mlx_rnn.core.outputs import check_dir_output
+    from mlx_rnn.core.savedir import prepare_save_dir
 
     # refuse a bad --save before any training, as the trainers do
     if save_root.exists() and not save_root.is_dir():
@@ -250,7 +250,7 @@ def train_checkpoints(args, data_dir: Path, tasks: list[str], save_root: Path, l
     for task in tasks:
         if (save_root / task / "config.json").exists():
             raise ValueError(f"--save {save_root}: {save_root / task} already holds a checkpoint; save somewhere else")
-    for task in tasks:  # locked for the run, what a crash left cleaned up (mlx_rnn.savedir)
+    for task in tasks:  # locked for the run, what a crash left cleaned up (mlx_rnn.core.savedir)
         prepare_save_dir(save_root / task, f"--save {save_root}")
     fw = framework_module(args.train_framework)
     device = fw.select_device(args.device_mlx if args.train_framework == "mlx" else args.device_torch)

@@ -2,7 +2,7 @@
 
 Sources (one of):
 
-* ``--text FILE``: any UTF-8 text, cleaned with :func:`mlx_rnn.normalize.normalize_text`;
+* ``--text FILE``: any UTF-8 text, cleaned with :func:`mlx_rnn.core.normalize.normalize_text`;
 * ``--text8 PATH``: a local ``text8.zip`` or the raw ``text8`` file;
 * otherwise ``text8.zip`` is downloaded from :data:`TEXT8_URL` (``--url`` overrides),
   with a progress bar, resuming an interrupted download (HTTP Range into
@@ -10,7 +10,7 @@ Sources (one of):
   output files so a rerun does not download it again.
 
 Output, into ``--out`` (default: the data directory, see
-:func:`mlx_rnn.data.resolve_data_dir`), every file written atomically:
+:func:`mlx_rnn.core.data.resolve_data_dir`), every file written atomically:
 
 * ``text8-100k.txt``: the first 100,000 characters of the text (from text8: byte for
   byte the standard file, checked against :data:`TEXT8_100K_SHA256`);
@@ -58,12 +58,12 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from .checkpoint import atomic_write_bytes as ckpt_atomic_write_bytes
-from .data import (CLASSIFY_FILES, EXAMPLE_LENGTH, LM_FILES, DataError, _read_utf8, read_text,
+from mlx_rnn.core.checkpoint import atomic_write_bytes as ckpt_atomic_write_bytes
+from mlx_rnn.core.data import (CLASSIFY_FILES, EXAMPLE_LENGTH, LM_FILES, DataError, _read_utf8, read_text,
                    resolve_data_dir)
-from .config import prog_name
-from .normalize import normalize_text
-from .vocab import VOWELS
+from mlx_rnn.core.config import prog_name
+from mlx_rnn.core.normalize import normalize_text
+from mlx_rnn.core.vocab import VOWELS
 
 # --- text8 identity --------------------------------------------------------------------
 

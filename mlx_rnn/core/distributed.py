@@ -3,7 +3,7 @@
 Both trainers run data-parallel the same way (``--distributed``; started by
 ``mlx.launch`` for MLX, by ``torchrun`` for PyTorch):
 
-- every rank builds the *same* shared batching plan of :mod:`mlx_rnn.batching`
+- every rank builds the *same* shared batching plan of :mod:`mlx_rnn.core.batching`
   with the global batch ``batch_size * world_size`` and takes its own slice of
   it (:func:`classify_plan`, :func:`lm_shard_streams`): rank ``r`` takes
   examples ``[r*B:(r+1)*B]`` of every global classification batch, and rows
@@ -298,7 +298,7 @@ def classify_plan(num_examples: int, batch_size: int, seed: int, epoch: int,
                   rank: int = 0, world: int = 1) -> list[tuple[np.ndarray, float]]:
     """This rank's share of one epoch's classification batches, with gradient weights.
 
-    The global plan is :func:`~mlx_rnn.batching.classify_batches` with batch
+    The global plan is :func:`~mlx_rnn.core.batching.classify_batches` with batch
     ``batch_size * world``; rank ``r`` takes ``[r*B:(r+1)*B]`` of each full global batch
     and ``np.array_split(batch, world)[r]`` of a final partial one (dropped when it has
     fewer than ``world`` examples). The weight ``n_r / n_global`` makes the weighted sum of
@@ -331,7 +331,7 @@ def classify_steps(num_examples: int, batch_size: int, world: int = 1) -> int:
 
 def lm_layout(num_chars: int, batch_size: int, seq_len: int, seed: int, epoch: int,
               random_offset: bool = True) -> tuple[int, int]:
-    """``(offset, per_stream)`` of :func:`~mlx_rnn.batching.lm_streams` for a text of ``num_chars``.
+    """``(offset, per_stream)`` of :func:`~mlx_rnn.core.batching.lm_streams` for a text of ``num_chars``.
 
     Raises:
         ValueError: the text is too short for one chunk per stream (as ``lm_streams``).
@@ -361,7 +361,7 @@ class LazyStreams:
     """Rows of the LM stream layout read on demand from a text that is not in memory.
 
     ``source`` has ``len()`` and ``read(start, stop) -> int32 ids`` (e.g. a split of
-    :class:`mlx_rnn.corpus.Text8Corpus`, a memory map). Indexing as ``lm_chunk`` does,
+    :class:`mlx_rnn.core.corpus.Text8Corpus`, a memory map). Indexing as ``lm_chunk`` does,
     ``streams[:, s:e]``, reads ``rows x (e - s)`` ids; ``shape`` is that of the
     in-memory layout. ``np.asarray(streams)`` reads all of it (tests).
     """
@@ -391,7 +391,7 @@ def lm_shard_streams(ids, batch_size: int, seq_len: int, seed: int, epoch: int,
                      rank: int = 0, world: int = 1, random_offset: bool = True):
     """This rank's rows ``[r*B:(r+1)*B]`` of the epoch's global LM streams (``batch_size * world`` rows).
 
-    ``ids`` is an int array (then the result is :func:`~mlx_rnn.batching.lm_streams`'s
+    ``ids`` is an int array (then the result is :func:`~mlx_rnn.core.batching.lm_streams`'s
     array; for one process exactly its output) or a lazily read text with ``read()``
     (then a :class:`LazyStreams`: nothing is loaded beyond the chunk being trained).
     """

@@ -10,13 +10,13 @@ import sys
 import time
 from pathlib import Path
 
-from . import checkpoint as ckpt
-from . import own_text
-from .data import CLASSIFY_FILES, LM_FILES, DataError, check_data_dir, load_examples, read_text, resolve_data_dir
-from .metrics import classification_bundle, lm_bundle
-from .config import OneLineParser, prog_name
-from .runner import EXIT_BAD_INPUT, EXIT_OK, _one_line, check_output_json, print_result
-from .vocab import Indexer
+from mlx_rnn.core import checkpoint as ckpt
+from mlx_rnn.core import own_text
+from mlx_rnn.core.data import CLASSIFY_FILES, LM_FILES, DataError, check_data_dir, load_examples, read_text, resolve_data_dir
+from mlx_rnn.core.metrics import classification_bundle, lm_bundle
+from mlx_rnn.core.config import OneLineParser, prog_name
+from mlx_rnn.run.runner import EXIT_BAD_INPUT, EXIT_OK, _one_line, check_output_json, print_result
+from mlx_rnn.core.vocab import Indexer
 
 
 def build_parser() -> OneLineParser:
@@ -45,12 +45,12 @@ def build_parser() -> OneLineParser:
 
 def load_wrapper(framework: str, path, device: str = "cpu"):
     """Load a checkpoint's wrapper in ``framework`` on ``device``."""
-    from .runner import framework_module
+    from mlx_rnn.run.runner import framework_module
 
     fw = framework_module(framework)
     device = fw.select_device(device)
     if framework == "mlx":
-        from . import load
+        from mlx_rnn import load
     else:
         from torch_ref import load
     return load(path), device
@@ -95,7 +95,7 @@ def main(argv=None) -> int:
                 text = read_text(Path(args.text or data_dir / LM_FILES["dev"]), vocab, normalize=args.normalize)
         wrapper, device = load_wrapper(args.framework, args.checkpoint or args.zero_shot_lm, args.device)
         if args.zero_shot_lm:
-            from .transfer import zero_shot_predict
+            from mlx_rnn.core.transfer import zero_shot_predict
 
             bundle = classification_bundle(zero_shot_predict(wrapper, examples.texts), examples.y)
             config = {**config, "task": "classify", "zero_shot_lm": str(Path(args.zero_shot_lm).resolve())}

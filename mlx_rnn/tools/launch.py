@@ -12,7 +12,7 @@ failed run from a good one. This runs the very same launcher (same flags: ``-n``
 
 Usage (``scripts/launch_mlx.py`` is the same)::
 
-    python -m mlx_rnn.launch -n 2 --backend ring -- python scripts/train_mlx.py --distributed ...
+    python -m mlx_rnn.tools.launch -n 2 --backend ring -- python scripts/train_mlx.py --distributed ...
 
 It uses MLX's launcher module ``mlx._distributed_utils.launch`` (not a public API);
 if that is missing it runs the ``mlx.launch`` executable and passes its status on.
@@ -62,7 +62,7 @@ options:
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        from .config import prog_name
+        from mlx_rnn.core.config import prog_name
 
         text = USAGE.format(prog=prog_name("launch_mlx.py"))
         print(text if argv else text.split("\n\n", 1)[0] + "\n(see --help)", end="" if argv else "\n",

@@ -22,20 +22,20 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint as ckpt
-from . import corpus as corpus_mod
-from . import distributed
-from . import own_text
-from .config import RESUME_OVERRIDABLE, TASK_DEFAULTS, COMMON_DEFAULTS, build_parser, resolve_config, validate_config
-from .data import (corpus_alphabet, CLASSIFY_FILES, LM_FILES, DataError, MissingData, check_data_dir, data_dir_complete,
+from mlx_rnn.core import checkpoint as ckpt
+from mlx_rnn.core import corpus as corpus_mod
+from mlx_rnn.core import distributed
+from mlx_rnn.core import own_text
+from mlx_rnn.core.config import RESUME_OVERRIDABLE, TASK_DEFAULTS, COMMON_DEFAULTS, build_parser, resolve_config, validate_config
+from mlx_rnn.core.data import (corpus_alphabet, CLASSIFY_FILES, LM_FILES, DataError, MissingData, check_data_dir, data_dir_complete,
                    data_dir_given_by, load_examples, read_text, resolve_data_dir)
-from .calibration import T_RANGE, fit_temperature, mean_nll
-from .memory import allocation_message, check_fits
-from .metrics import classification_bundle, lm_bundle, perplexity_figures
-from .outputs import check_dir_output, check_file_output, check_plot_output
-from .savedir import check_save_dirs, prepare_save_dir, unlock_all
-from .transfer import heldout_note, heldout_windows, lm_init_weights, zero_shot_predict
-from .vocab import Indexer
+from mlx_rnn.core.calibration import T_RANGE, fit_temperature, mean_nll
+from mlx_rnn.core.memory import allocation_message, check_fits
+from mlx_rnn.core.metrics import classification_bundle, lm_bundle, perplexity_figures
+from mlx_rnn.core.outputs import check_dir_output, check_file_output, check_plot_output
+from mlx_rnn.core.savedir import check_save_dirs, prepare_save_dir, unlock_all
+from mlx_rnn.core.transfer import heldout_note, heldout_windows, lm_init_weights, zero_shot_predict
+from mlx_rnn.core.vocab import Indexer
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -102,7 +102,7 @@ def load_task_data(task: str, data_dir: Path, vocab: Indexer, val_fraction: floa
             out["lm_text"] = read_text(data_dir / LM_FILES["train"], vocab, normalize=normalize)
         except DataError:
             out["lm_text"] = None
-        # Honest held-out windows: text8-dev.txt is not inside text8-100k.txt (mlx_rnn/transfer.py).
+        # Honest held-out windows: text8-dev.txt is not inside text8-100k.txt (mlx_rnn/core/transfer.py).
         try:
             out["heldout"] = heldout_windows(read_text(data_dir / LM_FILES["dev"], vocab, normalize=normalize))
         except DataError:
@@ -228,7 +228,7 @@ def validation_logits(wrapper, blocks: list[str]) -> tuple[np.ndarray, np.ndarra
 
 
 def calibrate_on_validation(wrapper, blocks: list[str]) -> tuple[float, float, float]:
-    """Fit the LM's calibration temperature on the validation blocks (:mod:`mlx_rnn.calibration`).
+    """Fit the LM's calibration temperature on the validation blocks (:mod:`mlx_rnn.core.calibration`).
 
     Each block is scored from its first character, as in :func:`validation_loss`.
 
@@ -482,7 +482,7 @@ def train_task(fw, task: str, cfg: dict, data: dict, save_dir: Path | None, resu
         history.append(record)
         if save_dir is not None:
             # the first save commits config.json last, after the resumable state, so a directory
-            # with a checkpoint can always be resumed (mlx_rnn.savedir)
+            # with a checkpoint can always be resumed (mlx_rnn.core.savedir)
             first = not (save_dir / "config.json").exists()
             if improved:
                 ckpt.save_checkpoint(save_dir, best_weights, dict(cfg, **writer, best_epoch=best_epoch + 1),
@@ -500,7 +500,7 @@ def train_task(fw, task: str, cfg: dict, data: dict, save_dir: Path | None, resu
             break
     train_time = time.perf_counter() - t_train
     if plot_path is not None and history:
-        from .plot import plot_history
+        from mlx_rnn.tools.plot import plot_history
 
         plot_history(history, plot_path, task, f"{task}: {fw.FRAMEWORK} on {cfg['device']}")
         log(f"[{task}] training curves written to {plot_path}")
@@ -538,7 +538,7 @@ def print_result(result: dict, output_json: str | None) -> None:
 # ----- the command line ------------------------------------------------------------------
 def check_output_json(path, flag: str = "--output-json") -> None:
     """ValueError (one line) unless output file ``path`` (given with ``flag``) can be written
-    (:func:`mlx_rnn.outputs.check_file_output`: not a directory, parents creatable, writable)."""
+    (:func:`mlx_rnn.core.outputs.check_file_output`: not a directory, parents creatable, writable)."""
     check_file_output(path, flag)
 
 
@@ -689,7 +689,7 @@ def plan_run(framework: str, args) -> list[TaskPlan]:
         if task == "lm":
             own_text.configure(plan.cfg, args, resumed=plan.resume_dir is not None)
         if task == "lm" and (getattr(args, "corpus", None) or plan.cfg.get("corpus")):
-            # --corpus NAME PATH: the LM trains on a whole corpus file, streamed (mlx_rnn/corpus.py)
+            # --corpus NAME PATH: the LM trains on a whole corpus file, streamed (mlx_rnn/core/corpus.py)
             plan.cfg["corpus"] = ([args.corpus[0], str(Path(args.corpus[1]).resolve())] if args.corpus
                                   else plan.cfg["corpus"])
         if args.save:
@@ -742,7 +742,7 @@ def download_data(data_dir: Path, quiet: bool) -> None:
     print(f"{data_dir}: data not found; building it (--download), as scripts/prepare_data.py --out {data_dir} "
           "would", file=sys.stderr, flush=True)
     try:
-        from .prepare import ChecksumError, prepare
+        from mlx_rnn.tools.prepare import ChecksumError, prepare
     except ImportError:  # the preparation module is missing: run the script
         import subprocess
 
@@ -917,8 +917,8 @@ def main_torch() -> int:
     return main("torch")
 
 
-if __name__ == "__main__":  # python -m mlx_rnn.runner {mlx,torch} [flags] (used by scripts/seeds.py)
+if __name__ == "__main__":  # python -m mlx_rnn.run.runner {mlx,torch} [flags] (used by scripts/seeds.py)
     if len(sys.argv) < 2 or sys.argv[1] not in ("mlx", "torch"):
-        print("usage: python -m mlx_rnn.runner {mlx,torch} [trainer flags]", file=sys.stderr)
+        print("usage: python -m mlx_rnn.run.runner {mlx,torch} [trainer flags]", file=sys.stderr)
         sys.exit(2)
     sys.exit(main(sys.argv[1], sys.argv[2:]))
