@@ -19,6 +19,7 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten
 
 from mlx_rnn.core.checkpoint import load_checkpoint
+from mlx_rnn.core.config import cell_of
 from .gru import GRU
 from .lstm import LSTM
 from mlx_rnn.core.sampling import choose
@@ -271,7 +272,7 @@ def build_model(config: dict):
     cell, weight_drop, input_dropout)."""
     cls = RNNClassifierModel if config["task"] == "classify" else LMRNNModel
     return cls(config["vocab_size"], config["embed_dim"], config["hidden_size"],
-               config["num_layers"], config.get("dropout", 0.0), config.get("cell", "lstm"),
+               config["num_layers"], config.get("dropout", 0.0), cell_of(config),
                config.get("weight_drop", 0.0), config.get("input_dropout"))
 
 

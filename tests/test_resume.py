@@ -61,9 +61,10 @@ def max_diff(a: Path, b: Path, files=FILES) -> float:
 
 # ----- exact resume, in process (deterministic interruption points) ----------------------------
 def _setup(framework: str, task: str, data_dir: Path, epochs: int = 2):
+    from mlx_rnn.core import backend
     from mlx_rnn.run import runner
 
-    fw = runner.framework_module(framework)
+    fw = backend.train_module(framework)
     fw.select_device("cpu")
     # constant learning rate: the "between" case extends a 1-epoch run to 2, and a cosine schedule
     # depends on the total number of epochs

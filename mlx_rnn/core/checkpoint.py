@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import cell_of
+
 FORMAT_VERSION = 1
 #: the calibration temperatures a checkpoint may hold (the fit itself stays in [0.25, 4])
 CALIBRATION_TEMPERATURE_BOUNDS = (0.01, 100.0)
@@ -109,7 +111,7 @@ def expected_shapes(config: dict) -> dict:
     """Parameter names and shapes a model built from ``config`` must have."""
     v, e, h, n = (config["vocab_size"], config["embed_dim"], config["hidden_size"],
                   config["num_layers"])
-    cell = config.get("cell", "lstm")  # the recurrent module is named after its cell: lstm.* or gru.*
+    cell = cell_of(config)  # the recurrent module is named after its cell: lstm.* or gru.*
     gates = CELL_GATES[cell]
     shapes = {"embedding.weight": (v, e)}
     for k in range(n):
@@ -179,7 +181,7 @@ def read_config(path) -> dict:
     if len(vocab) != config["vocab_size"]:
         raise CheckpointError(f"{cfg_path}: vocab has {len(vocab)} symbols "
                               f"but vocab_size is {config['vocab_size']}")
-    if config.get("cell", "lstm") not in CELL_GATES:
+    if cell_of(config) not in CELL_GATES:
         raise CheckpointError(f"{cfg_path}: unknown cell {config.get('cell')!r} "
                               f"(expected one of {', '.join(CELL_GATES)})")
     dropout = config.get("dropout", 0.0)

@@ -28,6 +28,11 @@ DEVICES = {"mlx": ("auto", "gpu", "cpu"), "torch": ("auto", "mps", "cuda", "cpu"
 RESUME_OVERRIDABLE = ("epochs", "patience", "save_every", "calibrate")
 
 
+def cell_of(cfg: dict) -> str:
+    """The recurrent cell of a configuration: "lstm" (also for configurations older than the GRU) or "gru"."""
+    return cfg.get("cell", "lstm")
+
+
 def prog_name(script: str) -> str:
     """The program name for usage and error lines: the console entry point's own name when run
     as one (``mlx-rnn-train``, ``mlx-rnn-evaluate`` ...: ``sys.argv[0]`` starts with ``mlx-rnn``),

@@ -25,14 +25,13 @@ over the ranks and the sums added up, so every rank gets the same figures.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import math
 import weakref
 from pathlib import Path
 
 import numpy as np
 
-from . import distributed
+from . import backend, distributed
 from .data import DataError
 from .vocab import TEXT8, Indexer
 
@@ -190,12 +189,6 @@ def lm_data(spec, vocab: Indexer = TEXT8) -> dict:
 
 
 # ----- evaluation -------------------------------------------------------------------------
-def scorer_for(wrapper):
-    """The framework's batched scorer for an LM wrapper (``mlx_rnn`` or ``torch_ref`` ``parallel.stream_scorer``)."""
-    package = type(wrapper).__module__.split(".")[0]
-    return importlib.import_module(f"{package}.parallel").stream_scorer(wrapper)
-
-
 def evaluate_split(wrapper, split: CorpusSplit, streams: int = 64, chunk: int = 256,
                    dist: distributed.DistInfo | None = None) -> dict:
     """Total log probability of a split, scored in ``streams`` batched streams carrying state.
@@ -209,7 +202,7 @@ def evaluate_split(wrapper, split: CorpusSplit, streams: int = 64, chunk: int = 
     length = n // b_total
     tail = n - b_total * length
     mine = np.arange(dist.rank, b_total, dist.world_size)  # this rank's streams
-    score = scorer_for(wrapper)
+    score = backend.stream_scorer(wrapper)
     space = wrapper.vocab.index_of(" ")
     total = 0.0
     tail_state = None

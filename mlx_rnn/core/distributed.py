@@ -272,10 +272,10 @@ def init_from_args(framework: str, args) -> DistInfo:
         raise ValueError(f"--dist-timeout must be >= 0 seconds (got {timeout})")
     if not getattr(args, "distributed", False):
         return current()
-    import importlib
+    from . import backend
 
     try:
-        module = importlib.import_module("mlx_rnn.parallel" if framework == "mlx" else "torch_ref.parallel")
+        module = backend.parallel_module(framework)
     except ImportError as e:
         raise ValueError(f"--distributed: {e}") from None
     return module.init_distributed(args)

@@ -24,6 +24,7 @@ import os
 import resource
 
 from .checkpoint import expected_shapes
+from .config import cell_of
 
 GB = 1e9
 
@@ -31,7 +32,7 @@ GB = 1e9
 def estimate_bytes(cfg: dict) -> dict:
     """``{"model", "optimizer", "activations", "total"}`` in bytes for a training run of ``cfg``."""
     params = sum(math.prod(s) for s in expected_shapes(cfg).values())
-    gates = 4 if cfg.get("cell", "lstm") == "lstm" else 3
+    gates = 4 if cell_of(cfg) == "lstm" else 3
     per_position = (cfg["embed_dim"] + cfg["num_layers"] * (gates + 3) * cfg["hidden_size"]
                     + (1 if cfg["task"] == "classify" else cfg["vocab_size"]))
     positions = cfg["batch_size"] * cfg["seq_len"]

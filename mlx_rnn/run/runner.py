@@ -9,7 +9,6 @@ and ``metrics.jsonl``, and builds the result JSON of DESIGN.md.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import math
 import signal
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mlx_rnn.core import backend
 from mlx_rnn.core import checkpoint as ckpt
 from mlx_rnn.core import corpus as corpus_mod
 from mlx_rnn.core import distributed
@@ -57,16 +57,6 @@ class CheckFailed(RuntimeError):
 
 
 _log = partial(print, flush=True)
-
-
-def framework_module(name: str):
-    """The ``train`` module of framework ``name`` ("mlx" or "torch")."""
-    if name == "mlx":
-        return importlib.import_module("mlx_rnn.train")
-    try:
-        return importlib.import_module("torch_ref.train")
-    except ImportError as e:
-        raise ValueError(f"PyTorch is not installed ({e}); install the 'torch' extra") from None
 
 
 # ----- data ---------------------------------------------------------------------
@@ -778,7 +768,7 @@ def main(framework: str, argv=None) -> int:
     try:
         dist = distributed.init_from_args(framework, args)  # --distributed: rank and world size
         plans = plan_run(framework, args)
-        fw = framework_module(framework)
+        fw = backend.train_module(framework)
         device = fw.select_device(args.device)
         multi = len(plans) > 1
         root = Path(args.save) if args.save else Path(args.resume) if args.resume else \
@@ -876,7 +866,7 @@ def zero_shot_bundle(fw, lm_path, data: dict, device: str) -> dict:
     Returns the classification bundle on the dev examples, with ``"heldout"`` on windows
     of text8-dev.txt and the contamination counts; nothing is trained.
     """
-    lm = importlib.import_module("mlx_rnn.models" if fw.FRAMEWORK == "mlx" else "torch_ref.models").load(lm_path, "lm")
+    lm = backend.load(fw.FRAMEWORK, lm_path, "lm")
     texts, labels = data["dev"]
     out = classification_bundle(zero_shot_predict(lm, texts), labels)
     out.update(contamination(texts, data["train_texts"], data.get("lm_text")))

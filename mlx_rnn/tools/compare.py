@@ -238,7 +238,8 @@ def summary_lines(task: str, b: dict) -> list[str]:
 def train_checkpoints(args, data_dir: Path, tasks: list[str], save_root: Path, log=print) -> dict:
     """Train a small checkpoint per task with the shared runner; returns ``{task: (dir, bundle)}``."""
     from mlx_rnn.core.config import resolve_config
-    from mlx_rnn.run.runner import framework_module, load_task_data, train_task
+    from mlx_rnn.core import backend
+    from mlx_rnn.run.runner import load_task_data, train_task
 
     from mlx_rnn.core.outputs import check_dir_output
     from mlx_rnn.core.savedir import prepare_save_dir
@@ -252,7 +253,7 @@ def train_checkpoints(args, data_dir: Path, tasks: list[str], save_root: Path, l
             raise ValueError(f"--save {save_root}: {save_root / task} already holds a checkpoint; save somewhere else")
     for task in tasks:  # locked for the run, what a crash left cleaned up (mlx_rnn.core.savedir)
         prepare_save_dir(save_root / task, f"--save {save_root}")
-    fw = framework_module(args.train_framework)
+    fw = backend.train_module(args.train_framework)
     device = fw.select_device(args.device_mlx if args.train_framework == "mlx" else args.device_torch)
     out = {}
     for task in tasks:
@@ -272,8 +273,7 @@ def train_checkpoints(args, data_dir: Path, tasks: list[str], save_root: Path, l
 def compare_checkpoint(task: str, path: Path, data_dir: Path) -> dict:
     """Load ``path`` in both frameworks (on the devices chosen with ``select_device``) and
     compare them on the task's dev data."""
-    import mlx_rnn
-    import torch_ref
+    from mlx_rnn.core import backend
 
     config = ckpt.read_config(path)
     vocab = Indexer(config["vocab"])
@@ -282,17 +282,17 @@ def compare_checkpoint(task: str, path: Path, data_dir: Path) -> dict:
     else:  # an LM trained with --train-text: its own dev text
         own = own_text.default_dev_text(config)
         dev = own[0] if own else read_text(data_dir / LM_FILES["dev"], vocab)
-    mw, tw = mlx_rnn.load(path, task), torch_ref.load(path, task)
+    mw, tw = backend.load("mlx", path, task), backend.load("torch", path, task)
     return compare_classify(mw, tw, dev.texts, dev.y) if task == "classify" else compare_lm(mw, tw, dev, " ")
 
 
 def _select_devices(mlx_device: str, torch_device: str) -> tuple[str, str]:
-    import mlx_rnn.train as mlx_train
     import torch
-    import torch_ref.train as torch_train
 
-    md = mlx_train.select_device(mlx_device)
-    td = torch_train.select_device(torch_device)
+    from mlx_rnn.core import backend
+
+    md = backend.train_module("mlx").select_device(mlx_device)
+    td = backend.train_module("torch").select_device(torch_device)
     # Parity means float32 arithmetic: no TF32 tensor cores in cuBLAS/cuDNN (cuDNN's default is on).
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from mlx_rnn.core import backend
 from mlx_rnn.core import checkpoint as ckpt
 from mlx_rnn.core import own_text
 from mlx_rnn.core.data import CLASSIFY_FILES, LM_FILES, DataError, check_data_dir, load_examples, read_text, resolve_data_dir
@@ -45,15 +46,8 @@ def build_parser() -> OneLineParser:
 
 def load_wrapper(framework: str, path, device: str = "cpu"):
     """Load a checkpoint's wrapper in ``framework`` on ``device``."""
-    from mlx_rnn.run.runner import framework_module
-
-    fw = framework_module(framework)
-    device = fw.select_device(device)
-    if framework == "mlx":
-        from mlx_rnn import load
-    else:
-        from torch_ref import load
-    return load(path), device
+    device = backend.train_module(framework).select_device(device)
+    return backend.load(framework, path), device
 
 
 def main(argv=None) -> int:

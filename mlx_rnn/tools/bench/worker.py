@@ -19,7 +19,7 @@ else a library prints on stdout is ignored):
 
 Errors are answered as ``{"event": "error", "message": ...}`` and the process
 exits with 2 (bad input: unknown device, missing framework, bad data) or 1.
-The framework is imported only through :func:`mlx_rnn.run.runner.framework_module`;
+The framework is imported only through :mod:`mlx_rnn.core.backend`;
 framework-specific figures (memory, sgemm, BLAS) import it lazily.
 """
 
@@ -223,10 +223,11 @@ def main(argv=None) -> int:
     from mlx_rnn.core.data import DataError
 
     try:
-        from mlx_rnn.run.runner import check_trainable, framework_module
+        from mlx_rnn.core import backend
+        from mlx_rnn.run.runner import check_trainable
 
         settings = json.loads(args.settings)
-        fw = framework_module(args.framework)
+        fw = backend.train_module(args.framework)
         device = fw.select_device(args.device)
         cfg = make_config(args.task, settings, args.seed, 1 + args.repeats)
         cfg["device"] = device
