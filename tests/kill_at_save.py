@@ -37,6 +37,6 @@ os.replace = _wrap(os.replace)
 from mlx_rnn.core import checkpoint  # noqa: E402
 
 checkpoint.append_jsonl = _wrap(checkpoint.append_jsonl)
-from mlx_rnn.run.runner import main  # noqa: E402
+from mlx_rnn.run.cli import main  # noqa: E402
 
 sys.exit(main(FW, sys.argv[4:]))

@@ -241,7 +241,7 @@ def fake_prepare(monkeypatch, good_data):
 
 
 def test_download_builds_missing_data_then_trains(fake_prepare, tmp_path, capsys):
-    from mlx_rnn.run.runner import main
+    from mlx_rnn.run.cli import main
 
     d = tmp_path / "fresh"
     rc = main("mlx", ["--task", "classify", "--data-dir", str(d), "--download", "--epochs", "1", *TINY])
@@ -260,7 +260,7 @@ def test_download_offline_fails_fast_naming_the_file(monkeypatch, tmp_path, caps
     import functools
 
     import mlx_rnn.tools.prepare as prepare_mod
-    from mlx_rnn.run.runner import main
+    from mlx_rnn.run.cli import main
 
     monkeypatch.setattr(prepare_mod, "prepare", functools.partial(prepare_mod.prepare,
                                                                   url="http://nonexistent.invalid/text8.zip"))
@@ -273,7 +273,7 @@ def test_download_offline_fails_fast_naming_the_file(monkeypatch, tmp_path, caps
 
 def test_download_failures_exit_codes(monkeypatch, tmp_path, capsys):
     import mlx_rnn.tools.prepare as prepare_mod
-    from mlx_rnn.run.runner import main
+    from mlx_rnn.run.cli import main
 
     def offline(out_dir, **kw):
         raise prepare_mod.DataError("http://example.invalid/text8.zip", "download failed (no network); rerun to resume")

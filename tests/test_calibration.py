@@ -133,7 +133,7 @@ def test_trainer_fits_stores_and_reports_the_temperature(tmp_path, script):
 
 @pytest.mark.parametrize("fw", ["mlx", "torch"])
 def test_batched_validation_loss_equals_the_sum_of_sequence_log_probs(tmp_path, fw):
-    from mlx_rnn.run.runner import validation_loss
+    from mlx_rnn.run.evaluation import validation_loss
 
     mod = pytest.importorskip("mlx_rnn.models" if fw == "mlx" else "torch_ref.models")
     lm = mod.load(fake_checkpoint(tmp_path / "lm", "lm", seed=4))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mlx_rnn.core import own_text
-from mlx_rnn.run.runner import split_validation_blocks
+from mlx_rnn.core.taskdata import split_validation_blocks
 from tests.synthetic import TINY, error_line, run_script
 
 pytest.importorskip("torch")
@@ -35,7 +35,7 @@ def text_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(text_file, tmp_path_factory, one_torch_thread):
     """One tiny checkpoint per trainer, trained on the text alone (no data directory given)."""
-    from mlx_rnn.run.runner import main
+    from mlx_rnn.run.cli import main
 
     out = {}
     for script in ("train_mlx", "train_torch"):
@@ -84,7 +84,7 @@ def test_sample_and_evaluate_the_checkpoint_in_both_frameworks(trained, script, 
 
 def test_dev_text_file(text_file, tmp_path, capsys, one_torch_thread):
     from mlx_rnn.tools.evaluate import main as evaluate
-    from mlx_rnn.run.runner import main
+    from mlx_rnn.run.cli import main
 
     dev = tmp_path / "dev.txt"
     dev.write_text("Why? The Cat, loudly.\nA dog sat.\n", encoding="utf-8")
@@ -136,7 +136,7 @@ BAD = {
 
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_bad_own_text_is_one_line_exit_2(case, text_file, tmp_path, capsys):
-    from mlx_rnn.run.runner import main
+    from mlx_rnn.run.cli import main
 
     flags, content, expected = BAD[case]
     bad = tmp_path / "bad.txt"
@@ -164,7 +164,7 @@ def test_trainer_script_with_train_text_needs_no_data(tmp_path):
 
 
 def test_resume_keeps_the_text_and_plot_draws_the_run(text_file, tmp_path, capsys, one_torch_thread):
-    from mlx_rnn.run.runner import main
+    from mlx_rnn.run.cli import main
 
     ck = tmp_path / "ck"
     assert main("mlx", ["--train-text", str(text_file), "--epochs", "1", "--save", str(ck), *TINY]) == 0

@@ -109,7 +109,7 @@ def test_a_full_disk_names_the_file_keeps_the_previous_one_and_leaves_no_tempora
     with pytest.raises(OSError) as e:
         ckpt.atomic_write_bytes(target, b"new" * 1000)
     assert e.value.filename == str(target) and e.value.errno == errno.ENOSPC
-    from mlx_rnn.run.runner import _one_line
+    from mlx_rnn.run.errors import _one_line
 
     assert _one_line(e.value) == f"{target}: No space left on device"
     assert target.read_bytes() == b"previous" and [p.name for p in tmp_path.iterdir()] == ["model.safetensors"]
@@ -142,7 +142,7 @@ def test_sigkill_at_every_save_event_leaves_a_resumable_or_reusable_directory(tm
     """Kill the run at file events of both epochs (the first save included, before and after each
     rename): the directory then resumes to the uninterrupted result, or (no committed checkpoint)
     --resume says so and --save reuses it, ending with the same result. Never neither."""
-    from mlx_rnn.run.runner import main
+    from mlx_rnn.run.cli import main
 
     ref = tmp_path / "ref"
     assert main("mlx", ["--data-dir", str(data), "--save", str(ref), *RUN]) == 0

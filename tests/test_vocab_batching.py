@@ -104,7 +104,7 @@ def test_prefix_labels():
 
 
 def test_split_validation_blocks():
-    from mlx_rnn.run.runner import split_validation_blocks
+    from mlx_rnn.core.taskdata import split_validation_blocks
 
     text = "".join(chr(97 + i % 26) for i in range(100_000))
     train, val = split_validation_blocks(text, 0.05)

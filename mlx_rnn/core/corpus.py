@@ -178,7 +178,7 @@ def open_corpus(spec, vocab: Indexer = TEXT8) -> Text8Corpus:
 
 
 def lm_data(spec, vocab: Indexer = TEXT8) -> dict:
-    """The LM task's data dict (as ``runner.load_task_data`` returns) for a corpus.
+    """The LM task's data dict (as ``taskdata.load_task_data`` returns) for a corpus.
 
     "train" is the train split (read lazily), "val" and "dev" the validation split
     (model selection and the epoch line), "test" the test split.

@@ -107,9 +107,9 @@ def read_texts(cfg: dict, vocab: Indexer) -> tuple[str, str]:
 
 
 def lm_data(cfg: dict, resumed: bool, val_fraction: float) -> dict:
-    """The LM's data for the trainer, as :func:`mlx_rnn.run.runner.load_task_data` returns it;
+    """The LM's data for the trainer, as :func:`mlx_rnn.run.taskdata.load_task_data` returns it;
     sets ``cfg["vocab"]`` (``--vocab corpus``, a new run) and ``cfg["dev_tail_chars"]``."""
-    from mlx_rnn.run.runner import split_validation_blocks
+    from mlx_rnn.core.taskdata import split_validation_blocks
 
     if cfg.get("vocab_kind") == "corpus" and not resumed:
         cfg["vocab"] = text_alphabet(cfg["train_text"])

@@ -41,8 +41,7 @@ from mlx_rnn.core import own_text
 from mlx_rnn.core.config import OneLineParser, prog_name
 from mlx_rnn.core.data import CLASSIFY_FILES, LM_FILES, DataError, load_examples, read_text, resolve_data_dir
 from mlx_rnn.core.metrics import classification_bundle, lm_bundle
-from mlx_rnn.run.runner import (EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_OK,
-                            Diverged, _one_line, check_output_json, print_result)
+from mlx_rnn.run.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_OK, Diverged, _one_line, check_output_json, print_result
 from mlx_rnn.core.vocab import Indexer
 
 TASKS = ("classify", "lm")
@@ -239,7 +238,8 @@ def train_checkpoints(args, data_dir: Path, tasks: list[str], save_root: Path, l
     """Train a small checkpoint per task with the shared runner; returns ``{task: (dir, bundle)}``."""
     from mlx_rnn.core.config import resolve_config
     from mlx_rnn.core import backend
-    from mlx_rnn.run.runner import load_task_data, train_task
+    from mlx_rnn.core.taskdata import load_task_data
+    from mlx_rnn.run.fit import train_task
 
     from mlx_rnn.core.outputs import check_dir_output
     from mlx_rnn.core.savedir import prepare_save_dir

@@ -16,7 +16,7 @@ from mlx_rnn.core import own_text
 from mlx_rnn.core.data import CLASSIFY_FILES, LM_FILES, DataError, check_data_dir, load_examples, read_text, resolve_data_dir
 from mlx_rnn.core.metrics import classification_bundle, lm_bundle
 from mlx_rnn.core.config import OneLineParser, prog_name
-from mlx_rnn.run.runner import EXIT_BAD_INPUT, EXIT_OK, _one_line, check_output_json, print_result
+from mlx_rnn.run.errors import EXIT_BAD_INPUT, EXIT_OK, _one_line, check_output_json, print_result
 from mlx_rnn.core.vocab import Indexer
 
 

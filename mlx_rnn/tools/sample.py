@@ -8,7 +8,7 @@ import sys
 from mlx_rnn.core import checkpoint as ckpt
 from mlx_rnn.core.config import prog_name
 from mlx_rnn.core.data import DataError
-from mlx_rnn.run.runner import EXIT_BAD_INPUT, EXIT_OK
+from mlx_rnn.run.errors import EXIT_BAD_INPUT, EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from mlx_rnn.core.checkpoint import atomic_write_json
 from mlx_rnn.core.config import OneLineParser, prog_name
-from mlx_rnn.run.runner import check_output_json
+from mlx_rnn.run.errors import check_output_json
 
 #: (task, key path in the result bundle, label, scale for printing, unit)
 METRICS = (
@@ -100,7 +100,7 @@ def trainer_command(framework: str, seed: int, out_json: Path, trainer_args: lis
 
     ``{seed}`` in a trainer argument becomes the seed (e.g. ``--save runs/seed{seed}``).
     """
-    return [sys.executable, "-m", "mlx_rnn.run.runner", framework, *(a.replace("{seed}", str(seed)) for a in trainer_args),
+    return [sys.executable, "-m", "mlx_rnn.run.cli", framework, *(a.replace("{seed}", str(seed)) for a in trainer_args),
             "--seed", str(seed), "--output-json", str(out_json)]
 
 

@@ -328,7 +328,7 @@ class Worker:
 def _resolve_data(args, names: list[str], log) -> tuple[dict, list[str]]:
     """Per config: True for synthetic data. Returns (that dict, notes)."""
     from mlx_rnn.core.data import data_dir_complete, resolve_data_dir
-    from mlx_rnn.run.runner import task_files
+    from mlx_rnn.core.taskdata import task_files
 
     notes = []
     out = {}

@@ -77,7 +77,7 @@ def load_data(task: str, cfg: dict, data_dir: str | None, synthetic: bool, seed:
     if synthetic:
         return synthetic_data(task, cfg, seed), "synthetic"
     from mlx_rnn.core.data import resolve_data_dir
-    from mlx_rnn.run.runner import load_task_data
+    from mlx_rnn.core.taskdata import load_task_data
     from mlx_rnn.core.vocab import Indexer
 
     d = resolve_data_dir(data_dir)
@@ -224,7 +224,7 @@ def main(argv=None) -> int:
 
     try:
         from mlx_rnn.core import backend
-        from mlx_rnn.run.runner import check_trainable
+        from mlx_rnn.core.taskdata import check_trainable
 
         settings = json.loads(args.settings)
         fw = backend.train_module(args.framework)
