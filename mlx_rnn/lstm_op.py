@@ -72,7 +72,7 @@ per input shape (``shapeless=False``), so Python builds the T-step graph once
 per shape. Called under ``mx.grad``/``nn.value_and_grad`` *without* an outer
 ``mx.compile``, MLX skips compilation for traced inputs: the result is the
 same but the activations run unfused (about 2x slower for small shapes).
-Compile the training step (as DESIGN.md asks) to get the fused kernels.
+Compile the training step (as docs/design.md asks) to get the fused kernels.
 """
 
 from __future__ import annotations

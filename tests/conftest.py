@@ -17,7 +17,7 @@ DATA_FILES = ("text8-100k.txt", "text8-dev.txt", "train-consonant-examples.txt",
 
 def real_data_dir() -> Path | None:
     env = os.environ.get("MLX_RNN_DATA")
-    for cand in ([Path(env)] if env else []) + [ROOT / "data", ROOT.parent / "shared" / "data"]:
+    for cand in ([Path(env)] if env else []) + [ROOT / "data"]:
         if all((cand / f).is_file() for f in DATA_FILES):
             return cand
     return None

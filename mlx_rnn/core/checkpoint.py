@@ -1,4 +1,4 @@
-"""Checkpoint directories shared by both frameworks (DESIGN.md, "Checkpoint").
+"""Checkpoint directories shared by both frameworks (docs/design.md, "Checkpoint").
 
 Layout of a checkpoint directory::
 

@@ -37,7 +37,7 @@ import numpy as np
 
 from .batching import classify_batches, epoch_rng, lm_streams
 
-#: Exit code of a rank whose watchdog fired (a peer hung or vanished); DESIGN.md's "1".
+#: Exit code of a rank whose watchdog fired (a peer hung or vanished); docs/design.md's "1".
 EXIT_PEER_LOST = 1
 #: Default seconds a rank may wait inside one step or agreement before the watchdog ends it.
 DEFAULT_TIMEOUT_S = 300.0

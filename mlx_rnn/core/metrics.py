@@ -90,7 +90,7 @@ def check_normalizes(lm, lo: float = NORMALIZE_RANGE[0], hi: float = NORMALIZE_R
 
 
 def lm_bundle(lm, vocab, text: str, context: str = " ") -> dict:
-    """The LM bundle of DESIGN.md for ``text`` scored after ``context``.
+    """The LM bundle of docs/design.md for ``text`` scored after ``context``.
 
     Returns ``sane``, ``normalizes``, ``log_prob`` (nats), ``avg_log_prob`` (nats/char),
     ``perplexity`` and ``bits_per_char``, all of the model as it predicts (for a calibrated LM,

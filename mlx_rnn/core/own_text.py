@@ -3,7 +3,7 @@
 Framework-neutral. Any UTF-8 text (capitals, punctuation, newlines, any script) trains
 the LM with an alphabet of its own (``--vocab corpus``, the default with ``--train-text``):
 every symbol of the training file, plus a space, the LM's start-of-text context
-(DESIGN.md). The dev text is ``--dev-text FILE`` when given, else a held-out tail of the
+(docs/design.md). The dev text is ``--dev-text FILE`` when given, else a held-out tail of the
 training text (the last 10 %, at most 50,000 characters), which is never trained on.
 As with the text8 files, model selection uses validation blocks carved out of the
 training part (``--val-fraction``), never the dev text.

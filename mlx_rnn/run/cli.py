@@ -29,7 +29,7 @@ from .resume import _save_pending
 
 
 def main(framework: str, argv=None) -> int:
-    """Entry point of both trainers; returns the process exit code (DESIGN.md)."""
+    """Entry point of both trainers; returns the process exit code (docs/design.md)."""
     t0 = time.perf_counter()
     parser = build_parser(framework)
     args = parser.parse_args(argv)

@@ -79,7 +79,7 @@ def dev_summary(task: str, wrapper, dev) -> tuple[dict, str]:
 
 
 def final_bundle(task: str, wrapper, data: dict) -> dict:
-    """The task's result bundle on the dev data (DESIGN.md, "Result JSON")."""
+    """The task's result bundle on the dev data (docs/design.md, "Result JSON")."""
     if task == "classify":
         texts, labels = data["dev"]
         out = classification_bundle(wrapper.predict_batch(texts), labels)

@@ -19,7 +19,7 @@ used), and the largest MLX-PyTorch difference (1.24e-5) sat at a logit of 12.3.
 ``"max_logit_diff_ratio"`` reports the worst position's |difference| / (atol + rtol
 |torch|); <= 1 passes.
 
-The result JSON is keyed by task (DESIGN.md) and every task carries ``"tolerances"``,
+The result JSON is keyed by task (docs/design.md) and every task carries ``"tolerances"``,
 ``"checks"`` (one boolean per tolerance) and ``"passed"``. Exit codes: 0 all within
 tolerance, 1 a tolerance broken, 2 bad input or usage, 3 training diverged (``--train``),
 130 interrupted.
@@ -300,7 +300,7 @@ def _select_devices(mlx_device: str, torch_device: str) -> tuple[str, str]:
 
 
 def main(argv=None) -> int:
-    """Entry point of ``scripts/compare.py``; returns the exit code (DESIGN.md)."""
+    """Entry point of ``scripts/compare.py``; returns the exit code (docs/design.md)."""
     args = build_parser().parse_args(argv)
     t0 = time.perf_counter()
     tmp = None
