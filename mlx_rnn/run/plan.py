@@ -173,7 +173,7 @@ def download_data(data_dir: Path, quiet: bool) -> None:
     except ImportError:  # the preparation module is missing: run the script
         import subprocess
 
-        script = Path(__file__).resolve().parent.parent / "scripts" / "prepare_data.py"
+        script = Path(__file__).resolve().parents[2] / "scripts" / "prepare_data.py"
         rc = subprocess.call([sys.executable, str(script), "--out", str(data_dir)] + (["--quiet"] if quiet else []))
         if rc == 1:
             raise CheckFailed(f"{data_dir}: data preparation failed a checksum (see above)") from None

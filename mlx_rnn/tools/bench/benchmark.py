@@ -32,7 +32,7 @@ from pathlib import Path
 from mlx_rnn.core.config import OneLineParser, prog_name
 from mlx_rnn.core.outputs import save_figure
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]  # the repository root (mlx_rnn/tools/bench/<file>)
 MARK = "@@bench "
 #: "mlx" runs whatever path MLX_RNN_LSTM_IMPL picks (default: the native primitives on the CPU);
 #: "mlx-op" forces the Python-level op and mlx.optimizers' AdamW (the path before the primitives).

@@ -156,7 +156,7 @@ def time_torch(shape, repeats, threads) -> dict | None:
     spec = json.dumps({"shape": shape, "repeats": repeats, "threads": threads})
     root = str(Path(__file__).resolve().parents[2])  # the child finds this package without an install
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.run([sys.executable, "-m", "mlx_rnn.tools.profile", "--torch-child", spec],
+    proc = subprocess.run([sys.executable, "-m", "mlx_rnn.tools.profile_step", "--torch-child", spec],
                           capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         print(f"torch timing failed: {proc.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
