@@ -2,8 +2,8 @@
 
 ``mlx_rnn.load(path)`` returns the trained wrapper (``RNNClassifier`` or
 ``RNNLanguageModel``) stored in a checkpoint directory. The framework-neutral
-modules (vocab, data, batching, metrics, checkpoint, config, runner) import
-neither mlx nor torch, so ``torch_ref`` can use them on a machine without MLX.
+packages ``mlx_rnn.core`` and ``mlx_rnn.run`` import neither mlx nor torch, so ``torch_ref``
+can use them on a machine without MLX (docs/design.md, Layout).
 """
 
 __version__ = "0.1.0"

@@ -15,7 +15,7 @@ given (the zero state still goes through ``W_hn h + b_hn``).
 
 from __future__ import annotations
 
-from . import blas  # noqa: F401  (before mlx.core)
+from . import device  # noqa: F401  (before mlx.core: preloads OpenBLAS on Linux)
 import mlx.core as mx
 import mlx.nn as nn
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 
-from . import blas  # noqa: F401  (loads an optimised BLAS before mlx.core on Linux)
+from . import device  # noqa: F401  (before mlx.core: preloads OpenBLAS on Linux)
 import mlx.core as mx
 import mlx.nn as nn
 

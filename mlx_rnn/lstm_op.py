@@ -72,14 +72,14 @@ per input shape (``shapeless=False``), so Python builds the T-step graph once
 per shape. Called under ``mx.grad``/``nn.value_and_grad`` *without* an outer
 ``mx.compile``, MLX skips compilation for traced inputs: the result is the
 same but the activations run unfused (about 2x slower for small shapes).
-Compile the training step (as DESIGN.md asks) to get the fused kernels.
+Compile the training step (as docs/design.md asks) to get the fused kernels.
 """
 
 from __future__ import annotations
 
 import os
 
-from . import blas  # noqa: F401  (must precede mlx.core: preloads OpenBLAS on Linux)
+from . import device  # noqa: F401  (before mlx.core: preloads OpenBLAS on Linux)
 
 import mlx.core as mx
 

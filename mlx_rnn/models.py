@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import blas  # noqa: F401  (before mlx.core)
+from . import device  # noqa: F401  (before mlx.core: preloads OpenBLAS on Linux)
 import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
-from .checkpoint import load_checkpoint
+from mlx_rnn.core.checkpoint import load_checkpoint
+from mlx_rnn.core.config import cell_of
 from .gru import GRU
 from .lstm import LSTM
-from .sampling import choose
-from .scoring import SCORE_CHUNK, chunk_bounds, target_sums
-from .vocab import Indexer, check_text, encode_batch
+from mlx_rnn.core.sampling import choose
+from mlx_rnn.core.scoring import SCORE_CHUNK, chunk_bounds, target_sums
+from mlx_rnn.core.vocab import Indexer, check_text, encode_batch
 
 
 class _Base(nn.Module):
@@ -90,7 +91,7 @@ class RNNClassifierModel(_Base):
              prefix_weight: float = 0.0) -> mx.array:
         """Mean binary cross-entropy with logits (nats) per example; y int (B,) of 0/1.
 
-        With ``prefix_y`` float32 (B, T-1) (from :func:`mlx_rnn.batching.prefix_labels`: 1 vowel,
+        With ``prefix_y`` float32 (B, T-1) (from :func:`mlx_rnn.core.batching.prefix_labels`: 1 vowel,
         0 consonant, -1 ignored) and ``prefix_weight`` w > 0, adds w times the prefix loss:
         sum over t of BCE(logit after x[:, :t+1], prefix_y[:, t]) over labelled positions,
         divided by B * (T-1), so the total stays a mean over examples.
@@ -134,7 +135,7 @@ class RNNClassifier:
 
     Args:
         model: an :class:`RNNClassifierModel` (switched to eval mode).
-        vocab: the :class:`~mlx_rnn.vocab.Indexer` the model was trained with.
+        vocab: the :class:`~mlx_rnn.core.vocab.Indexer` the model was trained with.
         config: the checkpoint configuration (kept for saving and reporting).
     """
 
@@ -178,10 +179,10 @@ class RNNLanguageModel:
     def __init__(self, model: LMRNNModel, vocab: Indexer, config: dict | None = None):
         self.model, self.vocab, self.config = model, vocab, config or {}
         self.model.eval()
-        #: the logits are divided by this before the softmax (:mod:`mlx_rnn.calibration`;
+        #: the logits are divided by this before the softmax (:mod:`mlx_rnn.core.calibration`;
         #: fitted on the validation slice after training, 1.0 = the raw model)
         self.calibration_temperature = float(self.config.get("calibration_temperature", 1.0))
-        #: symbols per forward pass when scoring (state carried between chunks; :mod:`mlx_rnn.scoring`)
+        #: symbols per forward pass when scoring (state carried between chunks; :mod:`mlx_rnn.core.scoring`)
         self.score_chunk = SCORE_CHUNK
 
     def logits_batch(self, texts: list[str]) -> np.ndarray:
@@ -196,7 +197,7 @@ class RNNLanguageModel:
         return np.array(logits.astype(mx.float32))
 
     def _chunk_logits(self, ids: np.ndarray):
-        """Raw logits mx float32 (n, V) of one sequence, chunk by chunk (:mod:`mlx_rnn.scoring`):
+        """Raw logits mx float32 (n, V) of one sequence, chunk by chunk (:mod:`mlx_rnn.core.scoring`):
         the state is carried and each chunk evaluated, so the lazy graph stays one chunk long."""
         state = None
         for start, stop in chunk_bounds(len(ids), self.score_chunk):
@@ -227,7 +228,7 @@ class RNNLanguageModel:
     def score(self, next_chars: str, context: str, raw: bool = False) -> tuple[float, float]:
         """``(log_prob, raw_log_prob)`` of ``next_chars`` after ``context`` in nats: the calibrated
         figure of :meth:`get_log_prob_sequence` and (``raw``) that of the uncalibrated logits,
-        else nan. One chunked pass in bounded memory (:mod:`mlx_rnn.scoring`)."""
+        else nan. One chunked pass in bounded memory (:mod:`mlx_rnn.core.scoring`)."""
         context = context or " "
         check_text(self.vocab, context, "context")
         check_text(self.vocab, next_chars, "next_chars")
@@ -271,7 +272,7 @@ def build_model(config: dict):
     cell, weight_drop, input_dropout)."""
     cls = RNNClassifierModel if config["task"] == "classify" else LMRNNModel
     return cls(config["vocab_size"], config["embed_dim"], config["hidden_size"],
-               config["num_layers"], config.get("dropout", 0.0), config.get("cell", "lstm"),
+               config["num_layers"], config.get("dropout", 0.0), cell_of(config),
                config.get("weight_drop", 0.0), config.get("input_dropout"))
 
 

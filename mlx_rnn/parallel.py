@@ -1,13 +1,13 @@
 """Data-parallel training on MLX (``mx.distributed``); mirrored by ``torch_ref/parallel.py``.
 
-The framework-neutral half (sharding, agreements, watchdog) is :mod:`mlx_rnn.distributed`.
+The framework-neutral half (sharding, agreements, watchdog) is :mod:`mlx_rnn.core.distributed`.
 Start a run with ``mlx.launch`` (ring back end over TCP on one or several Macs, or
 MPI/JACCL/NCCL as MLX supports them)::
 
     .venv/bin/mlx.launch -n 2 --backend ring -- python scripts/train_mlx.py --distributed ...
 
 ``mlx.launch`` stops the other ranks when one fails but itself exits 0;
-``scripts/launch_mlx.py`` (:mod:`mlx_rnn.launch`) is the same launcher with an
+``scripts/launch_mlx.py`` (:mod:`mlx_rnn.tools.launch`) is the same launcher with an
 exit status that says so.
 
 The gradient reduction runs inside the compiled training step: the gradients
@@ -22,13 +22,13 @@ import os
 
 import numpy as np
 
-from . import blas  # noqa: F401  (before mlx.core)
+from . import _blas, device  # noqa: F401  (device before mlx.core: preloads OpenBLAS on Linux)
 import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
 
-from . import distributed
-from .distributed import DistInfo
+from mlx_rnn.core import distributed
+from mlx_rnn.core.distributed import DistInfo
 
 
 def _backend_name() -> str:
@@ -104,7 +104,7 @@ def _share_cores(rank: int, hostfile: str | None) -> None:
         return
     local = _ranks_on_this_host(rank, hostfile)
     if local > 1:
-        blas.set_num_threads(max(1, (os.cpu_count() or 1) // local))
+        _blas.set_num_threads(max(1, (os.cpu_count() or 1) // local))
 
 
 def setup_model(model, config: dict, dist: DistInfo) -> None:
@@ -148,7 +148,7 @@ def weight_args(dist: DistInfo, weight: float) -> tuple:
 
 def stream_scorer(wrapper):
     """``score(x, y, state) -> (float64 (B,) sums of log P(y), state)`` for batched evaluation
-    (:func:`mlx_rnn.corpus.evaluate_split`); x, y int32 (B, T); state None or (h, c)."""
+    (:func:`mlx_rnn.core.corpus.evaluate_split`); x, y int32 (B, T); state None or (h, c)."""
     model = wrapper.model
     model.eval()
 

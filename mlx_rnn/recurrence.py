@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 
-from . import blas  # noqa: F401  (before mlx.core)
+from . import device  # noqa: F401  (before mlx.core: preloads OpenBLAS on Linux)
 import mlx.core as mx
 
 from . import native

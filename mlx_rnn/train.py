@@ -1,30 +1,29 @@
-"""MLX training: one compiled step over model, optimizer and RNG state.
+"""MLX training: one compiled step over model, optimizer and RNG state, and its batches.
 
-Mirrored by ``torch_ref/train.py``; the epoch loop, checkpoints and reporting around
-it live once, in :mod:`mlx_rnn.runner`. Inside the batch loop nothing is read back
-to Python: the loss sum and a "first non-finite step" marker stay on the device and
-are read every ``check_every`` steps and at the end of the epoch.
+Mirrored by ``torch_ref/train.py``. The epoch control (timing, the device-side non-finite
+marker, progress, interruption) lives once, in :mod:`mlx_rnn.run.fit`; checkpoints and
+reporting around it in :mod:`mlx_rnn.run`.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
 
-from . import blas  # noqa: F401  (before mlx.core)
+from . import _blas, device  # noqa: F401  (device before mlx.core: preloads OpenBLAS on Linux)
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
 from mlx.utils import tree_flatten, tree_unflatten
 
-from . import distributed, parallel, recurrence
-from .batching import classify_batches, lm_chunk, lm_num_chunks, lm_streams, prefix_labels  # noqa: F401
+from mlx_rnn.core import distributed
+from mlx_rnn.core.batching import lm_chunk, prefix_labels
+from mlx_rnn.run.fit import EpochLoop, EpochResult  # noqa: F401  (EpochResult: the Trainer's API)
+
+from . import parallel, recurrence
 from .models import build_model, wrap
 from .optimizer import AdamW, fused_enabled  # mlx.optimizers.AdamW with a fused native CPU update
-from .schedule import lr_at
 
 FRAMEWORK = "mlx"
 
@@ -55,22 +54,11 @@ def synchronize() -> None:
     mx.synchronize()
 
 
-@dataclass
-class EpochResult:
-    """What one training epoch did. ``time_s`` is synchronised wall time in seconds."""
-
-    mean_loss: float
-    steps: int
-    time_s: float
-    nonfinite_step: int | None
-    interrupted: bool
-
-
-class Trainer:
+class Trainer(EpochLoop):
     """Trains one model (classifier or LM) with Adam/AdamW, gradient clipping and a schedule.
 
     Args:
-        config: the run configuration (see :mod:`mlx_rnn.config`); ``config["seed"]``
+        config: the run configuration (see :mod:`mlx_rnn.core.config`); ``config["seed"]``
             seeds initialisation and dropout.
         train: encoded training data: ``(x int32 (N, T), y int32 (N,))`` for "classify",
             int32 ids (n,) for "lm".
@@ -92,7 +80,7 @@ class Trainer:
         self.prefix_y = prefix_labels(train[0], config["vocab"]) if self.task == "classify" else None
         self.global_step = 0
         self.carry = None  # LM hidden state carried between chunks (stateful truncated BPTT)
-        self.steps_per_epoch = self._steps_per_epoch()
+        self._init_loop()
         self._build_step()
 
     # ----- the compiled step -------------------------------------------------
@@ -135,93 +123,53 @@ class Trainer:
         self._step = step
         self._state = state
 
-    def _steps_per_epoch(self) -> int:
-        cfg = self.config  # global batch = batch_size x ranks; LM offsets may cost one chunk
-        return distributed.steps_per_epoch(self.task, self.train_data, cfg["batch_size"], cfg["seq_len"],
-                                           self.dist.world_size)
-
-    def total_steps(self) -> int:
-        return self.steps_per_epoch * self.config["epochs"]
-
-    def _zero_carry(self):
-        cfg = self.config
-        z = mx.zeros((cfg["num_layers"], cfg["batch_size"], cfg["hidden_size"]))
-        return (z, z) if cfg.get("cell", "lstm") == "lstm" else (z,)
-
-    # ----- one epoch ----------------------------------------------------------
-    def train_epoch(self, epoch: int, start_step: int = 0, should_stop=lambda: False,
-                    progress=None, check_every: int = 50) -> EpochResult:
-        """Train one epoch from batch ``start_step`` (non-zero when resuming mid-epoch).
-
-        ``should_stop()`` is polled after each step (a Python flag set by a signal
-        handler); ``progress`` (a tqdm bar or None) is advanced once per batch.
-        """
-        cfg = self.config
-        self.model.train()
+    # ----- one epoch's batches (the epoch control: mlx_rnn.run.fit) --------------
+    def _epoch_batches(self, epoch: int):
+        cfg, dist = self.config, self.dist
         if self.task == "classify":
             x_all, y_all = self.train_data
             # this rank's share of the shared plan: [(indices, gradient weight)]
             batches = distributed.classify_plan(len(y_all), cfg["batch_size"], cfg["seed"], epoch,
-                                                self.dist.rank, self.dist.world_size)
-            batches = batches[:self.steps_per_epoch]
-        else:
-            streams = distributed.lm_shard_streams(self.train_data, cfg["batch_size"], cfg["seq_len"], cfg["seed"],
-                                                   epoch, self.dist.rank, self.dist.world_size)
-            if start_step == 0 or self.carry is None:
-                self.carry = self._zero_carry()
-        loss_sum = mx.array(0.0)
-        bad = mx.array(-1)
-        mx.eval(self._state)
-        synchronize()
-        self.dist.arm()  # watchdog for hung peers (distributed only)
-        t0 = time.perf_counter()
-        steps = 0
-        nonfinite = None
-        interrupted = False
-        for k in range(start_step, self.steps_per_epoch):
-            self.optimizer.learning_rate = mx.array(
-                lr_at(self.global_step, cfg["lr"], self.total_steps(), cfg["warmup_steps"], cfg["lr_schedule"]))
-            if self.task == "classify":
+                                                dist.rank, dist.world_size)[:self.steps_per_epoch]
+
+            def run(k):
                 idx, weight = batches[k]
-                loss = self._step(mx.array(x_all[idx]), mx.array(y_all[idx]), mx.array(self.prefix_y[idx]),
-                                  *parallel.weight_args(self.dist, weight))
-            else:
-                xb, yb = lm_chunk(streams, k, cfg["seq_len"])
-                loss, self.carry = self._step(mx.array(xb), mx.array(yb), self.carry,
-                                              *parallel.weight_args(self.dist, 1.0 / self.dist.world_size))
-            loss_sum = loss_sum + loss
-            bad = mx.where((bad < 0) & ~mx.isfinite(loss), k, bad)
-            mx.async_eval(self._state, loss_sum, bad, self.carry)
-            steps += 1
-            self.global_step += 1
-            self.dist.after_step(self.global_step)
-            if progress is not None:
-                progress.update(1)
-            if (steps % check_every == 0 or k == self.steps_per_epoch - 1) and int(bad.item()) >= 0:
-                nonfinite = int(bad.item())
-                break
-            if self.dist.should_stop(should_stop, steps, k == self.steps_per_epoch - 1, check_every):
-                interrupted = True
-                break
-        mx.eval(self._state, loss_sum)
+                return self._step(mx.array(x_all[idx]), mx.array(y_all[idx]), mx.array(self.prefix_y[idx]),
+                                  *parallel.weight_args(dist, weight))
+            return run
+        streams = distributed.lm_shard_streams(self.train_data, cfg["batch_size"], cfg["seq_len"], cfg["seed"],
+                                               epoch, dist.rank, dist.world_size)
+        lm_weight = parallel.weight_args(dist, 1.0 / dist.world_size)
+
+        def run(k):
+            xb, yb = lm_chunk(streams, k, cfg["seq_len"])
+            loss, self.carry = self._step(mx.array(xb), mx.array(yb), self.carry, *lm_weight)
+            return loss
+        return run
+
+    def _set_lr(self, lr: float) -> None:
+        self.optimizer.learning_rate = mx.array(lr)
+
+    def _zeros(self, shape):
+        return mx.zeros(shape)
+
+    def _markers(self):
+        return mx.array(0.0), mx.array(-1)
+
+    def _accumulate(self, loss_sum, bad, loss, k):
+        loss_sum = loss_sum + loss
+        bad = mx.where((bad < 0) & ~mx.isfinite(loss), k, bad)
+        mx.async_eval(self._state, loss_sum, bad, self.carry)
+        return loss_sum, bad
+
+    def _settle(self, *arrays) -> None:
+        mx.eval(self._state, *arrays)
         synchronize()
-        self.dist.disarm()
-        time_s = time.perf_counter() - t0
-        if nonfinite is None and int(bad.item()) >= 0:
-            nonfinite = int(bad.item())
-        self.epoch_step = start_step + steps
-        return EpochResult(float(loss_sum.item()) / max(steps, 1), steps, time_s, nonfinite, interrupted)
 
     # ----- state in and out ---------------------------------------------------
     def wrapper(self):
         """The API wrapper over the current model (switches it to eval mode)."""
         return wrap(self.model, self.config)
-
-    def weights(self) -> dict:
-        return self.model.weights()
-
-    def load_weights(self, weights: dict) -> None:
-        self.model.load_numpy(weights)
 
     def training_state(self) -> dict:
         """Optimizer moments, step, RNG key and LM carry as ``{name: numpy array}``."""
@@ -258,4 +206,4 @@ def describe_backend() -> str:
     """One line for run headers: the BLAS MLX actually uses (detected), the recurrence path
     and the optimizer update (native primitives or Python-level ops, and why)."""
     adamw = "fused native AdamW" if fused_enabled() else "mlx.optimizers AdamW"
-    return f"{blas.describe()}; recurrence: {recurrence.describe()}; {adamw}"
+    return f"{_blas.describe()}; recurrence: {recurrence.describe()}; {adamw}"

@@ -9,7 +9,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import mlx_rnn.blas  # noqa: E402,F401  (preload OpenBLAS before any test imports mlx.core)
+import mlx_rnn.device  # noqa: E402,F401  (preload OpenBLAS before any test imports mlx.core)
 
 DATA_FILES = ("text8-100k.txt", "text8-dev.txt", "train-consonant-examples.txt",
               "train-vowel-examples.txt", "dev-consonant-examples.txt", "dev-vowel-examples.txt")
@@ -17,7 +17,7 @@ DATA_FILES = ("text8-100k.txt", "text8-dev.txt", "train-consonant-examples.txt",
 
 def real_data_dir() -> Path | None:
     env = os.environ.get("MLX_RNN_DATA")
-    for cand in ([Path(env)] if env else []) + [ROOT / "data", ROOT.parent / "shared" / "data"]:
+    for cand in ([Path(env)] if env else []) + [ROOT / "data"]:
         if all((cand / f).is_file() for f in DATA_FILES):
             return cand
     return None

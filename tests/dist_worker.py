@@ -20,9 +20,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mlx_rnn import distributed  # noqa: E402
-from mlx_rnn.config import TASK_DEFAULTS  # noqa: E402
-from mlx_rnn.vocab import TEXT8_SYMBOLS  # noqa: E402
+from mlx_rnn.core import distributed  # noqa: E402
+from mlx_rnn.core.config import TASK_DEFAULTS  # noqa: E402
+from mlx_rnn.core.vocab import TEXT8_SYMBOLS  # noqa: E402
 
 STEPS = 10
 

@@ -34,9 +34,9 @@ def _wrap(fn):
 
 
 os.replace = _wrap(os.replace)
-from mlx_rnn import checkpoint  # noqa: E402
+from mlx_rnn.core import checkpoint  # noqa: E402
 
 checkpoint.append_jsonl = _wrap(checkpoint.append_jsonl)
-from mlx_rnn.runner import main  # noqa: E402
+from mlx_rnn.run.cli import main  # noqa: E402
 
 sys.exit(main(FW, sys.argv[4:]))

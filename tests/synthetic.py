@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mlx_rnn import checkpoint as ckpt
-from mlx_rnn.config import resolve_config
-from mlx_rnn.data import CLASSIFY_FILES, LM_FILES
-from mlx_rnn.vocab import VOWELS
+from mlx_rnn.core import checkpoint as ckpt
+from mlx_rnn.core.config import resolve_config
+from mlx_rnn.core.data import CLASSIFY_FILES, LM_FILES
+from mlx_rnn.core.vocab import VOWELS
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = {name: ROOT / "scripts" / f"{name}.py"

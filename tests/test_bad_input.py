@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlx_rnn import checkpoint as ckpt
-from mlx_rnn.data import CLASSIFY_FILES, LM_FILES
+from mlx_rnn.core import checkpoint as ckpt
+from mlx_rnn.core.data import CLASSIFY_FILES, LM_FILES
 from tests.synthetic import (FRAMEWORK, TINY, TRAINERS, error_line, fake_checkpoint, fingerprint, make_data_dir,
                              run_script)
 
@@ -228,7 +228,7 @@ def test_empty_data_dir_lists_the_ways_out_and_a_partial_one_names_the_missing_f
 @pytest.fixture
 def fake_prepare(monkeypatch, good_data):
     """Replace the download-and-build step with a copy of the generated data."""
-    import mlx_rnn.prepare as prepare_mod
+    import mlx_rnn.tools.prepare as prepare_mod
 
     calls = []
 
@@ -241,7 +241,7 @@ def fake_prepare(monkeypatch, good_data):
 
 
 def test_download_builds_missing_data_then_trains(fake_prepare, tmp_path, capsys):
-    from mlx_rnn.runner import main
+    from mlx_rnn.run.cli import main
 
     d = tmp_path / "fresh"
     rc = main("mlx", ["--task", "classify", "--data-dir", str(d), "--download", "--epochs", "1", *TINY])
@@ -259,8 +259,8 @@ def test_download_offline_fails_fast_naming_the_file(monkeypatch, tmp_path, caps
     the message names the file it would keep; the data directory is not left behind."""
     import functools
 
-    import mlx_rnn.prepare as prepare_mod
-    from mlx_rnn.runner import main
+    import mlx_rnn.tools.prepare as prepare_mod
+    from mlx_rnn.run.cli import main
 
     monkeypatch.setattr(prepare_mod, "prepare", functools.partial(prepare_mod.prepare,
                                                                   url="http://nonexistent.invalid/text8.zip"))
@@ -272,8 +272,8 @@ def test_download_offline_fails_fast_naming_the_file(monkeypatch, tmp_path, caps
 
 
 def test_download_failures_exit_codes(monkeypatch, tmp_path, capsys):
-    import mlx_rnn.prepare as prepare_mod
-    from mlx_rnn.runner import main
+    import mlx_rnn.tools.prepare as prepare_mod
+    from mlx_rnn.run.cli import main
 
     def offline(out_dir, **kw):
         raise prepare_mod.DataError("http://example.invalid/text8.zip", "download failed (no network); rerun to resume")

@@ -1,4 +1,4 @@
-"""mlx_rnn.blas: the OpenBLAS preload really reaches libmlx.so, and the opt-out works.
+"""mlx_rnn._blas: the OpenBLAS preload really reaches libmlx.so, and the opt-out works.
 
 Each check runs in a fresh interpreter (the preload is once per process and
 must happen before mlx.core is imported).
@@ -50,7 +50,7 @@ CHILD = textwrap.dedent(
     """
     import json, sys
     import numpy as np
-    import mlx_rnn.blas as blas
+    import mlx_rnn._blas as blas
     import mlx.core as mx
     info = blas.blas_info()
     rng = np.random.default_rng(0)
@@ -120,7 +120,7 @@ def test_too_late_is_reported():
     if not LINUX:
         pytest.skip("Linux-only")
     code = (
-        "import json, mlx.core, mlx_rnn.blas as b; "
+        "import json, mlx.core, mlx_rnn._blas as b; "
         "print('RESULT ' + json.dumps(b.preload()))"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -132,7 +132,7 @@ def test_too_late_is_reported():
 
 
 def test_import_is_safe_and_idempotent():
-    from mlx_rnn import blas
+    from mlx_rnn import _blas as blas
 
     a = blas.preload()
     b = blas.preload()

@@ -1,13 +1,13 @@
-"""Temperature scaling of the LM (mlx_rnn.calibration): the fit, both frameworks, the trainers."""
+"""Temperature scaling of the LM (mlx_rnn.core.calibration): the fit, both frameworks, the trainers."""
 
 import json
 
 import numpy as np
 import pytest
 
-from mlx_rnn import checkpoint as ckpt
-from mlx_rnn.calibration import T_RANGE, fit_temperature, mean_nll
-from mlx_rnn.metrics import lm_bundle
+from mlx_rnn.core import checkpoint as ckpt
+from mlx_rnn.core.calibration import T_RANGE, fit_temperature, mean_nll
+from mlx_rnn.core.metrics import lm_bundle
 from tests.synthetic import fake_checkpoint, make_data_dir, run_script
 
 TINY = ["--hidden-size", "16", "--embed-dim", "8", "--batch-size", "8", "--seq-len", "10", "--quiet"]
@@ -133,7 +133,7 @@ def test_trainer_fits_stores_and_reports_the_temperature(tmp_path, script):
 
 @pytest.mark.parametrize("fw", ["mlx", "torch"])
 def test_batched_validation_loss_equals_the_sum_of_sequence_log_probs(tmp_path, fw):
-    from mlx_rnn.runner import validation_loss
+    from mlx_rnn.run.evaluation import validation_loss
 
     mod = pytest.importorskip("mlx_rnn.models" if fw == "mlx" else "torch_ref.models")
     lm = mod.load(fake_checkpoint(tmp_path / "lm", "lm", seed=4))

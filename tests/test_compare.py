@@ -1,4 +1,4 @@
-"""scripts/compare.py and torch_ref.compare: the cross-framework check as a command.
+"""scripts/compare.py and mlx_rnn.tools.compare: the cross-framework check as a command.
 
 A tiny checkpoint of each task is trained in-process (MLX Trainer, a few steps on
 generated text) and compared on a generated dev set, so nothing here needs the
@@ -20,11 +20,11 @@ mx = pytest.importorskip("mlx.core")
 torch = pytest.importorskip("torch")
 
 from mlx_rnn import train as mt  # noqa: E402
-from mlx_rnn.checkpoint import save_checkpoint  # noqa: E402
-from mlx_rnn.config import COMMON_DEFAULTS, TASK_DEFAULTS  # noqa: E402
-from mlx_rnn.data import CLASSIFY_FILES, LM_FILES  # noqa: E402
-from mlx_rnn.vocab import TEXT8, TEXT8_SYMBOLS, VOWELS  # noqa: E402
-from torch_ref import compare  # noqa: E402
+from mlx_rnn.core.checkpoint import save_checkpoint  # noqa: E402
+from mlx_rnn.core.config import COMMON_DEFAULTS, TASK_DEFAULTS  # noqa: E402
+from mlx_rnn.core.data import CLASSIFY_FILES, LM_FILES  # noqa: E402
+from mlx_rnn.core.vocab import TEXT8, TEXT8_SYMBOLS, VOWELS  # noqa: E402
+from mlx_rnn.tools import compare  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "compare.py"

@@ -11,11 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlx_rnn import corpus, distributed
-from mlx_rnn.batching import lm_chunk, lm_streams
-from mlx_rnn.config import TASK_DEFAULTS
-from mlx_rnn.data import DataError
-from mlx_rnn.vocab import TEXT8, TEXT8_SYMBOLS
+from mlx_rnn.core import corpus
+
+from mlx_rnn.core import distributed
+from mlx_rnn.core.batching import lm_chunk, lm_streams
+from mlx_rnn.core.config import TASK_DEFAULTS
+from mlx_rnn.core.data import DataError
+from mlx_rnn.core.vocab import TEXT8, TEXT8_SYMBOLS
 from tests.conftest import ROOT
 
 WORDS = ["the", "of", "and", "one", "in", "a", "to", "zero", "nine", "two", "is", "as", "eight", "for", "s",

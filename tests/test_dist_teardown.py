@@ -9,8 +9,8 @@ import subprocess
 
 import pytest
 
-from mlx_rnn import bench_scaling
-from mlx_rnn.bench_scaling import RESULT_TAG, _launch_cmd, failure_line
+from mlx_rnn.tools.bench import scaling as bench_scaling
+from mlx_rnn.tools.bench.scaling import RESULT_TAG, _launch_cmd, failure_line
 from tests.conftest import ROOT
 
 pytest.importorskip("torch")
@@ -41,7 +41,7 @@ def test_failure_line_picks_the_cause_not_the_launcher_traceback():
 
 
 def test_a_failed_scaling_run_is_one_line(monkeypatch, capsys):
-    from mlx_rnn import benchmark
+    from mlx_rnn.tools.bench import benchmark
 
     def fail(*a, **k):
         raise RuntimeError("torch scaling run with 2 ranks failed (exit 1): terminate called without an "

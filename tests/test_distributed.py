@@ -14,10 +14,10 @@ import time
 import numpy as np
 import pytest
 
-from mlx_rnn import distributed
-from mlx_rnn.batching import classify_batches, lm_streams
-from mlx_rnn.bench_scaling import _free_ports
-from mlx_rnn.launch import exit_status
+from mlx_rnn.core import distributed
+from mlx_rnn.core.batching import classify_batches, lm_streams
+from mlx_rnn.tools.bench.scaling import _free_ports
+from mlx_rnn.tools.launch import exit_status
 from tests.conftest import ROOT
 
 WORKER = str(ROOT / "tests" / "dist_worker.py")
@@ -96,7 +96,7 @@ def _free_port_pair() -> int:
 
 
 def _mlx_launch(args, env=None, timeout=150):
-    cmd = [sys.executable, "-m", "mlx_rnn.launch", "-n", "2", "--backend", "ring",
+    cmd = [sys.executable, "-m", "mlx_rnn.tools.launch", "-n", "2", "--backend", "ring",
            "--starting-port", str(_free_port_pair()), "--", sys.executable, *args]
     return _run(cmd, env, timeout)
 
@@ -175,7 +175,7 @@ def test_hung_rank_is_ended_by_the_watchdog(tmp_path):
 
 def test_scaling_report_structure():
     """The scaling function (tiny settings: structure and arithmetic, not speed)."""
-    from mlx_rnn.bench_scaling import measure_scaling
+    from mlx_rnn.tools.bench.scaling import measure_scaling
 
     r = measure_scaling("mlx", (1, 2), hidden_size=16, embed_dim=8, batch_size=4, seq_len=16, steps=3, repeats=1,
                         threads_per_rank=1, timeout_s=120)

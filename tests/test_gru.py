@@ -8,10 +8,10 @@ import mlx.nn as nn
 
 torch = pytest.importorskip("torch")
 
-from mlx_rnn.config import COMMON_DEFAULTS, TASK_DEFAULTS  # noqa: E402
+from mlx_rnn.core.config import COMMON_DEFAULTS, TASK_DEFAULTS  # noqa: E402
 from mlx_rnn.gru import GRU  # noqa: E402
 from mlx_rnn.models import build_model as build_mlx  # noqa: E402
-from mlx_rnn.vocab import TEXT8_SYMBOLS  # noqa: E402
+from mlx_rnn.core.vocab import TEXT8_SYMBOLS  # noqa: E402
 from torch_ref.models import build_model as build_torch  # noqa: E402
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("mlx_rnn.blas")  # first: preloads OpenBLAS before mlx.core
+pytest.importorskip("mlx_rnn.device")  # first: preloads OpenBLAS before mlx.core
 mx = pytest.importorskip("mlx.core")
 nn = pytest.importorskip("mlx.nn")
 optim = pytest.importorskip("mlx.optimizers")

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from mlx_rnn import memory, runner
+from mlx_rnn.core import memory
+
+from mlx_rnn.run import cli
 from tests.synthetic import TINY, make_data_dir, run_script
 
 
@@ -51,7 +53,7 @@ def test_an_allocation_failure_during_training_exits_2_with_one_line(data, monke
     def boom(*a, **k):
         raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 99 bytes")
 
-    monkeypatch.setattr(runner, "train_task", boom)
-    assert runner.main("mlx", ["--task", "classify", "--data-dir", str(data), *TINY]) == 2
+    monkeypatch.setattr(cli, "train_task", boom)
+    assert cli.main("mlx", ["--task", "classify", "--data-dir", str(data), *TINY]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: out of memory: DefaultCPUAllocator")

@@ -7,11 +7,11 @@ import pytest
 
 import mlx.core as mx
 
-from mlx_rnn.baselines import FrequencyBasedClassifier, UniformLanguageModel
+from mlx_rnn.core.baselines import FrequencyBasedClassifier, UniformLanguageModel
 from mlx_rnn.lstm import LSTM
-from mlx_rnn.metrics import check_normalizes, check_sane, lm_bundle
+from mlx_rnn.core.metrics import check_normalizes, check_sane, lm_bundle
 from mlx_rnn.models import RNNClassifier, RNNLanguageModel, build_model
-from mlx_rnn.vocab import TEXT8, TEXT8_SYMBOLS
+from mlx_rnn.core.vocab import TEXT8, TEXT8_SYMBOLS
 
 
 def config(task, layers=1, hidden=24, embed=8, dropout=0.0):

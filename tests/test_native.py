@@ -8,11 +8,13 @@ import os
 import numpy as np
 import pytest
 
-pytest.importorskip("mlx_rnn.blas")  # first: preloads OpenBLAS before mlx.core
+pytest.importorskip("mlx_rnn.device")  # first: preloads OpenBLAS before mlx.core
 mx = pytest.importorskip("mlx.core")
 nn = pytest.importorskip("mlx.nn")
 
-from mlx_rnn import native, recurrence  # noqa: E402
+from mlx_rnn import native  # noqa: E402
+
+from mlx_rnn import recurrence
 from mlx_rnn.gru import GRU, _gru_loop  # noqa: E402
 from mlx_rnn.lstm import LSTM  # noqa: E402
 from mlx_rnn.lstm_op import lstm_recurrence, lstm_recurrence_reference  # noqa: E402

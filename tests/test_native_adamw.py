@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("mlx_rnn.blas")
+pytest.importorskip("mlx_rnn.device")
 mx = pytest.importorskip("mlx.core")
 optim = pytest.importorskip("mlx.optimizers")
 

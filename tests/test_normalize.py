@@ -6,9 +6,9 @@ import subprocess
 
 import pytest
 
-from mlx_rnn.data import DataError, read_text
-from mlx_rnn.normalize import DIGIT_WORDS, normalize_text, strip_accents
-from mlx_rnn.vocab import TEXT8
+from mlx_rnn.core.data import DataError, read_text
+from mlx_rnn.core.normalize import DIGIT_WORDS, normalize_text, strip_accents
+from mlx_rnn.core.vocab import TEXT8
 
 # wikifil.pl's cleaning lines (Matt Mahoney, http://mattmahoney.net/dc/textdata.html,
 # Appendix A), applied to each line of stdin.

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mlx_rnn.outputs import check_dir_output, check_file_output, check_plot_output
+from mlx_rnn.core.outputs import check_dir_output, check_file_output, check_plot_output
 from tests.synthetic import TINY, fake_checkpoint, make_data_dir, run_script
 
 pytest.importorskip("matplotlib")
@@ -74,7 +74,7 @@ def test_evaluate_and_benchmark_use_the_same_rule(tmp_path, data):
     ck = fake_checkpoint(tmp_path / "ck", "lm")
     proc = run_script("evaluate", "--checkpoint", ck, "--data-dir", data, "--output-json", f / "r.json")
     assert proc.returncode == 2 and f"{f} exists and is not a directory" in proc.stderr
-    from mlx_rnn.benchmark import main
+    from mlx_rnn.tools.bench.benchmark import main
 
     assert main(["--plot", str(tmp_path / "b.xyz"), "--quick"]) == 2
     assert main(["--output-json", str(f / "b.json"), "--quick"]) == 2

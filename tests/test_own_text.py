@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from mlx_rnn import own_text
-from mlx_rnn.runner import split_validation_blocks
+from mlx_rnn.core import own_text
+from mlx_rnn.core.taskdata import split_validation_blocks
 from tests.synthetic import TINY, error_line, run_script
 
 pytest.importorskip("torch")
@@ -35,7 +35,7 @@ def text_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(text_file, tmp_path_factory, one_torch_thread):
     """One tiny checkpoint per trainer, trained on the text alone (no data directory given)."""
-    from mlx_rnn.runner import main
+    from mlx_rnn.run.cli import main
 
     out = {}
     for script in ("train_mlx", "train_torch"):
@@ -63,8 +63,8 @@ def test_train_text_trains_with_its_own_alphabet(trained, text_file, script):
 
 @pytest.mark.parametrize("script", ["train_mlx", "train_torch"])
 def test_sample_and_evaluate_the_checkpoint_in_both_frameworks(trained, script, capsys, one_torch_thread):
-    from mlx_rnn.evaluate import main as evaluate
-    from mlx_rnn.sample import main as sample
+    from mlx_rnn.tools.evaluate import main as evaluate
+    from mlx_rnn.tools.sample import main as sample
 
     ck, lm = trained[script]
     vocab = json.loads((ck / "config.json").read_text())["vocab"]
@@ -83,8 +83,8 @@ def test_sample_and_evaluate_the_checkpoint_in_both_frameworks(trained, script, 
 
 
 def test_dev_text_file(text_file, tmp_path, capsys, one_torch_thread):
-    from mlx_rnn.evaluate import main as evaluate
-    from mlx_rnn.runner import main
+    from mlx_rnn.tools.evaluate import main as evaluate
+    from mlx_rnn.run.cli import main
 
     dev = tmp_path / "dev.txt"
     dev.write_text("Why? The Cat, loudly.\nA dog sat.\n", encoding="utf-8")
@@ -136,7 +136,7 @@ BAD = {
 
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_bad_own_text_is_one_line_exit_2(case, text_file, tmp_path, capsys):
-    from mlx_rnn.runner import main
+    from mlx_rnn.run.cli import main
 
     flags, content, expected = BAD[case]
     bad = tmp_path / "bad.txt"
@@ -164,7 +164,7 @@ def test_trainer_script_with_train_text_needs_no_data(tmp_path):
 
 
 def test_resume_keeps_the_text_and_plot_draws_the_run(text_file, tmp_path, capsys, one_torch_thread):
-    from mlx_rnn.runner import main
+    from mlx_rnn.run.cli import main
 
     ck = tmp_path / "ck"
     assert main("mlx", ["--train-text", str(text_file), "--epochs", "1", "--save", str(ck), *TINY]) == 0
@@ -174,7 +174,7 @@ def test_resume_keeps_the_text_and_plot_draws_the_run(text_file, tmp_path, capsy
     assert main("mlx", ["--resume", str(ck), "--epochs", "2", "--quiet"]) == 0  # the text from config.json
     assert [json.loads(ln)["epoch"] for ln in (ck / "metrics.jsonl").read_text().splitlines()] == [1, 2]
     pytest.importorskip("matplotlib")
-    from mlx_rnn.plot import main as plot
+    from mlx_rnn.tools.plot import main as plot
 
     capsys.readouterr()
     assert plot(["--metrics", str(ck), "--out", str(tmp_path / "curves.png")]) == 0
@@ -182,7 +182,7 @@ def test_resume_keeps_the_text_and_plot_draws_the_run(text_file, tmp_path, capsy
 
 
 def test_compare_checks_the_checkpoint_on_its_own_dev_text(trained, capsys, one_torch_thread):
-    from torch_ref.compare import main as compare
+    from mlx_rnn.tools.compare import main as compare
 
     ck, lm = trained["train_mlx"]
     assert compare(["--checkpoint", str(ck)]) == 0  # no data directory: the held-out tail

@@ -5,7 +5,7 @@ present, on each accelerator (MLX ``gpu`` = Metal or CUDA; PyTorch ``mps`` or
 ``cuda``) against the other framework's CPU; parameters for an absent device are
 skipped with a reason, so the same file checks Metal and MPS on a Mac.
 
-Bars (``torch_ref.compare.TOLERANCES`` adds 1.3e-6 |logit| to the logit bar for trained
+Bars (``mlx_rnn.tools.compare.TOLERANCES`` adds 1.3e-6 |logit| to the logit bar for trained
 models' large logits; these tiny models are held to the absolute figure alone):
 logits 1e-5 absolute; dev-text log probability 1e-3 nats absolute; perplexity 1e-5
 relative; classifier predictions identical except where |logit| < 1e-5; gradients
@@ -33,11 +33,11 @@ import mlx_rnn  # noqa: E402
 import torch_ref  # noqa: E402
 from mlx_rnn import models as mm  # noqa: E402
 from mlx_rnn import train as mt  # noqa: E402
-from mlx_rnn.checkpoint import save_checkpoint  # noqa: E402
-from mlx_rnn.config import COMMON_DEFAULTS, TASK_DEFAULTS  # noqa: E402
-from mlx_rnn.data import CLASSIFY_FILES, LM_FILES, load_examples, read_text  # noqa: E402
-from mlx_rnn.metrics import check_normalizes, classification_bundle, perplexity_figures  # noqa: E402
-from mlx_rnn.vocab import TEXT8, TEXT8_SYMBOLS  # noqa: E402
+from mlx_rnn.core.checkpoint import save_checkpoint  # noqa: E402
+from mlx_rnn.core.config import COMMON_DEFAULTS, TASK_DEFAULTS  # noqa: E402
+from mlx_rnn.core.data import CLASSIFY_FILES, LM_FILES, load_examples, read_text  # noqa: E402
+from mlx_rnn.core.metrics import check_normalizes, classification_bundle, perplexity_figures  # noqa: E402
+from mlx_rnn.core.vocab import TEXT8, TEXT8_SYMBOLS  # noqa: E402
 from torch_ref import models as tm  # noqa: E402
 from torch_ref import train as tt  # noqa: E402
 
@@ -397,7 +397,7 @@ def test_prefix_loss_and_gradients(num_layers, devices):
     """The classifier's prefix loss (batching.prefix_labels, weight 0.7): the loss equals a numpy
     computation from prefix_logits, prefix_logits' last column is model(x), and loss and
     gradients agree across frameworks (same bars as test_gradients)."""
-    from mlx_rnn.batching import prefix_labels
+    from mlx_rnn.core.batching import prefix_labels
 
     cfg = make_config("classify", num_layers)
     m = mlx_model(cfg, seed=31)

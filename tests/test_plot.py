@@ -11,7 +11,7 @@ from tests.synthetic import TINY, error_line, make_data_dir, run_script
 
 pytest.importorskip("matplotlib")
 
-from mlx_rnn.plot import main  # noqa: E402
+from mlx_rnn.tools.plot import main  # noqa: E402
 
 MAGIC = {".png": b"\x89PNG\r\n\x1a\n", ".pdf": b"%PDF", ".svg": b"<?xml"}
 

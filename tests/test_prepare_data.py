@@ -1,4 +1,4 @@
-"""scripts/prepare_data.py and mlx_rnn.prepare: text8 checks, windows, atomic output, downloads.
+"""scripts/prepare_data.py and mlx_rnn.tools.prepare: text8 checks, windows, atomic output, downloads.
 
 The real text8 is 10^8 characters; these tests use a generated text8-shaped file of a
 couple of MB (lowercase words and single spaces, no newline). When the standard data
@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlx_rnn import prepare as P
-from mlx_rnn.data import DataError, read_examples, read_text
-from mlx_rnn.vocab import VOWELS
+from mlx_rnn.tools import prepare as P
+from mlx_rnn.core.data import DataError, read_examples, read_text
+from mlx_rnn.core.vocab import VOWELS
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "prepare_data.py"

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from mlx_rnn.transfer import heldout_windows, lm_init_weights, zero_shot_predict
-from mlx_rnn.vocab import TEXT8
+from mlx_rnn.core.transfer import heldout_windows, lm_init_weights, zero_shot_predict
+from mlx_rnn.core.vocab import TEXT8
 from tests.synthetic import fake_checkpoint, make_data_dir, run_script
 
 RUN = ["--epochs", "1", "--batch-size", "8", "--seq-len", "10", "--quiet"]
@@ -41,7 +41,7 @@ def test_zero_shot_uses_vowel_probability():
 
 
 def test_lm_init_weights_drop_the_output_layer(tmp_path):
-    from mlx_rnn.checkpoint import load_checkpoint
+    from mlx_rnn.core.checkpoint import load_checkpoint
 
     w, cfg = load_checkpoint(fake_checkpoint(tmp_path / "lm", "lm"))
     sub = lm_init_weights(w, cfg, TEXT8)

@@ -1,13 +1,13 @@
-"""The strict, friendly readers of mlx_rnn.data: what they accept transparently and
+"""The strict, friendly readers of mlx_rnn.core.data: what they accept transparently and
 the one-line ``file:line:col: cause`` errors for everything else."""
 
 from pathlib import Path
 
 import pytest
 
-from mlx_rnn.data import (DataError, check_data_dir, load_examples, missing_data_message, read_examples,
+from mlx_rnn.core.data import (DataError, check_data_dir, load_examples, missing_data_message, read_examples,
                           read_text)
-from mlx_rnn.vocab import Indexer
+from mlx_rnn.core.vocab import Indexer
 
 W1, W2 = "the cat sat on a mat", " and then it ran awa"  # two 20-character windows
 

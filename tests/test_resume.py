@@ -18,9 +18,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from mlx_rnn import checkpoint as ckpt
-from mlx_rnn.config import resolve_config
-from mlx_rnn.vocab import Indexer
+from mlx_rnn.core import backend, taskdata
+from mlx_rnn.core import checkpoint as ckpt
+from mlx_rnn.core.config import resolve_config
+from mlx_rnn.core.vocab import Indexer
+from mlx_rnn.run import cli, errors, fit
 from tests.synthetic import SCRIPTS, TINY, TRAINERS, make_data_dir, run_script, script_env
 
 TOL = 1e-6
@@ -61,9 +63,7 @@ def max_diff(a: Path, b: Path, files=FILES) -> float:
 
 # ----- exact resume, in process (deterministic interruption points) ----------------------------
 def _setup(framework: str, task: str, data_dir: Path, epochs: int = 2):
-    from mlx_rnn import runner
-
-    fw = runner.framework_module(framework)
+    fw = backend.train_module(framework)
     fw.select_device("cpu")
     # constant learning rate: the "between" case extends a 1-epoch run to 2, and a cosine schedule
     # depends on the total number of epochs
@@ -71,8 +71,8 @@ def _setup(framework: str, task: str, data_dir: Path, epochs: int = 2):
                            lr_schedule="constant")
     cfg = resolve_config(args, task)
     cfg.update(device="cpu", normalize=False)
-    d = runner.load_task_data(task, data_dir, Indexer(cfg["vocab"]), cfg["val_fraction"], cfg["seed"])
-    return runner, fw, cfg, d
+    d = taskdata.load_task_data(task, data_dir, Indexer(cfg["vocab"]), cfg["val_fraction"], cfg["seed"])
+    return fit, fw, cfg, d
 
 
 def _quiet(*a, **k):
@@ -93,28 +93,28 @@ class StopAfter:
 @pytest.mark.parametrize("task", ["classify", "lm"])
 @pytest.mark.parametrize("framework", ["mlx", "torch"])
 def test_resume_is_exact(framework, task, data, tmp_path):
-    runner, fw, cfg, d = _setup(framework, task, data)
-    spe = runner.steps_per_epoch(cfg, d["train"])
+    _, fw, cfg, d = _setup(framework, task, data)
+    spe = taskdata.steps_per_epoch(cfg, d["train"])
     assert spe >= 4
 
     # uninterrupted
-    runner.train_task(fw, task, dict(cfg), d, tmp_path / "ref", None, True, lambda: False, log=_quiet)
+    fit.train_task(fw, task, dict(cfg), d, tmp_path / "ref", None, True, lambda: False, log=_quiet)
 
     # interrupted mid-epoch (epoch 2, halfway), then resumed
-    with pytest.raises(runner.Interrupted, match=rf"interrupted at epoch 2, step {spe // 2}; resume with"):
-        runner.train_task(fw, task, dict(cfg), d, tmp_path / "mid", None, True, StopAfter(spe + spe // 2), log=_quiet)
+    with pytest.raises(errors.Interrupted, match=rf"interrupted at epoch 2, step {spe // 2}; resume with"):
+        fit.train_task(fw, task, dict(cfg), d, tmp_path / "mid", None, True, StopAfter(spe + spe // 2), log=_quiet)
     state = json.loads((tmp_path / "mid" / "resume" / "trainer_state.json").read_text())
     assert (state["epoch"], state["step"], state["global_step"]) == (1, spe // 2, spe + spe // 2)
-    runner.train_task(fw, task, dict(cfg), d, tmp_path / "mid", tmp_path / "mid", True, lambda: False, log=_quiet)
+    fit.train_task(fw, task, dict(cfg), d, tmp_path / "mid", tmp_path / "mid", True, lambda: False, log=_quiet)
     assert max_diff(tmp_path / "ref", tmp_path / "mid") <= TOL
 
     # stopped between epochs (a run of 1 epoch, then resumed for both), interrupted again
     # in the very first step of the resumed part, and resumed once more
-    runner.train_task(fw, task, dict(cfg, epochs=1), d, tmp_path / "between", None, True, lambda: False, log=_quiet)
-    with pytest.raises(runner.Interrupted, match="interrupted at epoch 2, step 1;"):
-        runner.train_task(fw, task, dict(cfg), d, tmp_path / "between", tmp_path / "between", True, StopAfter(1),
+    fit.train_task(fw, task, dict(cfg, epochs=1), d, tmp_path / "between", None, True, lambda: False, log=_quiet)
+    with pytest.raises(errors.Interrupted, match="interrupted at epoch 2, step 1;"):
+        fit.train_task(fw, task, dict(cfg), d, tmp_path / "between", tmp_path / "between", True, StopAfter(1),
                           log=_quiet)
-    runner.train_task(fw, task, dict(cfg), d, tmp_path / "between", tmp_path / "between", True, lambda: False,
+    fit.train_task(fw, task, dict(cfg), d, tmp_path / "between", tmp_path / "between", True, lambda: False,
                       log=_quiet)
     assert max_diff(tmp_path / "ref", tmp_path / "between") <= TOL
 
@@ -128,11 +128,11 @@ def test_resume_is_exact(framework, task, data, tmp_path):
 def test_resume_needs_the_rng_state(framework, data, tmp_path):
     """Control: resuming with another generator state gives other weights, so the test above
     really checks that the RNG state is restored (dropout is on)."""
-    runner, fw, cfg, d = _setup(framework, "classify", data, epochs=2)
-    spe = runner.steps_per_epoch(cfg, d["train"])
-    runner.train_task(fw, "classify", dict(cfg), d, tmp_path / "ref", None, True, lambda: False, log=_quiet)
-    with pytest.raises(runner.Interrupted):
-        runner.train_task(fw, "classify", dict(cfg), d, tmp_path / "b", None, True, StopAfter(spe + 1), log=_quiet)
+    _, fw, cfg, d = _setup(framework, "classify", data, epochs=2)
+    spe = taskdata.steps_per_epoch(cfg, d["train"])
+    fit.train_task(fw, "classify", dict(cfg), d, tmp_path / "ref", None, True, lambda: False, log=_quiet)
+    with pytest.raises(errors.Interrupted):
+        fit.train_task(fw, "classify", dict(cfg), d, tmp_path / "b", None, True, StopAfter(spe + 1), log=_quiet)
     rdir = tmp_path / "b" / "resume"
     tensors = ckpt.load_tensors(rdir / "optimizer.safetensors")
     if framework == "mlx":
@@ -145,20 +145,20 @@ def test_resume_needs_the_rng_state(framework, data, tmp_path):
     state = json.loads((rdir / "trainer_state.json").read_text())
     state.pop("files")
     ckpt.save_resume(tmp_path / "b", ckpt.load_tensors(rdir / "model.safetensors"), tensors, state)
-    runner.train_task(fw, "classify", dict(cfg), d, tmp_path / "b", tmp_path / "b", True, lambda: False, log=_quiet)
+    fit.train_task(fw, "classify", dict(cfg), d, tmp_path / "b", tmp_path / "b", True, lambda: False, log=_quiet)
     assert max_diff(tmp_path / "ref", tmp_path / "b", ("resume/model.safetensors",)) > 1e-4
 
 
 @pytest.mark.parametrize("framework", ["mlx", "torch"])
 def test_interrupt_in_first_epoch_leaves_a_resumable_checkpoint(framework, data, tmp_path):
-    runner, fw, cfg, d = _setup(framework, "lm", data, epochs=1)
-    with pytest.raises(runner.Interrupted, match="interrupted at epoch 1, step 2;"):
-        runner.train_task(fw, "lm", dict(cfg), d, tmp_path / "ck", None, True, StopAfter(2), log=_quiet)
+    _, fw, cfg, d = _setup(framework, "lm", data, epochs=1)
+    with pytest.raises(errors.Interrupted, match="interrupted at epoch 1, step 2;"):
+        fit.train_task(fw, "lm", dict(cfg), d, tmp_path / "ck", None, True, StopAfter(2), log=_quiet)
     # config.json + weights exist (no epoch finished yet), so --resume and evaluate accept it
     weights, config = ckpt.load_checkpoint(tmp_path / "ck", "lm")
     assert config["best_epoch"] == 0
-    runner.train_task(fw, "lm", dict(cfg), d, tmp_path / "ck", tmp_path / "ck", True, lambda: False, log=_quiet)
-    runner.train_task(fw, "lm", dict(cfg), d, tmp_path / "ref", None, True, lambda: False, log=_quiet)
+    fit.train_task(fw, "lm", dict(cfg), d, tmp_path / "ck", tmp_path / "ck", True, lambda: False, log=_quiet)
+    fit.train_task(fw, "lm", dict(cfg), d, tmp_path / "ref", None, True, lambda: False, log=_quiet)
     assert max_diff(tmp_path / "ref", tmp_path / "ck") <= TOL
 
 
@@ -233,23 +233,21 @@ def test_ctrl_c_without_save_dir_then_resume_by_directory_alone(data, tmp_path):
 def test_interrupted_second_task_without_save_names_the_task_to_resume(data, tmp_path, monkeypatch, capsys):
     """--task both without --save, Ctrl-C in the LM: the finished classifier was not saved, so
     the message says to resume the LM alone (--task lm --resume ROOT), and that works."""
-    from mlx_rnn import runner
-
-    real = runner.train_task
+    real = fit.train_task
 
     def train_task(fw, task, cfg, d, save_dir, resume_dir, quiet, stop, *a, **kw):
         return real(fw, task, cfg, d, save_dir, resume_dir, quiet, StopAfter(3) if task == "lm" else stop, *a, **kw)
 
-    monkeypatch.setattr(runner, "train_task", train_task)
+    monkeypatch.setattr(cli, "train_task", train_task)
     monkeypatch.chdir(tmp_path)
     flags = ["--data-dir", str(data), "--epochs", "1", *TINY]
-    assert runner.main("mlx", flags) == 130
+    assert cli.main("mlx", flags) == 130
     err = capsys.readouterr().err.strip().splitlines()[-1]
     m = re.search(r"\[lm\] interrupted at epoch 1, step 3; resume with --task lm --resume (\S+)$", err)
     assert m, err
     root = Path(m.group(1))
     assert root.parent == Path("checkpoints") and (root / "lm" / "resume" / "trainer_state.json").is_file()
-    monkeypatch.setattr(runner, "train_task", real)
-    assert runner.main("mlx", ["--task", "lm", "--resume", str(root), *flags]) == 0
+    monkeypatch.setattr(cli, "train_task", real)
+    assert cli.main("mlx", ["--task", "lm", "--resume", str(root), *flags]) == 0
     out = capsys.readouterr().out
     assert "[lm] resuming from" in out and json.loads(out[out.index("\n{") + 1:])["lm"]["epochs"] == 1

@@ -8,10 +8,10 @@ import pytest
 
 import mlx.core as mx
 
-from mlx_rnn.checkpoint import save_checkpoint
+from mlx_rnn.core.checkpoint import save_checkpoint
 from mlx_rnn.models import build_model
-from mlx_rnn.sampling import choose
-from mlx_rnn.vocab import TEXT8, TEXT8_SYMBOLS
+from mlx_rnn.core.sampling import choose
+from mlx_rnn.core.vocab import TEXT8, TEXT8_SYMBOLS
 from tests.conftest import ROOT
 
 CONFIG = dict(task="lm", vocab=TEXT8_SYMBOLS, vocab_size=27, embed_dim=8, hidden_size=16,

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlx_rnn import checkpoint as ckpt
-from mlx_rnn import savedir
+from mlx_rnn.core import checkpoint as ckpt
+from mlx_rnn.core import savedir
 from tests.synthetic import ROOT, TINY, make_data_dir, run_script, script_env
 
 RUN = ["--task", "classify", "--epochs", "2", "--dropout", "0.3", "--seed", "3", *TINY]
@@ -29,7 +29,7 @@ def data(tmp_path_factory) -> Path:
 
 
 def _holder(path: Path) -> subprocess.Popen:
-    code = ("import sys, time; from mlx_rnn.savedir import lock_dir; lock_dir(sys.argv[1]); "
+    code = ("import sys, time; from mlx_rnn.core.savedir import lock_dir; lock_dir(sys.argv[1]); "
             "print('locked', flush=True); time.sleep(60)")
     p = subprocess.Popen([sys.executable, "-c", code, str(path)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert p.stdout.readline().strip() == "locked"
@@ -56,7 +56,7 @@ def test_lock_is_exclusive_between_processes_and_reentrant_within_one(tmp_path):
     d = tmp_path / "x"
     savedir.lock_dir(d)
     savedir.lock_dir(d)  # the same process: no error
-    code = "import sys; from mlx_rnn.savedir import lock_dir; lock_dir(sys.argv[1])"
+    code = "import sys; from mlx_rnn.core.savedir import lock_dir; lock_dir(sys.argv[1])"
     proc = subprocess.run([sys.executable, "-c", code, str(d)], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode != 0 and "DirLocked" in proc.stderr
     savedir.unlock_all()
@@ -109,7 +109,7 @@ def test_a_full_disk_names_the_file_keeps_the_previous_one_and_leaves_no_tempora
     with pytest.raises(OSError) as e:
         ckpt.atomic_write_bytes(target, b"new" * 1000)
     assert e.value.filename == str(target) and e.value.errno == errno.ENOSPC
-    from mlx_rnn.runner import _one_line
+    from mlx_rnn.run.errors import _one_line
 
     assert _one_line(e.value) == f"{target}: No space left on device"
     assert target.read_bytes() == b"previous" and [p.name for p in tmp_path.iterdir()] == ["model.safetensors"]
@@ -142,7 +142,7 @@ def test_sigkill_at_every_save_event_leaves_a_resumable_or_reusable_directory(tm
     """Kill the run at file events of both epochs (the first save included, before and after each
     rename): the directory then resumes to the uninterrupted result, or (no committed checkpoint)
     --resume says so and --save reuses it, ending with the same result. Never neither."""
-    from mlx_rnn.runner import main
+    from mlx_rnn.run.cli import main
 
     ref = tmp_path / "ref"
     assert main("mlx", ["--data-dir", str(data), "--save", str(ref), *RUN]) == 0

@@ -11,9 +11,9 @@ import mlx.core as mx
 import mlx.nn as mnn
 
 from mlx_rnn import models as mm
-from mlx_rnn.metrics import lm_bundle
-from mlx_rnn.scoring import chunk_bounds, target_sums
-from mlx_rnn.vocab import TEXT8, TEXT8_SYMBOLS
+from mlx_rnn.core.metrics import lm_bundle
+from mlx_rnn.core.scoring import chunk_bounds, target_sums
+from mlx_rnn.core.vocab import TEXT8, TEXT8_SYMBOLS
 
 torch = pytest.importorskip("torch")
 from torch_ref import models as tm  # noqa: E402
@@ -110,7 +110,7 @@ def test_chunked_next_char_log_probs_equal_one_pass():
 
 
 def test_benchmark_scoring_section_measures_both_frameworks():
-    from mlx_rnn.bench_scoring import format_scoring, measure_scoring
+    from mlx_rnn.tools.bench.scoring import format_scoring, measure_scoring
 
     rows = measure_scoring(["mlx", "torch"], [300], dict(embed_dim=8, hidden_size=16, num_layers=1))
     assert [(r["framework"], r["chars"]) for r in rows] == [("mlx", 300), ("torch", 300)]
@@ -122,7 +122,7 @@ def test_benchmark_scoring_section_measures_both_frameworks():
 
 
 def test_benchmark_has_the_scoring_flags():
-    from mlx_rnn.benchmark import build_parser
+    from mlx_rnn.tools.bench.benchmark import build_parser
 
     args = build_parser().parse_args(["--scoring", "--scoring-1m"])
     assert args.scoring and args.scoring_1m and not args.scoring_only

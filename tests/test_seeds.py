@@ -5,7 +5,7 @@ import statistics
 
 import pytest
 
-from mlx_rnn.seeds import format_table, summarize
+from mlx_rnn.tools.seeds import format_table, summarize
 from synthetic import TINY, error_line, make_data_dir, run_script
 
 

@@ -9,10 +9,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from mlx_rnn import runner
-from mlx_rnn.config import resolve_config
-from mlx_rnn.data import DataError, read_text
-from mlx_rnn.transfer import heldout_note
+from mlx_rnn.core import taskdata
+from mlx_rnn.run import evaluation
+from mlx_rnn.core.config import resolve_config
+from mlx_rnn.core.data import DataError, read_text
+from mlx_rnn.core.transfer import heldout_note
 from tests.synthetic import TINY, fake_checkpoint, make_data_dir, run_script
 
 
@@ -27,7 +28,7 @@ def test_contamination_note_follows_the_count(capsys):
     assert "all" not in heldout_note(3, 360).split(";")[1]
     bundle = {"accuracy": 80.0, "heldout": {"accuracy": 70.0, "correct": 7, "total": 10},
               "dev_windows_in_lm_train": 3, "total": 360}
-    runner._print_heldout(bundle, "direct")
+    evaluation._print_heldout(bundle, "direct")
     out = capsys.readouterr().out
     assert "3 of the 360 standard dev windows" in out and "windows all occur" not in out
 
@@ -68,7 +69,7 @@ def test_a_classifier_batch_larger_than_the_training_set_is_refused(data):
     cfg = resolve_config(SimpleNamespace(batch_size=500), "classify")
     train = (None, [0] * 100)
     with pytest.raises(ValueError, match=r"--batch-size 500 is larger than the 100 training examples"):
-        runner.check_trainable(cfg, train, "train.txt")
+        taskdata.check_trainable(cfg, train, "train.txt")
     proc = run_script("train_mlx", "--task", "classify", "--data-dir", data, *TINY, "--batch-size", "100000")
     assert proc.returncode == 2 and "is larger than the" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1

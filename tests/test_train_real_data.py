@@ -6,8 +6,8 @@ import sys
 
 import numpy as np
 
-from mlx_rnn.baselines import FrequencyBasedClassifier
-from mlx_rnn.data import read_examples
+from mlx_rnn.core.baselines import FrequencyBasedClassifier
+from mlx_rnn.core.data import read_examples
 from tests.conftest import ROOT
 
 

@@ -5,10 +5,10 @@ import math
 import numpy as np
 import pytest
 
-from mlx_rnn.batching import classify_batches, lm_chunk, lm_num_chunks, lm_streams
-from mlx_rnn.metrics import classification_bundle, perplexity_figures
-from mlx_rnn.schedule import lr_at
-from mlx_rnn.vocab import TEXT8, Indexer, is_vowel
+from mlx_rnn.core.batching import classify_batches, lm_chunk, lm_num_chunks, lm_streams
+from mlx_rnn.core.metrics import classification_bundle, perplexity_figures
+from mlx_rnn.core.schedule import lr_at
+from mlx_rnn.core.vocab import TEXT8, Indexer, is_vowel
 
 
 def test_vocab_order_and_roundtrip():
@@ -91,8 +91,8 @@ def test_lm_streams_fit_every_length():
 
 
 def test_prefix_labels():
-    from mlx_rnn.batching import prefix_labels
-    from mlx_rnn.vocab import TEXT8, TEXT8_SYMBOLS
+    from mlx_rnn.core.batching import prefix_labels
+    from mlx_rnn.core.vocab import TEXT8, TEXT8_SYMBOLS
 
     x = np.stack([TEXT8.encode("the cat"), TEXT8.encode("aeiou b")])
     py = prefix_labels(x, TEXT8_SYMBOLS)
@@ -104,7 +104,7 @@ def test_prefix_labels():
 
 
 def test_split_validation_blocks():
-    from mlx_rnn.runner import split_validation_blocks
+    from mlx_rnn.core.taskdata import split_validation_blocks
 
     text = "".join(chr(97 + i % 26) for i in range(100_000))
     train, val = split_validation_blocks(text, 0.05)

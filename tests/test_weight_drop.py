@@ -16,9 +16,9 @@ from mlx.utils import tree_flatten
 torch = pytest.importorskip("torch")
 
 import torch_ref.models as tmod  # noqa: E402
-from mlx_rnn.config import COMMON_DEFAULTS, TASK_DEFAULTS  # noqa: E402
+from mlx_rnn.core.config import COMMON_DEFAULTS, TASK_DEFAULTS  # noqa: E402
 from mlx_rnn.models import build_model as build_mlx  # noqa: E402
-from mlx_rnn.vocab import TEXT8_SYMBOLS  # noqa: E402
+from mlx_rnn.core.vocab import TEXT8_SYMBOLS  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -1,7 +1,7 @@
 """torch_ref: the PyTorch twin of mlx_rnn (same classes, names and API).
 
-It imports the framework-neutral core (vocab, data, batching, metrics,
-checkpoints) from ``mlx_rnn`` instead of copying it.
+It imports the framework-neutral core (``mlx_rnn.core``: vocab, data, batching, metrics,
+checkpoints) and the epoch loop (``mlx_rnn.run.fit``) instead of copying them, and never mlx.
 """
 
 

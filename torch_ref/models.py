@@ -12,10 +12,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from mlx_rnn.checkpoint import load_checkpoint
-from mlx_rnn.sampling import choose
-from mlx_rnn.scoring import SCORE_CHUNK, chunk_bounds, target_sums
-from mlx_rnn.vocab import Indexer, check_text, encode_batch
+from mlx_rnn.core.checkpoint import load_checkpoint
+from mlx_rnn.core.config import cell_of
+from mlx_rnn.core.sampling import choose
+from mlx_rnn.core.scoring import SCORE_CHUNK, chunk_bounds, target_sums
+from mlx_rnn.core.vocab import Indexer, check_text, encode_batch
+
+from .device import current_device
 
 
 def drop_recurrent_weight(w: torch.Tensor, p: float) -> torch.Tensor:
@@ -170,7 +173,7 @@ class RNNLanguageModel:
         self.model.eval()
         #: the logits are divided by this before the softmax (as ``mlx_rnn.models.RNNLanguageModel``)
         self.calibration_temperature = float(self.config.get("calibration_temperature", 1.0))
-        #: symbols per forward pass when scoring (state carried between chunks; :mod:`mlx_rnn.scoring`)
+        #: symbols per forward pass when scoring (state carried between chunks; :mod:`mlx_rnn.core.scoring`)
         self.score_chunk = SCORE_CHUNK
 
     @torch.no_grad()
@@ -248,7 +251,7 @@ def build_model(config: dict):
     cell, weight_drop, input_dropout)."""
     cls = RNNClassifierModel if config["task"] == "classify" else LMRNNModel
     return cls(config["vocab_size"], config["embed_dim"], config["hidden_size"],
-               config["num_layers"], config.get("dropout", 0.0), config.get("cell", "lstm"),
+               config["num_layers"], config.get("dropout", 0.0), cell_of(config),
                config.get("weight_drop", 0.0), config.get("input_dropout"))
 
 
@@ -268,7 +271,6 @@ def load(path, task: str | None = None, device=None):
     weights, config = load_checkpoint(path, task)
     model = build_model(config)
     model.load_numpy(weights)
-    from .train import current_device
 
     model.to(device or current_device())
     return wrap(model, config)

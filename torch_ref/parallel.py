@@ -4,7 +4,7 @@ Start with ``torchrun --nproc-per-node N scripts/train_torch.py --distributed ..
 (gloo on the CPU, NCCL on CUDA). The training step runs through
 ``DistributedDataParallel`` wrapping the model's loss; the wrappers, evaluation and
 checkpoints use the underlying module. Sharding, agreements and the watchdog are
-the framework-neutral :mod:`mlx_rnn.distributed`; torchrun's elastic agent stops the
+the framework-neutral :mod:`mlx_rnn.core.distributed`; torchrun's elastic agent stops the
 other workers and exits non-zero when one dies, and ``timeout=`` of
 ``init_process_group`` bounds every collective.
 """
@@ -22,8 +22,8 @@ import torch
 import torch.distributed as tdist
 import torch.nn.functional as F
 
-from mlx_rnn import distributed
-from mlx_rnn.distributed import DistInfo
+from mlx_rnn.core import distributed
+from mlx_rnn.core.distributed import DistInfo
 
 
 def init_distributed(args) -> DistInfo:

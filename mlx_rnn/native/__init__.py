@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib
 
-from .. import blas  # noqa: F401  (before mlx.core)
+from .. import device  # noqa: F401  (before mlx.core: preloads OpenBLAS on Linux)
 import mlx.core as mx
 
 __all__ = ["available", "unavailable_reason", "ext", "can_run"]

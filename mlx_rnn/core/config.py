@@ -1,0 +1,209 @@
+"""Run configuration: per-task defaults and the shared command-line flags.
+
+Framework-neutral. ``train_mlx.py`` and ``train_torch.py`` build the same parser
+here; only ``--device`` differs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+
+from .vocab import TEXT8_SYMBOLS
+
+TASK_DEFAULTS = {
+    "classify": dict(embed_dim=32, hidden_size=128, num_layers=1, dropout=0.2, lr=3e-3,
+                     weight_decay=0.1, clip_norm=1.0, batch_size=64, seq_len=20, epochs=20,
+                     warmup_steps=0, lr_schedule="cosine", prefix_weight=1.0, weight_drop=0.0,
+                     input_dropout=None),
+    "lm": dict(embed_dim=512, hidden_size=512, num_layers=2, dropout=0.5, lr=4.5e-3,
+               weight_decay=0.1, clip_norm=1.0, batch_size=32, seq_len=25, epochs=20,
+               warmup_steps=50, lr_schedule="cosine", weight_drop=0.0, input_dropout=None, calibrate=True),
+}
+COMMON_DEFAULTS = dict(seed=0, val_fraction=0.05, patience=0, save_every=1, cell="lstm", vocab_kind="text8")
+DEVICES = {"mlx": ("auto", "gpu", "cpu"), "torch": ("auto", "mps", "cuda", "cpu")}
+#: Settings a resumed run may change; every other flag must match the checkpoint's config.
+RESUME_OVERRIDABLE = ("epochs", "patience", "save_every", "calibrate")
+
+
+def cell_of(cfg: dict) -> str:
+    """The recurrent cell of a configuration: "lstm" (also for configurations older than the GRU) or "gru"."""
+    return cfg.get("cell", "lstm")
+
+
+def prog_name(script: str) -> str:
+    """The program name for usage and error lines: the console entry point's own name when run
+    as one (``mlx-rnn-train``, ``mlx-rnn-evaluate`` ...: ``sys.argv[0]`` starts with ``mlx-rnn``),
+    else ``script`` (``train_mlx.py`` for ``python scripts/train_mlx.py`` and for in-process calls)."""
+    base = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return base if base.startswith("mlx-rnn") else script
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line (exit code 2), not usage + error."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser(framework: str) -> argparse.ArgumentParser:
+    """The trainer's argument parser; flags left unset are None so per-task defaults apply."""
+    name = "train_mlx.py" if framework == "mlx" else "train_torch.py"
+    p = OneLineParser(
+        prog=prog_name(name),
+        description=("Train the text8 character models with "
+                     + ("MLX" if framework == "mlx" else "PyTorch")
+                     + ": the vowel classifier (task classify) and/or the character LM (task lm), or the LM on "
+                     "your own text (--train-text FILE). "
+                     "Prints one line per epoch, then the result JSON keyed by task."),
+        epilog=("Per-task defaults (a flag given on the command line applies to every task run): "
+                + "; ".join(f"{t}: " + ", ".join(f"{k}={v}" for k, v in d.items())
+                            for t, d in TASK_DEFAULTS.items())
+                + ". Exit codes: 0 ok, 2 bad input or usage, 3 training diverged, 130 interrupted "
+                "(resumable state saved)."),
+    )
+    p.add_argument("--task", choices=("classify", "lm", "both"),
+                   help="which model to train (default: both; with --train-text: lm; with --resume, what the "
+                        "checkpoint holds)")
+    p.add_argument("--data-dir", help="directory with the text8 files (default: $MLX_RNN_DATA, else ./data)")
+    p.add_argument("--download", action="store_true",
+                   help="when the data files are missing, build them first (downloads text8.zip; "
+                        "same as scripts/prepare_data.py --out DATA_DIR)")
+    p.add_argument("--normalize", action="store_true",
+                   help="map the LM text files onto a-z and space first (newlines, capitals, digits, "
+                        "punctuation); without it any other character is an error")
+    p.add_argument("--epochs", type=int, help="training epochs")
+    p.add_argument("--batch-size", type=int, help="sequences per batch")
+    p.add_argument("--embed-dim", type=int, help="embedding size E")
+    p.add_argument("--hidden-size", type=int, help="LSTM hidden size H")
+    p.add_argument("--num-layers", type=int, help="stacked LSTM layers")
+    p.add_argument("--vocab", dest="vocab_kind", choices=("text8", "corpus"),
+                   help="alphabet: text8 (a-z and space, default) or corpus (every symbol of the LM training text, "
+                        "capitals, punctuation and newlines included; stored in config.json)")
+    p.add_argument("--cell", choices=("lstm", "gru"),
+                   help="recurrent cell (default lstm); parameters keep PyTorch's names (lstm.* or gru.*)")
+    p.add_argument("--dropout", type=float, help="dropout between LSTM layers and on the LSTM output, and on the "
+                                                "embeddings unless --input-dropout is given")
+    p.add_argument("--input-dropout", type=float, metavar="P",
+                   help="dropout on the embedding output (the LSTM's input); default: the same as --dropout")
+    p.add_argument("--weight-drop", type=float, metavar="P",
+                   help="DropConnect on the recurrent weights (weight_hh) in training, one mask per step "
+                        "(Merity et al. 2018, weight-dropped LSTM); 0 = off")
+    p.add_argument("--lr", type=float, help="peak learning rate of Adam/AdamW")
+    p.add_argument("--weight-decay", type=float, help="decoupled weight decay (AdamW); 0 = plain Adam")
+    p.add_argument("--clip-norm", type=float, help="clip the global gradient norm to this (0 = off)")
+    p.add_argument("--warmup-steps", type=int, help="linear learning-rate warm-up steps")
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), help="learning-rate schedule after warm-up")
+    p.add_argument("--seq-len", type=int, help="LM: truncated-BPTT chunk length in characters")
+    p.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=None,
+                   help="LM: after training, fit one temperature that divides the logits, minimising the loss "
+                        "on the validation slice (never the dev text; temperature scaling, Guo et al. 2017), "
+                        "and store it in the checkpoint (default on; the JSON also reports the uncalibrated "
+                        "figures)")
+    p.add_argument("--prefix-weight", type=float, metavar="W",
+                   help="classify: weight of the prefix loss, which also trains on the vowel/consonant label "
+                        "of every character inside each training window (prefix t predicts character t+1; "
+                        "spaces skipped; only the train examples are used); 0 = the final label only")
+    p.add_argument("--seed", type=int, help="random seed for initialisation, dropout and data order (default 0)")
+    p.add_argument("--val-fraction", type=float,
+                   help="share of the training data held out for model selection (default 0.05; LM: ten "
+                        "evenly spaced blocks of the text, classify: a random share of the examples; "
+                        "the dev files are never used for selection)")
+    p.add_argument("--patience", type=int,
+                   help="stop after this many epochs without a better validation loss (0 = never; default 0). "
+                        "The best epoch's weights are kept either way")
+    p.add_argument("--device", choices=DEVICES[framework], default="auto",
+                   help="compute device (default auto: " + ("GPU if MLX has one, else CPU)" if framework == "mlx"
+                                                            else "MPS, then CUDA, then CPU)"))
+    p.add_argument("--save", metavar="DIR",
+                   help="write the checkpoint here (both tasks: DIR/classify and DIR/lm)")
+    p.add_argument("--save-every", type=int, help="write resumable state every N epochs (default 1)")
+    p.add_argument("--resume", metavar="DIR",
+                   help="continue an interrupted run from its checkpoint directory (weights, optimizer, RNG, "
+                        "data order); only --epochs, --patience, --save-every and --calibrate may change")
+    p.add_argument("--plot", metavar="PATH",
+                   help="draw train/validation loss and the dev metric against epoch and seconds in this image "
+                        "(format from the suffix: .png, .pdf, .svg ...; both tasks: PATH-classify.png and PATH-lm.png); "
+                        "needs the 'plot' extra; scripts/plot.py draws a finished run later")
+    p.add_argument("--init-from-lm", metavar="CKPT",
+                   help="classify: start the embedding and LSTM from this LM checkpoint (sizes taken from it)")
+    p.add_argument("--zero-shot-lm", metavar="CKPT",
+                   help="classify: train nothing; predict a vowel when this LM gives a, e, i, o, u total "
+                        "probability >= 0.5")
+    p.add_argument("--output-json", metavar="PATH", help="also write the result JSON here")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--train-text", metavar="FILE",
+                   help="LM: train on this UTF-8 text (any symbols: capitals, punctuation, newlines) with an "
+                        "alphabet of its own (--vocab corpus by default then; stored in config.json); no data "
+                        "directory needed. Implies --task lm")
+    p.add_argument("--dev-text", metavar="FILE",
+                   help="with --train-text: the dev text to report (its symbols must be in the training text); "
+                        "default: a held-out tail of the training text (the last 10 %%, at most 50,000 characters, "
+                        "never trained on)")
+    p.add_argument("--corpus", nargs=2, metavar=("NAME", "PATH"),
+                   help="LM: train on a whole corpus file instead of text8-100k.txt; NAME text8 (the 10^8-char "
+                        "text8 file: first 90M chars train, next 5M validation, last 5M test; other lengths split "
+                        "by the same fractions), streamed from disk; adds valid/test bits per char to the result")
+    launcher = ("mlx.launch -n N --backend ring -- python scripts/train_mlx.py" if framework == "mlx"
+                else "torchrun --nproc-per-node N scripts/train_torch.py")
+    p.add_argument("--distributed", action="store_true",
+                   help=f"data-parallel training; start with {launcher} --distributed ... Each rank trains on its "
+                        "share of every global batch of batch-size x ranks; only rank 0 prints and writes")
+    p.add_argument("--dist-timeout", type=float, metavar="SECONDS",
+                   help="with --distributed: end a rank that waits this long for its peers in a step "
+                        "(a hung or vanished peer; default 300, 0 = never)")
+    return p
+
+
+def resolve_config(args: argparse.Namespace, task: str) -> dict:
+    """Merge per-task defaults with the flags given; returns the run's config dict."""
+    cfg = dict(TASK_DEFAULTS[task])
+    cfg.update(COMMON_DEFAULTS)
+    for key in list(cfg):
+        val = getattr(args, key, None)
+        if val is not None:
+            cfg[key] = val
+    if task == "classify":
+        cfg["seq_len"] = 20
+    cfg.update(task=task, vocab=TEXT8_SYMBOLS, vocab_size=len(TEXT8_SYMBOLS))
+    validate_config(cfg)
+    return cfg
+
+
+def validate_config(cfg: dict) -> None:
+    """Raise ValueError (one line) for settings that cannot work."""
+    def flag(key):
+        return "--" + key.replace("_", "-")
+
+    def number(key, integer=False):
+        val = cfg.get(key)
+        if integer:
+            ok = isinstance(val, int) and not isinstance(val, bool)
+        else:
+            ok = isinstance(val, (int, float)) and not isinstance(val, bool) and math.isfinite(val)
+        if not ok:
+            raise ValueError(f"{flag(key)} must be {'an integer' if integer else 'a finite number'} (got {val!r})")
+        return val
+
+    for key in ("embed_dim", "hidden_size", "num_layers", "batch_size", "seq_len", "epochs", "save_every"):
+        if number(key, integer=True) < 1:
+            raise ValueError(f"{flag(key)} must be at least 1 (got {cfg[key]})")
+    if "prefix_weight" in cfg and number("prefix_weight") < 0:
+        raise ValueError(f"--prefix-weight must not be negative (got {cfg['prefix_weight']})")
+    if "weight_drop" in cfg and not 0.0 <= number("weight_drop") < 1.0:
+        raise ValueError(f"--weight-drop must be in [0, 1) (got {cfg['weight_drop']})")
+    if cfg.get("input_dropout") is not None and not 0.0 <= number("input_dropout") < 1.0:
+        raise ValueError(f"--input-dropout must be in [0, 1) (got {cfg['input_dropout']})")
+    if not 0.0 <= number("dropout") < 1.0:
+        raise ValueError(f"--dropout must be in [0, 1) (got {cfg['dropout']})")
+    if not number("lr") > 0:
+        raise ValueError(f"--lr must be positive (got {cfg['lr']})")
+    if not 0.0 < number("val_fraction") < 0.5:
+        raise ValueError(f"--val-fraction must be in (0, 0.5) (got {cfg['val_fraction']})")
+    for key in ("weight_decay", "clip_norm", "warmup_steps", "patience", "seed"):
+        if number(key, integer=key in ("warmup_steps", "patience", "seed")) < 0:
+            raise ValueError(f"{flag(key)} must not be negative (got {cfg[key]})")
+    if cfg.get("lr_schedule") not in ("constant", "cosine"):
+        raise ValueError(f"--lr-schedule must be constant or cosine (got {cfg.get('lr_schedule')!r})")

@@ -1,0 +1,145 @@
+"""The trainer program both ``scripts/train_mlx.py`` and ``scripts/train_torch.py`` call.
+
+Framework-neutral: it reads the data, asks a framework's ``train`` module
+(:mod:`mlx_rnn.train` or :mod:`torch_ref.train`, through :mod:`mlx_rnn.core.backend`) for a
+``Trainer``, runs the epochs (:mod:`mlx_rnn.run.fit`), keeps the best weights on the
+validation slice, writes checkpoints, resumable state and ``metrics.jsonl``, and builds the
+result JSON of docs/design.md.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+import sys
+import time
+
+from mlx_rnn.core import backend
+from mlx_rnn.core import checkpoint as ckpt
+from mlx_rnn.core import distributed
+from mlx_rnn.core.config import build_parser
+from mlx_rnn.core.data import DataError
+from mlx_rnn.core.memory import allocation_message
+from mlx_rnn.core.savedir import unlock_all
+from .errors import CheckFailed, Diverged, EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_OK, Interrupted, _log, _one_line, print_result
+from .evaluation import _print_heldout, zero_shot_bundle
+from .fit import StopFlag, train_task
+from .plan import plan_run
+from .resume import _save_pending
+
+
+def main(framework: str, argv=None) -> int:
+    """Entry point of both trainers; returns the process exit code (docs/design.md)."""
+    t0 = time.perf_counter()
+    parser = build_parser(framework)
+    args = parser.parse_args(argv)
+    try:
+        dist = distributed.init_from_args(framework, args)  # --distributed: rank and world size
+        plans = plan_run(framework, args)
+        fw = backend.train_module(framework)
+        device = fw.select_device(args.device)
+        multi = len(plans) > 1
+        root = Path(args.save) if args.save else Path(args.resume) if args.resume else \
+            Path("checkpoints") / f"interrupted-{datetime.now():%Y%m%d-%H%M%S}"
+        result = {}
+        with StopFlag() as stop:
+            for i, plan in enumerate(plans):
+                task, cfg = plan.task, plan.cfg
+                t_task = time.perf_counter()
+                cfg["device"] = device
+                distributed.print0(f"[{task}] {fw.FRAMEWORK} {fw.framework_version()} on {device}; "
+                                   f"{fw.describe_backend()}" + (f"; data-parallel over {dist.world_size} ranks "
+                                                                 f"({dist.backend})" if dist.enabled else ""))
+                plot_path = None
+                if args.plot:
+                    plot_path = Path(args.plot)
+                    if multi:
+                        plot_path = plot_path.with_name(f"{plot_path.stem}-{task}{plot_path.suffix or '.png'}")
+                if task == "classify" and args.zero_shot_lm:
+                    result[task] = zero_shot_bundle(fw, args.zero_shot_lm, plan.data, device)
+                    result[task]["total_time_s"] = time.perf_counter() - t_task + plan.read_time_s
+                    _print_heldout(result[task], "zero-shot from the LM")
+                    continue
+                try:  # distributed: only rank 0 prints, shows progress and writes
+                    bundle = train_task(fw, task, cfg, plan.data, plan.save_dir if dist.is_main else None, None,
+                                        args.quiet or not dist.is_main, stop,
+                                        log=_log if dist.is_main else lambda *a, **k: None,
+                                        resume=plan.resume, interrupt_dir=root / task if multi else None,
+                                        plot_path=plot_path if dist.is_main else None)
+                except Interrupted as e:
+                    if multi:
+                        if dist.is_main:
+                            _save_pending(plans, i, root)
+                        # tasks finished without --save left nothing to resume: name the rest
+                        rest = "" if all(p.save_dir is not None for p in plans[:i]) else \
+                            "--task " + ("both " if len(plans) - i > 1 else f"{task} ")
+                        raise Interrupted(f"{e}".rsplit("; resume with", 1)[0]
+                                          + f"; resume with {rest}--resume {e.save_dir.parent}", task,
+                                          e.save_dir) from None
+                    raise
+                if plan.pending is not None:
+                    plan.pending.unlink(missing_ok=True)
+                bundle["total_time_s"] = (time.perf_counter() - t0 if not multi
+                                          else plan.read_time_s + time.perf_counter() - t_task)
+                if dist.enabled:
+                    bundle["distributed"] = {"world_size": dist.world_size, "backend": dist.backend,
+                                             "global_batch_size": cfg["batch_size"] * dist.world_size}
+                result[task] = bundle
+                if task == "classify" and bundle.get("dev_windows_in_lm_train") and dist.is_main:
+                    print(f"[classify] note: {bundle['dev_windows_in_lm_train']} of {bundle['total']} dev windows occur "
+                          f"verbatim in text8-100k.txt and {bundle['dev_windows_in_classifier_train']} in the "
+                          "classifier's training examples", flush=True)
+                if task == "classify" and dist.is_main:
+                    _print_heldout(bundle, "initialised from the LM" if cfg.get("init_from_lm") else "direct")
+        if dist.is_main:
+            print_result(result, args.output_json)
+        if dist.enabled and framework == "torch":
+            from torch_ref.parallel import shutdown
+
+            shutdown()  # the process group torn down before interpreter exit (no abort at exit)
+        return EXIT_OK
+    except CheckFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_CHECK_FAILED
+    except (DataError, ckpt.CheckpointError, ValueError, OSError) as e:
+        print(f"error: {_one_line(e)}", file=sys.stderr)
+        for line in getattr(e, "details", ()):  # no data at all: what is missing, how to get it
+            print(f"  {line}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Diverged as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_DIVERGED
+    except Interrupted as e:
+        if distributed.current().is_main:  # (rank 0 saved the state; the others wrote nothing)
+            print(f"{e}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (MemoryError, RuntimeError) as e:  # an allocation that failed despite the estimate
+        if allocation_message(e):
+            print(f"error: {allocation_message(e)}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        if not distributed.current().enabled:  # distributed: a peer died ("connection to a peer was lost")
+            raise
+        print(f"error: rank {distributed.current().rank}: {_one_line(e)}", file=sys.stderr)
+        return EXIT_CHECK_FAILED
+    finally:
+        unlock_all()  # the checkpoint directories' locks (the end of the process drops them too)
+
+
+def main_mlx() -> int:
+    """Console entry point ``mlx-rnn-train`` (same as ``python scripts/train_mlx.py``)."""
+    return main("mlx")
+
+
+def main_torch() -> int:
+    """Console entry point ``mlx-rnn-train-torch`` (same as ``python scripts/train_torch.py``)."""
+    return main("torch")
+
+
+if __name__ == "__main__":  # python -m mlx_rnn.run.cli {mlx,torch} [flags] (used by scripts/seeds.py)
+    if len(sys.argv) < 2 or sys.argv[1] not in ("mlx", "torch"):
+        print("usage: python -m mlx_rnn.run.cli {mlx,torch} [trainer flags]", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(main(sys.argv[1], sys.argv[2:]))

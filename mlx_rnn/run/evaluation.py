@@ -1,0 +1,122 @@
+"""What the trainer measures: the validation loss and logits, temperature calibration, the dev
+summary of each epoch, the final result bundle and the zero-shot classifier.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from mlx_rnn.core import backend
+from mlx_rnn.core import corpus as corpus_mod
+from mlx_rnn.core import distributed
+from mlx_rnn.core.calibration import fit_temperature, mean_nll
+from mlx_rnn.core.metrics import classification_bundle, lm_bundle, perplexity_figures
+from mlx_rnn.core.taskdata import contamination
+from mlx_rnn.core.transfer import heldout_note, zero_shot_predict
+
+
+def bce_from_logits(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Mean binary cross-entropy (nats) of float logits against 0/1 labels."""
+    z = logits.astype(np.float64)
+    y = labels.astype(np.float64)
+    return float(np.mean(np.logaddexp(0.0, z) - y * z))
+
+
+def validation_loss(task: str, wrapper, val) -> float:
+    """The model-selection metric: mean loss on the validation slice (nats; lower is better)."""
+    if task == "classify":
+        texts, labels = val
+        return bce_from_logits(wrapper.logits(texts), labels)
+    if isinstance(val, corpus_mod.CorpusSplit):  # --corpus: batched streams over the validation split
+        return -corpus_mod.split_figures(wrapper, val)["avg_log_prob"]
+    # LM: the validation blocks (split_validation_blocks), each scored from its first character,
+    # by the raw model (before any calibration), in one batched pass per block length
+    logits, targets = validation_logits(wrapper, val)
+    return mean_nll(logits, targets, 1.0)
+
+
+def validation_logits(wrapper, blocks: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Raw logits float32 (N, V) and targets int (N,) of the LM validation blocks, each block scored
+    from its first character (N = sum of len(block) - 1); blocks of one length share a batch."""
+    logits, targets = [], []
+    for length in sorted({len(b) for b in blocks}):
+        group = [b for b in blocks if len(b) == length]
+        out = wrapper.logits_batch([b[:-1] for b in group])
+        logits.append(out.reshape(-1, out.shape[-1]))
+        targets.append(np.concatenate([wrapper.vocab.encode(b[1:]) for b in group]))
+    return np.concatenate(logits), np.concatenate(targets)
+
+
+def calibrate_on_validation(wrapper, blocks: list[str]) -> tuple[float, float, float]:
+    """Fit the LM's calibration temperature on the validation blocks (:mod:`mlx_rnn.core.calibration`).
+
+    Each block is scored from its first character, as in :func:`validation_loss`.
+
+    Returns:
+        (temperature, validation loss before, validation loss after), losses in nats per character.
+    """
+    logits, targets = validation_logits(wrapper, blocks)
+    temperature = fit_temperature(logits, targets)
+    return temperature, mean_nll(logits, targets, 1.0), mean_nll(logits, targets, temperature)
+
+
+def dev_summary(task: str, wrapper, dev) -> tuple[dict, str]:
+    """Dev figures after an epoch: (dict for metrics.jsonl, short text for the epoch line)."""
+    if task == "classify":
+        texts, labels = dev
+        b = classification_bundle(wrapper.predict_batch(texts), labels)
+        return {"dev_accuracy": b["accuracy"]}, f"dev acc {b['accuracy']:.2f}%"
+    if isinstance(dev, corpus_mod.CorpusSplit):  # --corpus: the validation split, evaluated once per epoch
+        f = corpus_mod.split_figures(wrapper, dev)
+        return ({"valid_perplexity": f["perplexity"], "valid_bits_per_char": f["bits_per_char"]},
+                f"valid {f['bits_per_char']:.3f} bpc")
+    lp = wrapper.get_log_prob_sequence(dev, " ")
+    f = perplexity_figures(lp, len(dev))
+    return ({"dev_perplexity": f["perplexity"], "dev_bits_per_char": f["bits_per_char"]},
+            f"dev ppl {f['perplexity']:.3f} ({f['bits_per_char']:.3f} bpc)")
+
+
+def final_bundle(task: str, wrapper, data: dict) -> dict:
+    """The task's result bundle on the dev data (docs/design.md, "Result JSON")."""
+    if task == "classify":
+        texts, labels = data["dev"]
+        out = classification_bundle(wrapper.predict_batch(texts), labels)
+        out.update(contamination(texts, data["train_texts"], data.get("lm_text")))
+        if data.get("heldout") and data["heldout"][0]:
+            out["heldout"] = classification_bundle(wrapper.predict_batch(data["heldout"][0]), data["heldout"][1])
+        return out
+    if "corpus" in data:  # --corpus: figures of the test split, plus valid/test bits per char
+        return corpus_mod.lm_corpus_bundle(wrapper, data)
+    return lm_bundle(wrapper, wrapper.vocab, data["dev"], " ")
+
+
+def zero_shot_bundle(fw, lm_path, data: dict, device: str) -> dict:
+    """Classify by the LM alone (``--zero-shot-lm``): vowel when P(a, e, i, o, u next) >= 0.5.
+
+    Returns the classification bundle on the dev examples, with ``"heldout"`` on windows
+    of text8-dev.txt and the contamination counts; nothing is trained.
+    """
+    lm = backend.load(fw.FRAMEWORK, lm_path, "lm")
+    texts, labels = data["dev"]
+    out = classification_bundle(zero_shot_predict(lm, texts), labels)
+    out.update(contamination(texts, data["train_texts"], data.get("lm_text")))
+    if data.get("heldout") and data["heldout"][0]:
+        out["heldout"] = classification_bundle(zero_shot_predict(lm, data["heldout"][0]), data["heldout"][1])
+    out.update(framework=fw.FRAMEWORK, device=device, epochs=0, epoch_times_s=[], train_time_s=None,
+               config={**lm.config, "task": "classify", "zero_shot_lm": str(Path(lm_path).resolve())})
+    return out
+
+
+def _print_heldout(bundle: dict, how: str) -> None:
+    """The labelled dev and held-out accuracies, with the contamination note."""
+    if not distributed.current().is_main:
+        return
+    line = f"[classify] {how}: dev accuracy {bundle['accuracy']:.2f}% (standard dev windows)"
+    if "heldout" in bundle:
+        h = bundle["heldout"]
+        line += f"; held-out accuracy {h['accuracy']:.2f}% ({h['correct']}/{h['total']} windows of text8-dev.txt)"
+    print(line, flush=True)
+    if "heldout" in bundle and bundle.get("dev_windows_in_lm_train"):
+        print(f"[classify] note: {heldout_note(bundle['dev_windows_in_lm_train'], bundle['total'])}", flush=True)

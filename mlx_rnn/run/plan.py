@@ -1,0 +1,188 @@
+"""Planning a run before anything trains: which tasks, their configurations, data and save
+directories, all checked up front (bad input fails before any training starts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+import sys
+import time
+
+from mlx_rnn.core import checkpoint as ckpt
+from mlx_rnn.core import corpus as corpus_mod
+from mlx_rnn.core import distributed
+from mlx_rnn.core import own_text
+from mlx_rnn.core.config import resolve_config
+from mlx_rnn.core.data import corpus_alphabet, CLASSIFY_FILES, LM_FILES, DataError, MissingData, data_dir_complete, data_dir_given_by, resolve_data_dir
+from mlx_rnn.core.memory import check_fits
+from mlx_rnn.core.outputs import check_dir_output, check_plot_output
+from mlx_rnn.core.savedir import check_save_dirs, prepare_save_dir
+from mlx_rnn.core.taskdata import check_trainable, load_task_data, task_files
+from mlx_rnn.core.vocab import Indexer
+from .errors import CheckFailed, check_output_json
+from .resume import PENDING, ResumeState, _read_pending, _resume_config, load_resume_state
+
+
+@dataclass
+class TaskPlan:
+    """One task of a run, checked and read before anything is trained or written."""
+
+    task: str
+    cfg: dict
+    data: dict | None = None
+    save_dir: Path | None = None
+    resume: ResumeState | None = None
+    resume_dir: Path | None = None
+    pending: Path | None = None  # resume/pending_config.json of a task not started yet
+    read_time_s: float = 0.0
+
+
+def _tasks_from_args(args) -> list[str]:
+    if args.task:
+        return ["classify", "lm"] if args.task == "both" else [args.task]
+    if getattr(args, "train_text", None):
+        return ["lm"]
+    if args.resume:
+        root = Path(args.resume)
+        if (root / "config.json").exists():
+            return [ckpt.read_config(root)["task"]]
+        if (root / "resume" / PENDING).exists():
+            return [_read_pending(root / "resume" / PENDING)["task"]]
+    return ["classify", "lm"]
+
+
+def plan_run(framework: str, args) -> list[TaskPlan]:
+    """Everything that can fail on bad input, done before any training or writing.
+
+    Resolves and validates every task's configuration, the output paths, the data
+    (building it with ``--download`` when missing) and any resumable state.
+
+    Raises:
+        ValueError, DataError, CheckpointError, OSError: bad input (exit code 2).
+        CheckFailed: a downloaded file failed its checksum (exit code 1).
+    """
+    tasks = _tasks_from_args(args)
+    multi = len(tasks) > 1
+    own_text.check_flags(args, tasks)  # --train-text / --dev-text
+    check_output_json(args.output_json)
+    check_plot_output(args.plot)
+    check_dir_output(args.save)
+    check_dir_output(args.resume, "--resume")
+    plans = []
+    if (args.zero_shot_lm or args.init_from_lm) and "classify" not in tasks:
+        raise ValueError(f"--{'zero-shot-lm' if args.zero_shot_lm else 'init-from-lm'} applies to the classifier: "
+                         "use --task classify or both")
+    if args.init_from_lm:
+        fixed = [f"--{k.replace('_', '-')}" for k in ("embed_dim", "hidden_size", "num_layers", "cell")
+                 if getattr(args, k, None) is not None]
+        if fixed:
+            raise ValueError(f"--init-from-lm takes the sizes from the LM checkpoint; drop {', '.join(fixed)}")
+    if args.zero_shot_lm and ckpt.read_config(args.zero_shot_lm)["task"] != "lm":
+        raise ckpt.CheckpointError(f"--zero-shot-lm {args.zero_shot_lm}: not a language-model checkpoint")
+    if args.resume and not Path(args.resume).is_dir():
+        raise ckpt.CheckpointError(f"{args.resume}: checkpoint directory not found (nothing to resume)")
+    for task in tasks:
+        plan = TaskPlan(task, {})
+        if args.resume:
+            root = Path(args.resume)
+            rdir = root / task if multi else root
+            if not multi and not (root / "config.json").exists() and not (root / "resume" / PENDING).exists() \
+                    and (root / task).is_dir():
+                rdir = root / task  # --task lm --resume ROOT of a two-task run
+            if not rdir.exists():
+                raise ckpt.CheckpointError(f"{rdir}: checkpoint directory not found (nothing to resume)")
+            pending = rdir / "resume" / PENDING
+            plan.pending = pending if not (rdir / "config.json").exists() and pending.is_file() else None
+            if plan.pending is None and not (rdir / "config.json").exists():
+                raise ckpt.CheckpointError(f"{rdir / 'config.json'}: file not found (not a checkpoint directory?); "
+                                           "nothing to resume: if its first save never finished, start the run "
+                                           f"again with --save {rdir}")
+            plan.cfg = _resume_config(args, task, rdir, plan.pending)
+            plan.resume_dir = rdir
+            plan.cfg["normalize"] = bool(args.normalize or plan.cfg.get("normalize", False))
+        else:
+            plan.cfg = resolve_config(args, task)
+            plan.cfg["normalize"] = bool(args.normalize)
+            if task == "classify" and args.init_from_lm:
+                # the classifier takes the LM's sizes, so its embedding and recurrent weights fit
+                lm_cfg = ckpt.read_config(args.init_from_lm)
+                if lm_cfg["task"] != "lm":
+                    raise ckpt.CheckpointError(f"--init-from-lm {args.init_from_lm}: is a {lm_cfg['task']!r} "
+                                               "checkpoint, not an LM")
+                for key in ("embed_dim", "hidden_size", "num_layers", "cell"):
+                    plan.cfg[key] = lm_cfg.get(key, "lstm")
+                plan.cfg["init_from_lm"] = str(Path(args.init_from_lm).resolve())
+        if task == "lm":
+            own_text.configure(plan.cfg, args, resumed=plan.resume_dir is not None)
+        if task == "lm" and (getattr(args, "corpus", None) or plan.cfg.get("corpus")):
+            # --corpus NAME PATH: the LM trains on a whole corpus file, streamed (mlx_rnn/core/corpus.py)
+            plan.cfg["corpus"] = ([args.corpus[0], str(Path(args.corpus[1]).resolve())] if args.corpus
+                                  else plan.cfg["corpus"])
+        if args.save:
+            plan.save_dir = Path(args.save) / task if multi else Path(args.save)
+        elif plan.resume_dir is not None:
+            plan.save_dir = plan.resume_dir
+        plans.append(plan)
+    check_save_dirs(plans, args, multi, distributed.current().is_main)
+
+    data_dir = resolve_data_dir(args.data_dir)
+    needed = sorted({f for plan in plans for f in task_files(plan.task)
+                     if not (plan.task == "lm" and (plan.cfg.get("corpus") or plan.cfg.get("train_text")))})
+    if needed and not data_dir_complete(data_dir, needed):  # (--corpus or --train-text alone need no data directory)
+        if not args.download:
+            raise MissingData(data_dir, needed, data_dir_given_by(args.data_dir))
+        download_data(data_dir, args.quiet)
+    for plan in plans:
+        t = time.perf_counter()
+        cfg = plan.cfg
+        if plan.task == "lm" and cfg.get("corpus"):
+            plan.data = corpus_mod.lm_data(cfg["corpus"], Indexer(cfg["vocab"]))
+            where = Path(cfg["corpus"][1])
+        elif plan.task == "lm" and cfg.get("train_text"):
+            plan.data = own_text.lm_data(cfg, plan.resume_dir is not None, cfg["val_fraction"])
+            where = Path(cfg["train_text"])
+        else:
+            if cfg.get("vocab_kind") == "corpus" and plan.resume_dir is None:
+                if cfg["normalize"]:
+                    raise ValueError("--vocab corpus keeps every symbol of the text; it cannot be combined with --normalize")
+                cfg["vocab"] = corpus_alphabet(data_dir / LM_FILES["train"])  # stored in config.json
+                cfg["vocab_size"] = len(cfg["vocab"])
+            plan.data = load_task_data(plan.task, data_dir, Indexer(cfg["vocab"]), cfg["val_fraction"], cfg["seed"],
+                                       normalize=cfg["normalize"])
+            where = data_dir / (CLASSIFY_FILES["train_consonant"] if plan.task == "classify" else LM_FILES["train"])
+        check_trainable(cfg, plan.data["train"], where)
+        if not (plan.task == "classify" and args.zero_shot_lm):
+            check_fits(plan.task, cfg)  # before any model or optimizer state is allocated
+        plan.read_time_s = time.perf_counter() - t
+    for plan in plans:
+        if plan.save_dir is not None and distributed.current().is_main:  # (only rank 0 writes)
+            # every input checked: lock the directory for the run, clean up what a crash left
+            prepare_save_dir(plan.save_dir, f"--save {args.save}" if args.save else f"--resume {args.resume}")
+        if plan.resume_dir is not None and plan.pending is None:
+            plan.resume = load_resume_state(plan.resume_dir, plan.task, plan.cfg, plan.data["train"], framework)
+    return plans
+
+
+def download_data(data_dir: Path, quiet: bool) -> None:
+    """Build the data files in ``data_dir`` (``--download``), as ``scripts/prepare_data.py --out`` does."""
+    print(f"{data_dir}: data not found; building it (--download), as scripts/prepare_data.py --out {data_dir} "
+          "would", file=sys.stderr, flush=True)
+    try:
+        from mlx_rnn.tools.prepare import ChecksumError, prepare
+    except ImportError:  # the preparation module is missing: run the script
+        import subprocess
+
+        script = Path(__file__).resolve().parents[2] / "scripts" / "prepare_data.py"
+        rc = subprocess.call([sys.executable, str(script), "--out", str(data_dir)] + (["--quiet"] if quiet else []))
+        if rc == 1:
+            raise CheckFailed(f"{data_dir}: data preparation failed a checksum (see above)") from None
+        if rc == 130:
+            raise KeyboardInterrupt
+        if rc != 0:
+            raise DataError(data_dir, f"data preparation failed (scripts/prepare_data.py exit code {rc})") from None
+        return
+    try:
+        prepare(data_dir, progress=not quiet)
+    except ChecksumError as e:
+        raise CheckFailed(str(e)) from None

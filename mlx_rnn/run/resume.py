@@ -1,0 +1,140 @@
+"""Resuming: the saved training state, restoring it, the checkpoint configuration a resumed run
+continues with (older checkpoints migrated), and the list of tasks still pending.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from dataclasses import dataclass
+import json
+from pathlib import Path
+
+from mlx_rnn.core import checkpoint as ckpt
+from mlx_rnn.core.config import RESUME_OVERRIDABLE, TASK_DEFAULTS, COMMON_DEFAULTS, validate_config
+from mlx_rnn.core.taskdata import steps_per_epoch
+
+if TYPE_CHECKING:
+    from .plan import TaskPlan
+
+
+@dataclass
+class ResumeState:
+    """Resumable training state read from ``dir/resume`` and checked against the run's config."""
+
+    dir: Path
+    weights: dict
+    tensors: dict
+    state: dict
+    best_weights: dict | None
+
+
+def load_resume_state(resume_dir, task: str, cfg: dict, train, framework: str) -> ResumeState:
+    """Read and check everything a resumed run needs, before anything is trained or written.
+
+    Raises:
+        CheckpointError: missing, corrupt, truncated or mismatched state (one line).
+    """
+    resume_dir = Path(resume_dir)
+    weights, tensors, state = ckpt.load_resume(resume_dir)
+    steps = steps_per_epoch(cfg, train)
+    ckpt.check_resume(resume_dir, cfg, weights, tensors, state, framework, steps)
+    best_weights = None
+    if state["best_epoch"] >= 0:
+        best_weights, best_cfg = ckpt.load_checkpoint(resume_dir, task)
+        ckpt.check_weights(best_weights, cfg, resume_dir / "model.safetensors")
+    return ResumeState(resume_dir, weights, tensors, state, best_weights)
+
+
+def _restore(trainer, resume: ResumeState) -> None:
+    """Load resumable state into a fresh trainer; any failure is a CheckpointError."""
+    try:
+        trainer.load_weights(resume.weights)
+        trainer.load_training_state(resume.tensors)
+    except ckpt.CheckpointError:
+        raise
+    except Exception as e:  # noqa: BLE001  (framework errors: shapes, dtypes, missing keys)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ckpt.CheckpointError(f"{resume.dir / 'resume'}: cannot restore the training state ({first})") from None
+    trainer.global_step = resume.state["global_step"]
+
+
+def _truncate_metrics(path: Path, last_epoch: int) -> None:
+    """Drop metrics.jsonl lines of epochs after ``last_epoch`` (re-run after a crash)."""
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    keep = []
+    for line in lines:
+        try:
+            if json.loads(line).get("epoch", 0) > last_epoch:
+                continue
+        except (json.JSONDecodeError, AttributeError):
+            continue  # a line a killed run left half-written
+        keep.append(line)
+    if len(keep) != len(lines):
+        ckpt.atomic_write_bytes(path, "".join(keep).encode())
+
+
+PENDING = "pending_config.json"
+
+
+def _read_pending(path: Path) -> dict:
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ckpt.CheckpointError(f"{path}: corrupt JSON ({e})") from None
+    if not isinstance(cfg, dict) or cfg.get("task") not in ckpt.TASKS:
+        raise ckpt.CheckpointError(f"{path}: not a task configuration")
+    return cfg
+
+
+def _resume_config(args, task: str, resume_dir: Path, pending: Path | None) -> dict:
+    """The configuration of the run being resumed, with the flags a resumed run may change."""
+    if pending is not None:
+        cfg, where = _read_pending(pending), pending
+    else:
+        cfg, where = ckpt.read_config(resume_dir), resume_dir / "config.json"
+    if cfg["task"] != task:
+        raise ckpt.CheckpointError(f"{resume_dir}: checkpoint is for task {cfg['task']!r}, not {task!r}")
+    # settings added later: a checkpoint written before them was trained without them
+    cfg.setdefault("weight_drop", 0.0)
+    cfg.setdefault("input_dropout", cfg.get("dropout"))  # older runs dropped the embedding at --dropout
+    if task == "lm":
+        cfg.setdefault("calibrate", False)
+    cfg.pop("calibration_temperature", None)  # fitted again at the end of the resumed run
+    if task == "classify":
+        cfg.setdefault("prefix_weight", 0.0)
+    keys = set(TASK_DEFAULTS[task]) | set(COMMON_DEFAULTS)
+    missing = sorted(k for k in keys if k not in cfg)
+    if missing:
+        raise ckpt.CheckpointError(f"{where}: missing training settings {', '.join(missing)} (not written by a trainer?)")
+    for key in sorted(keys):
+        given = getattr(args, key, None)
+        if given is None or key in RESUME_OVERRIDABLE or (key == "seq_len" and task == "classify"):
+            continue
+        if key == "input_dropout" and cfg[key] is None:  # unset: it followed --dropout
+            cfg[key] = cfg["dropout"]
+        if given != cfg[key]:
+            flag = "--" + key.replace("_", "-")
+            raise ValueError(f"{flag} {given} differs from the resumed run's {cfg[key]} ({where}); a resumed run "
+                             "keeps its settings (only --epochs, --patience, --save-every and --calibrate may change)")
+    for key in RESUME_OVERRIDABLE:
+        if getattr(args, key, None) is not None and (key != "calibrate" or task == "lm"):
+            cfg[key] = getattr(args, key)
+    try:
+        validate_config(cfg)
+    except ValueError as e:
+        if any(getattr(args, k, None) is not None for k in RESUME_OVERRIDABLE):
+            raise
+        raise ckpt.CheckpointError(f"{where}: bad setting: {e}") from None
+    return cfg
+
+
+def _save_pending(plans: list[TaskPlan], after: int, root: Path) -> None:
+    """After an interrupt, record the configuration of the tasks not started, so that
+    ``--resume ROOT`` can run them later exactly as this run would have."""
+    for plan in plans[after + 1:]:
+        d = plan.save_dir or root / plan.task
+        if not (d / "config.json").exists():
+            ckpt.atomic_write_json(d / "resume" / PENDING, plan.cfg)

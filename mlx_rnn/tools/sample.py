@@ -1,0 +1,51 @@
+"""``scripts/sample.py``: generate text from a trained LM checkpoint in MLX or PyTorch."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mlx_rnn.core import checkpoint as ckpt
+from mlx_rnn.core.config import prog_name
+from mlx_rnn.core.data import DataError
+from mlx_rnn.run.errors import EXIT_BAD_INPUT, EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog_name("sample.py"),
+        description="Generate text from a trained character LM checkpoint, one symbol at a time with carried state.",
+        epilog="Exit codes: 0 ok, 2 bad input or usage.")
+    p.add_argument("--checkpoint", required=True, metavar="DIR", help="LM checkpoint directory")
+    p.add_argument("--prime", default=" ", help="text to start from (default ' '); must use the model's vocabulary")
+    p.add_argument("--length", type=int, default=300, help="symbols to generate (default 300)")
+    p.add_argument("--temperature", type=float, default=0.8,
+                   help="sampling temperature; 0 = greedy (default 0.8). It divides the log probabilities of "
+                        "the model as stored, i.e. after the checkpoint's calibration temperature, if any")
+    p.add_argument("--top-k", type=int, default=0, help="sample among the k most likely symbols only (0 = all)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (same seed + weights = same text)")
+    p.add_argument("--framework", choices=("mlx", "torch"), default="mlx", help="framework to run in (default mlx)")
+    p.add_argument("--device", default="cpu", help="mlx: cpu/gpu/auto; torch: cpu/mps/cuda/auto (default cpu)")
+    p.add_argument("--no-prime", action="store_true", help="print only the generated text, not the prime")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = ckpt.read_config(args.checkpoint)
+        if config["task"] != "lm":
+            raise ValueError(f"{args.checkpoint}: is a {config['task']!r} checkpoint; sampling needs an LM")
+        from .evaluate import load_wrapper
+
+        lm, _ = load_wrapper(args.framework, args.checkpoint, args.device)
+        text = lm.sample(args.prime, args.length, args.temperature, args.top_k or None, args.seed)
+    except (DataError, ckpt.CheckpointError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(text if args.no_prime else args.prime + text)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
