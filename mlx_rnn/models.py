@@ -23,7 +23,7 @@ from mlx_rnn.core.config import cell_of
 from .gru import GRU
 from .lstm import LSTM
 from mlx_rnn.core.sampling import choose
-from mlx_rnn.core.scoring import SCORE_CHUNK, chunk_bounds, target_sums
+from mlx_rnn.core.scoring import SCORE_CHUNK, chunk_bounds, score_sequence
 from mlx_rnn.core.vocab import Indexer, check_text, encode_batch
 
 
@@ -229,13 +229,7 @@ class RNNLanguageModel:
         """``(log_prob, raw_log_prob)`` of ``next_chars`` after ``context`` in nats: the calibrated
         figure of :meth:`get_log_prob_sequence` and (``raw``) that of the uncalibrated logits,
         else nan. One chunked pass in bounded memory (:mod:`mlx_rnn.core.scoring`)."""
-        context = context or " "
-        check_text(self.vocab, context, "context")
-        check_text(self.vocab, next_chars, "next_chars")
-        if not next_chars:
-            return 0.0, 0.0
-        ids = self.vocab.encode(context + next_chars[:-1])
-        return target_sums(self._chunk_log_probs(ids, raw), self.vocab.encode(next_chars), len(context) - 1)
+        return score_sequence(self.vocab, self._chunk_log_probs, next_chars, context, raw)
 
     def get_log_prob_sequence(self, next_chars: str, context: str) -> float:
         """Sum over i of log P(next_chars[i] | context + next_chars[:i]) in nats.

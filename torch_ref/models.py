@@ -15,7 +15,7 @@ from torch.func import functional_call
 from mlx_rnn.core.checkpoint import load_checkpoint
 from mlx_rnn.core.config import cell_of
 from mlx_rnn.core.sampling import choose
-from mlx_rnn.core.scoring import SCORE_CHUNK, chunk_bounds, target_sums
+from mlx_rnn.core.scoring import SCORE_CHUNK, chunk_bounds, score_sequence
 from mlx_rnn.core.vocab import Indexer, check_text, encode_batch
 
 from .device import current_device
@@ -214,13 +214,7 @@ class RNNLanguageModel:
 
     def score(self, next_chars: str, context: str, raw: bool = False) -> tuple[float, float]:
         """``(log_prob, raw_log_prob)`` in nats; mirror of ``mlx_rnn.models.RNNLanguageModel.score``."""
-        context = context or " "
-        check_text(self.vocab, context, "context")
-        check_text(self.vocab, next_chars, "next_chars")
-        if not next_chars:
-            return 0.0, 0.0
-        ids = self.vocab.encode(context + next_chars[:-1])
-        return target_sums(self._chunk_log_probs(ids, raw), self.vocab.encode(next_chars), len(context) - 1)
+        return score_sequence(self.vocab, self._chunk_log_probs, next_chars, context, raw)
 
     def get_log_prob_sequence(self, next_chars: str, context: str) -> float:
         """Sum over i of log P(next_chars[i] | context + next_chars[:i]) in nats, in one chunked pass."""

@@ -54,3 +54,20 @@ def target_sums(chunks, targets: np.ndarray, skip: int) -> tuple[float, float]:
                 raw_total += float((z[np.arange(len(y)), y] - lse).sum())
         pos += n
     return total, raw_total
+
+
+def score_sequence(vocab, chunk_log_probs, next_chars: str, context: str, raw: bool = False) -> tuple[float, float]:
+    """``(log_prob, raw_log_prob)`` of ``next_chars`` after ``context`` in nats, for both LM wrappers.
+
+    ``chunk_log_probs(ids, raw)`` is the wrapper's chunked forward pass (yields per-chunk log
+    probabilities); an empty context means start of text (a single space). Raises DataError
+    for characters outside ``vocab``."""
+    from .vocab import check_text
+
+    context = context or " "
+    check_text(vocab, context, "context")
+    check_text(vocab, next_chars, "next_chars")
+    if not next_chars:
+        return 0.0, 0.0
+    ids = vocab.encode(context + next_chars[:-1])
+    return target_sums(chunk_log_probs(ids, raw), vocab.encode(next_chars), len(context) - 1)
