@@ -116,7 +116,8 @@ def test_bad_usage_is_one_line():
 
 
 def test_markdown_includes_scaling_rows():
-    from mlx_rnn.tools.bench.benchmark import format_markdown, machine_environment
+    from mlx_rnn.tools.bench.benchmark import machine_environment
+    from mlx_rnn.tools.bench.report import format_markdown
 
     env = dict(machine_environment(), frameworks={})
     report = {"environment": env, "mode": "quick", "repeats": 1, "results": [], "ratios": {}, "notes": [],

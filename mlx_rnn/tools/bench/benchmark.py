@@ -30,7 +30,6 @@ import time
 from pathlib import Path
 
 from mlx_rnn.core.config import OneLineParser, prog_name
-from mlx_rnn.core.outputs import save_figure
 
 ROOT = Path(__file__).resolve().parents[3]  # the repository root (mlx_rnn/tools/bench/<file>)
 MARK = "@@bench "
@@ -196,13 +195,6 @@ def run_scoring(args, log) -> list[dict]:
         return measure_scoring(args.frameworks, lengths, threads=args.threads, log=log)
     except RuntimeError as e:
         raise WorkerError(str(e)) from None
-
-
-def scoring_markdown(report: dict) -> list[str]:
-    from .scoring import format_scoring
-
-    text = format_scoring(report.get("scoring_rows", []))
-    return ["", text] if text else []
 
 
 def config_settings(name: str, args) -> dict:
@@ -519,185 +511,6 @@ def _result(name, settings, fw, ready, runs, final, batches, synthetic) -> dict:
     return out
 
 
-# ----- output ----------------------------------------------------------------------------------
-def _mib(n) -> str:
-    return "-" if n is None else f"{n / 2**20:.0f} MiB"
-
-
-def _mem_tag(source: str) -> str:
-    if source.startswith("mx."):
-        return "MLX alloc"
-    if "RSS" in source:
-        return "RSS"
-    return source.split(" ")[0]
-
-
-def _sig(x: float) -> str:
-    if x >= 100:
-        return f"{x:,.0f}"
-    if x >= 10:
-        return f"{x:.1f}"
-    if x >= 1:
-        return f"{x:.2f}"
-    return f"{x:.3g}"
-
-
-def _sizes(s: dict) -> str:
-    return f"E={s['embed_dim']} H={s['hidden_size']} L={s['num_layers']} B={s['batch_size']} T={s['seq_len']}"
-
-
-def _ratio_lines(report: dict) -> list[str]:
-    def fmt(v):
-        return f"{v:.2f}" + (f" (MLX {1 / v:.2f}x faster)" if v < 1 else f" (PyTorch {v:.2f}x faster)")
-
-    lines = []
-    if report["ratios"]:
-        lines.append("Ratio MLX / PyTorch (median epoch time): "
-                     + ", ".join(f"{k} {fmt(v)}" for k, v in report["ratios"].items()))
-        if report.get("ratios_min"):
-            lines.append("Also: fastest repeat / fastest repeat: " + ", ".join(
-                f"{k} {v:.2f}" for k, v in report["ratios_min"].items())
-                + "; median of per-repeat pairs (A/B): " + ", ".join(
-                f"{k} {v:.2f}" for k, v in report.get("ratios_paired", {}).items())
-                + ". When these disagree with the median ratio, the machine's load changed during the run.")
-    if report.get("ratios_op"):
-        lines.append("Ratio MLX op (Python-level op, mlx.optimizers AdamW) / PyTorch: "
-                     + ", ".join(f"{k} {fmt(v)}" for k, v in report["ratios_op"].items()))
-    if report.get("ratios_native_vs_op"):
-        lines.append("Speed-up of the default MLX path over the op (MLX / MLX op): "
-                     + ", ".join(f"{k} {v:.2f}" for k, v in report["ratios_native_vs_op"].items()))
-    recs = {r["framework"]: r.get("recurrence") for r in report["results"] if r.get("recurrence")}
-    if recs:
-        lines.append("MLX recurrence path: " + "; ".join(f"{FRAMEWORK_NAMES[k]}: {v}" for k, v in recs.items()))
-    return lines + ([""] if lines else [])
-
-
-def _flop_lines(report: dict) -> list[str]:
-    lines = []
-    for name in dict.fromkeys(r["config"] for r in report["results"] if r["settings"]["task"] == "lm"):
-        lm = [r for r in report["results"] if r["config"] == name]
-        lines.append(f"Effective matmul FLOP rate, {name} ({_sig(lm[0]['matmul_gflop_per_step'])} GFLOP per step, "
-                     "forward + backward):")
-        for r in lm:
-            frac = r["effective_fraction_of_sgemm"]
-            lines.append(f"- {FRAMEWORK_NAMES[r['framework']]}: {r['effective_gflops']:.1f} GFLOP/s effective vs "
-                         f"{r['sgemm_gflops']:.1f} GFLOP/s measured sgemm peak"
-                         + (f" ({100 * frac:.0f}% of peak)" if frac is not None else ""))
-        lines.append("")
-    return lines
-
-
-def format_markdown(report: dict) -> str:
-    env = report["environment"]
-    lines = [f"## MLX vs PyTorch training benchmark ({report['mode']}: "
-             + ("fixed batches per repeat, scaled to an epoch" if report["mode"] == "quick" else "whole epochs")
-             + f", {report['repeats']} repeat{'s' if report['repeats'] != 1 else ''} per framework, alternating)",
-             "", "Environment:", ""]
-    cpu = f"{env['cpu_model']} ({env['cpu_count']} logical CPUs" + (
-        f", {env['cpus_usable']} usable" if env.get("cpus_usable") not in (None, env["cpu_count"]) else "") + ")"
-    load = ""
-    if env.get("load_average_start"):
-        load = (f"; load average {env['load_average_start'][0]:.1f} at start, "
-                f"{env.get('load_average_end', [float('nan')])[0]:.1f} at end (1 min)")
-    lines.append(f"- OS: {env['os']}, Python {env['python']}; CPU: {cpu}{load}")
-    for fw, fe in env.get("frameworks", {}).items():
-        dev = fe["device"] + (f" ({fe['device_name']})" if fe.get("device_name") and fe["device"] != "cpu" else "")
-        threads = f"; {fe['threads']} intra-op / {fe['interop_threads']} inter-op threads" if fe.get("threads") else ""
-        blas = fe["blas"] if fe["blas"].startswith("MLX BLAS") else f"BLAS: {fe['blas']}"
-        lines.append(f"- {FRAMEWORK_NAMES[fw]} {fe['version']} on {dev}{threads}; {blas}; measured fp32 sgemm "
-                     f"({fe['sgemm_n']}^3): {fe['sgemm_gflops']:.1f} GFLOP/s")
-    te = ", ".join(f"{k}={v}" for k, v in env["thread_env"].items() if v is not None) or "none set"
-    lines.append(f"- Thread/BLAS environment variables: {te}")
-    data = sorted({f"{r['config']}: {r['data']}" for r in report["results"]})
-    lines.append(f"- Data: {'; '.join(data)}" + (" (synthetic = random symbols, same shape as the real data)"
-                                                 if any(r["data"] == "synthetic" for r in report["results"]) else ""))
-    for note in report.get("notes", []):
-        lines.append(f"- Note: {note}")
-    busy = env.get("load_average_start")
-    cpus = env.get("cpus_usable") or env.get("cpu_count")
-    if busy and cpus and max(busy[0], env.get("load_average_end", [0])[0]) > cpus:
-        lines.append(f"- Note: the machine was busy (load average above its {cpus} CPUs): absolute times are "
-                     "inflated, and the ratios shift too, since code that runs thread pools (PyTorch's OpenMP, "
-                     "OpenBLAS) suffers most from contention; --threads 1 gives single-threaded figures to compare")
-    lines += ["", "| config | sizes | framework | device | timing | median epoch (s) | min (s) | max (s) "
-                  "| steps/s | chars/s | peak memory | peak RSS | sgemm GFLOP/s |",
-              "|---|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
-    for r in report["results"]:
-        s = r["settings"]
-        sizes = _sizes(s)
-        lines.append(f"| {r['config']} | {sizes} | {FRAMEWORK_NAMES[r['framework']]} {r['framework_version']} "
-                     f"| {r['device']} | {r['timing']} | {_sig(r['median_epoch_s'])} | {_sig(r['min_epoch_s'])} "
-                     f"| {_sig(r['max_epoch_s'])} | {_sig(r['steps_per_s'])} | {r['chars_per_s']:,.0f} "
-                     f"| {_mib(r['peak_memory_bytes'])} ({_mem_tag(r['peak_memory_source'])}) "
-                     f"| {_mib(r['peak_rss_bytes'])} | {r['sgemm_gflops']:.1f} |")
-    lines.append("")
-    lines += _ratio_lines(report)
-    lines += _flop_lines(report)
-    lines += [
-        "What the figures mean: the ratio is MLX's median epoch time divided by PyTorch's on the same "
-        "configuration, data and batches (below 1: MLX is faster). Each epoch time is the real Trainer's "
-        "train_epoch time, synchronised at both ends (mx.eval + mx.synchronize for MLX; "
-        "torch.cuda/torch.mps.synchronize for PyTorch) and without data reading or evaluation; the warm-up "
-        "(first epoch, or first batches with --quick, compilation included) is not timed. Each framework runs in "
-        "its own process and the repeats alternate (A B A B ...), so a busy phase of a shared machine hits both; "
-        "min/max show the spread. Compare ratios from one run rather than absolute times across runs."
-        + (" Quick mode: per-batch time over a few batches times the steps of one epoch." if report["mode"] == "quick"
-           else "")
-        + " Effective FLOP rate counts only matmul FLOPs (input projection, recurrent and output layer, x3 for "
-        "forward + backward). Peak memory: MLX's allocator peak (mx.get_peak_memory); PyTorch's allocator peak on "
-        "CUDA/MPS, peak RSS on CPU; peak RSS (whole process, libraries included) is given for both.",
-        "",
-        f"Wall time: {report['wall_time_s']:.1f} s.",
-    ]
-    if report.get("sweep"):
-        from .sweep import sweep_markdown
-
-        lines += [""] + sweep_markdown(report["sweep"])
-    if report.get("scaling"):
-        lines += ["", "Data-parallel scaling (LM, per-rank batch fixed, 1 thread per rank; efficiency = "
-                      "chars/s(N) / (N x chars/s(1))):", "", "| framework | ranks | chars/s | efficiency |",
-                  "|---|--:|--:|--:|"]
-        for row in report["scaling"]:
-            lines.append(f"| {FRAMEWORK_NAMES[row['framework']]} | {row['ranks']} | {row['chars_per_s']:,.0f} "
-                         f"| {row['efficiency']:.2f} |")
-        lines.append(f"- {next(iter(report['scaling_details'].values()))['note']}")
-    lines += scoring_markdown(report)
-    return "\n".join(lines)
-
-
-def write_plot(report: dict, path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(dict.fromkeys(r["config"] for r in report["results"]))
-    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 4.0), squeeze=False)
-    colors = {"mlx": "#1f77b4", "mlx-op": "#9ecae1", "torch": "#ee4c2c"}
-    for ax, name in zip(axes[0], names):
-        rs = [r for r in report["results"] if r["config"] == name]
-        med = [r["median_epoch_s"] for r in rs]
-        err = [[r["median_epoch_s"] - r["min_epoch_s"] for r in rs],
-               [r["max_epoch_s"] - r["median_epoch_s"] for r in rs]]
-        labels = [f"{FRAMEWORK_NAMES[r['framework']]}\n({r['device']})" for r in rs]
-        ax.bar(range(len(rs)), med, yerr=err, capsize=6, color=[colors.get(r["framework"], "grey") for r in rs])
-        ax.set_xticks(range(len(rs)))
-        ax.set_xticklabels(labels)
-        s = rs[0]["settings"]
-        title = f"{name}: " + _sizes(s)
-        if name in report["ratios"]:
-            title += f"\nMLX/PyTorch = {report['ratios'][name]:.2f}"
-        ax.set_title(title, fontsize=9)
-        ax.set_ylabel("epoch time (s)" + (", scaled from batches" if report["mode"] == "quick" else ""))
-        ax.set_ylim(bottom=0)
-    fig.suptitle(f"Median epoch time, min/max whiskers ({report['mode']}, {report['repeats']} repeats)", fontsize=10)
-    fig.tight_layout()
-    try:
-        save_figure(fig, path, "benchmark chart (mlx_rnn.tools.bench.benchmark)")
-    finally:
-        plt.close(fig)
-
-
 # ----- entry point ---------------------------------------------------------------------------
 def _check_out_path(flag: str, path) -> None:
     from mlx_rnn.core.outputs import check_file_output, check_plot_output
@@ -728,6 +541,8 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    from .report import format_markdown, write_plot
+
     print(format_markdown(report), flush=True)
     if args.output_json:
         from mlx_rnn.core.checkpoint import atomic_write_bytes
