@@ -36,6 +36,17 @@ class CheckpointError(ValueError):
     """A missing, corrupt, truncated or mismatched checkpoint. ``str()`` is one line."""
 
 
+
+def _read_json_object(path: Path) -> dict:
+    """The JSON object in ``path``; CheckpointError (one line naming the file) when it is not one."""
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: corrupt JSON ({e})") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
+    return obj
+
 def atomic_write_bytes(path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically: temporary file in the same directory, fsync, rename."""
     path = Path(path)
@@ -157,12 +168,7 @@ def read_config(path) -> dict:
             raise CheckpointError(f"{path}: holds a two-task run; give one task's checkpoint: "
                                   + " or ".join(str(path / t) for t in tasks))
         raise CheckpointError(f"{cfg_path}: file not found (not a checkpoint directory?)")
-    try:
-        config = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{cfg_path}: corrupt JSON ({e})") from None
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{cfg_path}: expected a JSON object")
+    config = _read_json_object(cfg_path)
     if config.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{cfg_path}: unsupported format_version "
                               f"{config.get('format_version')!r} (this version reads {FORMAT_VERSION})")
@@ -300,12 +306,7 @@ def load_resume(path) -> tuple[dict, dict, dict]:
     state_path = rdir / "trainer_state.json"
     if not state_path.is_file():
         raise CheckpointError(f"{state_path}: file not found (nothing to resume)")
-    try:
-        state = json.loads(state_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{state_path}: corrupt JSON ({e})") from None
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{state_path}: expected a JSON object")
+    state = _read_json_object(state_path)
     for key, ok in _STATE_KEYS.items():
         if key not in state:
             raise CheckpointError(f"{state_path}: missing key {key!r}")
