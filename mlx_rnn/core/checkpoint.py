@@ -36,7 +36,6 @@ class CheckpointError(ValueError):
     """A missing, corrupt, truncated or mismatched checkpoint. ``str()`` is one line."""
 
 
-
 def _read_json_object(path: Path) -> dict:
     """The JSON object in ``path``; CheckpointError (one line naming the file) when it is not one."""
     try:
@@ -46,6 +45,7 @@ def _read_json_object(path: Path) -> dict:
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a JSON object")
     return obj
+
 
 def atomic_write_bytes(path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically: temporary file in the same directory, fsync, rename."""
