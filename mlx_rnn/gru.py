@@ -20,6 +20,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from . import recurrence
+from .layers import Dropout
 from .lstm import init_recurrent_parameters
 
 
@@ -39,8 +40,8 @@ class GRU(nn.Module):
         self.dropout_p = dropout
         self.weight_drop = weight_drop
         init_recurrent_parameters(self, input_size, hidden_size, num_layers, gates=3)
-        self.inter_dropout = nn.Dropout(dropout)
-        self.weight_dropout = nn.Dropout(weight_drop)
+        self.inter_dropout = Dropout(dropout)
+        self.weight_dropout = Dropout(weight_drop)
         recurrence.requested()  # an unknown MLX_RNN_LSTM_IMPL fails here
 
     def __call__(self, x: mx.array, state=None):

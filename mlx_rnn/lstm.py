@@ -22,6 +22,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from . import recurrence
+from .layers import Dropout
 from .lstm_op import lstm_recurrence, lstm_recurrence_reference
 from .recurrence import IMPL_ENV  # noqa: F401  (MLX_RNN_LSTM_IMPL: native | op | reference | auto)
 
@@ -73,8 +74,8 @@ class LSTM(nn.Module):
         self.dropout_p = dropout
         self.weight_drop = weight_drop
         init_recurrent_parameters(self, input_size, hidden_size, num_layers, gates=4)
-        self.inter_dropout = nn.Dropout(dropout)
-        self.weight_dropout = nn.Dropout(weight_drop)
+        self.inter_dropout = Dropout(dropout)
+        self.weight_dropout = Dropout(weight_drop)
         recurrence.requested()  # an unknown MLX_RNN_LSTM_IMPL fails here, not mid-training
 
     def __call__(self, x: mx.array, state=None):

@@ -20,6 +20,7 @@ from mlx.utils import tree_flatten
 
 from mlx_rnn.core.checkpoint import load_checkpoint
 from mlx_rnn.core.config import cell_of
+from .layers import Dropout, Embedding
 from .gru import GRU
 from .lstm import LSTM
 from mlx_rnn.core.sampling import choose
@@ -32,7 +33,7 @@ class _Base(nn.Module):
                  dropout: float, out_features: int, cell: str = "lstm", weight_drop: float = 0.0,
                  input_dropout: float | None = None):
         super().__init__()
-        self.embedding = nn.Embedding(vocab_size, embed_dim)
+        self.embedding = Embedding(vocab_size, embed_dim)
         # PyTorch's nn.Embedding draws N(0, 1); MLX's default is N(0, 1/E). Match PyTorch.
         self.embedding.weight = mx.random.normal((vocab_size, embed_dim))
         if cell not in ("lstm", "gru"):
@@ -43,9 +44,9 @@ class _Base(nn.Module):
         else:
             self.gru = GRU(embed_dim, hidden_size, num_layers, dropout, weight_drop)
         self.output = nn.Linear(hidden_size, out_features)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         # dropout on the embedding output (the LSTM's input); None = the same as ``dropout``
-        self.input_dropout = nn.Dropout(dropout if input_dropout is None else input_dropout)
+        self.input_dropout = Dropout(dropout if input_dropout is None else input_dropout)
 
     def recurrent(self, x: mx.array, state=None):
         """Run the LSTM or GRU: ``(output (B, T, H), state)``; state is ``(h, c)`` or ``(h,)``."""

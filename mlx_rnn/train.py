@@ -14,7 +14,6 @@ import numpy as np
 from . import _blas, device  # noqa: F401  (device before mlx.core: preloads OpenBLAS on Linux)
 import mlx.core as mx
 import mlx.nn as nn
-import mlx.optimizers as optim
 from mlx.utils import tree_flatten, tree_unflatten
 
 from mlx_rnn.core import distributed
@@ -22,8 +21,9 @@ from mlx_rnn.core.batching import lm_chunk, prefix_labels
 from mlx_rnn.run.fit import EpochLoop, EpochResult  # noqa: F401  (EpochResult: the Trainer's API)
 
 from . import parallel, recurrence
+from .layers import native_masks
 from .models import build_model, wrap
-from .optimizer import AdamW, fused_enabled  # mlx.optimizers.AdamW with a fused native CPU update
+from .optimizer import AdamW, fused_enabled  # mlx.optimizers' AdamW (with clipping) fused on the CPU
 
 FRAMEWORK = "mlx"
 
@@ -72,8 +72,10 @@ class Trainer(EpochLoop):
         self.model = build_model(config)
         mx.eval(self.model.parameters())
         parallel.setup_model(self.model, config, self.dist)
+        # gradient clipping to clip_norm (0: none) happens inside the update (mlx_rnn.optimizer)
         self.optimizer = AdamW(learning_rate=config["lr"], betas=[0.9, 0.999], eps=1e-8,
-                                     weight_decay=config["weight_decay"], bias_correction=True)
+                               weight_decay=config["weight_decay"], bias_correction=True,
+                               max_grad_norm=max(0.0, float(config["clip_norm"])))
         self.optimizer.init(self.model.trainable_parameters())
         self.train_data = train
         # classify: the vowel label after every prefix of each window (the prefix loss; batching.prefix_labels)
@@ -85,13 +87,11 @@ class Trainer(EpochLoop):
 
     # ----- the compiled step -------------------------------------------------
     def _build_step(self):
-        model, optimizer, clip = self.model, self.optimizer, self.config["clip_norm"]
+        model, optimizer = self.model, self.optimizer
         state = [model.state, optimizer.state, mx.random.state]
         reduce = parallel.gradient_reducer(self.dist)  # identity for one process
 
-        def apply(grads):
-            if clip > 0:
-                grads, _ = optim.clip_grad_norm(grads, clip)
+        def apply(grads):  # clip to config["clip_norm"], then AdamW (optimizer.max_grad_norm)
             optimizer.update(model, grads)
 
         if self.task == "classify":
@@ -205,5 +205,6 @@ def set_rng_key(key) -> None:
 def describe_backend() -> str:
     """One line for run headers: the BLAS MLX actually uses (detected), the recurrence path
     and the optimizer update (native primitives or Python-level ops, and why)."""
-    adamw = "fused native AdamW" if fused_enabled() else "mlx.optimizers AdamW"
-    return f"{_blas.describe()}; recurrence: {recurrence.describe()}; {adamw}"
+    adamw = "fused native AdamW and clipping" if fused_enabled() else "mlx.optimizers AdamW"
+    dropout = "native dropout masks" if native_masks() else "mlx.nn dropout"
+    return f"{_blas.describe()}; recurrence: {recurrence.describe()}; {adamw}; {dropout}"

@@ -323,10 +323,21 @@ def _bad_lstm_calls():
         "backward gates": lambda: ext.lstm_backward(h0[:, None], h0, c0, w, h0, c0, h0[:, None], xw, c0, True),
         "gru w_hh": lambda: ext.gru_forward(xw[..., :12], w, w[0], h0, True, True),
         "gru b_hh": lambda: ext.gru_forward(xw[..., :12], w[:12], w[0, :3], h0, True, True),
-        "adamw shapes": lambda: ext.adamw_update(w, w[:2], w, w, h0[0, 0], h0[0, 0], h0[0, 0],
+        "adamw shapes": lambda: ext.adamw_update(w, w[:2], w, w, h0[0, 0], h0[0, 0], h0[0, 0], h0[0, 0],
                                                  0.9, 0.999, 1e-8, 0.0, True),
-        "adamw lr not scalar": lambda: ext.adamw_update(w, w, w, w, h0, h0[0, 0], h0[0, 0],
+        "adamw lr not scalar": lambda: ext.adamw_update(w, w, w, w, h0, h0[0, 0], h0[0, 0], h0[0, 0],
                                                         0.9, 0.999, 1e-8, 0.0, True),
+        "adamw scale not scalar": lambda: ext.adamw_update(w, w, w, w, h0[0, 0], h0[0, 0], h0[0, 0], h0,
+                                                           0.9, 0.999, 1e-8, 0.0, True),
+        "adamw float16": lambda: ext.adamw_update(*(a.astype(mx.float16) for a in (w, w, w, w)), h0[0, 0],
+                                                  h0[0, 0], h0[0, 0], h0[0, 0], 0.9, 0.999, 1e-8, 0.0, True),
+        "sum_squares none": lambda: ext.sum_squares([]),
+        "sum_squares int32": lambda: ext.sum_squares([w, w.astype(mx.int32)]),
+        "mask seed shape": lambda: ext.dropout_mask(mx.array([1, 2, 3], dtype=mx.uint32), [4], 0.5),
+        "mask seed float": lambda: ext.dropout_mask(mx.array([1.0, 2.0]), [4], 0.5),
+        "mask keep 0": lambda: ext.dropout_mask(mx.array([1, 2], dtype=mx.uint32), [4], 0.0),
+        "mask keep 2": lambda: ext.dropout_mask(mx.array([1, 2], dtype=mx.uint32), [4], 2.0),
+        "mask negative dim": lambda: ext.dropout_mask(mx.array([1, 2], dtype=mx.uint32), [4, -1], 0.5),
     }
 
 

@@ -66,3 +66,90 @@ def test_fused_adamw_leaves_other_dtypes_to_mlx():
     out = opt.apply_gradients({"w": mx.ones((4,), dtype=mx.float16)}, p)
     assert out["w"].dtype == mx.float16
     np.testing.assert_allclose(np.array(out["w"]).astype(np.float32), 0.9, rtol=1e-3)
+
+
+# ----- gradient clipping inside the update (max_grad_norm) -----------------------------------
+def _clipped_run(fused: bool, max_norm: float, compiled: bool, steps=4):
+    mx.random.seed(1)
+    params = {"w": mx.random.normal((300, 70)), "b": mx.random.normal((70,))}
+    kw = dict(learning_rate=1e-2, betas=[0.9, 0.999], eps=1e-8, weight_decay=0.1, bias_correction=True)
+    opt = AdamW(max_grad_norm=max_norm, **kw) if fused else optim.AdamW(**kw)
+    opt.init(params)
+
+    def update(grads, params):
+        if not fused and max_norm > 0:
+            grads, _ = optim.clip_grad_norm(grads, max_norm)
+        return opt.apply_gradients(grads, params)
+
+    if compiled:
+        update = mx.compile(update, inputs=opt.state, outputs=opt.state)
+    for s in range(steps):
+        grads = {"w": mx.sin(params["w"] * (s + 1)) * 3, "b": mx.cos(params["b"] + s)}
+        params = update(grads, params)
+        mx.eval(params, opt.state)
+    return params
+
+
+@pytest.mark.parametrize("max_norm", [0.0, 1.0, 1e6])
+@pytest.mark.parametrize("compiled", [False, True])
+def test_clipping_inside_the_update_matches_mlx_clip_grad_norm(max_norm, compiled):
+    """AdamW(max_grad_norm=c) == mlx.optimizers.clip_grad_norm(grads, c) then AdamW (c = 1 clips
+    every step here, 1e6 never; 0 turns clipping off)."""
+    want = _clipped_run(False, max_norm, compiled)
+    got = _clipped_run(True, max_norm, compiled)
+    for k in want:
+        np.testing.assert_allclose(np.array(got[k]), np.array(want[k]), rtol=2e-6, atol=1e-7)
+
+
+def test_clipping_on_the_mlx_path_too(monkeypatch):
+    """With the fused update switched off, max_grad_norm still clips (through mlx)."""
+    monkeypatch.setenv(ENV_VAR, "mlx")
+    want = _clipped_run(False, 1.0, False)
+    got = _clipped_run(True, 1.0, False)
+    for k in want:
+        np.testing.assert_allclose(np.array(got[k]), np.array(want[k]), rtol=1e-6, atol=1e-8)
+
+
+def test_max_grad_norm_must_not_be_negative():
+    with pytest.raises(ValueError, match="max_grad_norm"):
+        AdamW(learning_rate=0.1, max_grad_norm=-1.0)
+
+
+# ----- the squared norm (sum_squares) ----------------------------------------------------------
+def test_sum_squares_is_accurate_and_the_same_for_any_thread_count():
+    mx.random.seed(2)
+    xs = [mx.random.normal((2048, 512)), mx.random.normal((7,)), mx.random.normal((3, 0)), mx.random.normal((33, 65))]
+    want = sum(float((np.array(x, dtype=np.float64) ** 2).sum()) for x in xs)
+    ext = native.ext()
+    before = ext.get_num_threads()
+    try:
+        got = []
+        for threads in (1, 2, 3):
+            ext.set_num_threads(threads)
+            got.append(float(ext.sum_squares(xs)))
+    finally:
+        ext.set_num_threads(before)
+    assert got[0] == got[1] == got[2]
+    assert abs(got[0] / want - 1) < 1e-6
+
+
+def test_sum_squares_gradient_is_twice_the_input():
+    x, y = mx.random.normal((5, 3)), mx.random.normal((4,))
+    gx, gy = mx.grad(lambda a, b: native.ext().sum_squares([a, b]), argnums=(0, 1))(x, y)
+    np.testing.assert_allclose(np.array(gx), 2 * np.array(x), rtol=1e-6)
+    np.testing.assert_allclose(np.array(gy), 2 * np.array(y), rtol=1e-6)
+    # central difference on one element
+    eps, idx = 1e-2, (2, 1)
+    xp, xm = np.array(x), np.array(x)
+    xp[idx] += eps
+    xm[idx] -= eps
+    f = lambda a: float(native.ext().sum_squares([mx.array(a), y]))  # noqa: E731
+    assert abs((f(xp) - f(xm)) / (2 * eps) - float(gx[idx])) < 1e-2
+
+
+def test_native_threads_follow_the_environment(monkeypatch):
+    monkeypatch.setenv(native.THREADS_ENV, "3")
+    assert native._default_threads() == 3
+    monkeypatch.setenv(native.THREADS_ENV, "zero")
+    with pytest.raises(ValueError, match=native.THREADS_ENV):
+        native._default_threads()

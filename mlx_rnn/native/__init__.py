@@ -1,7 +1,9 @@
 """The native MLX primitives (C++ extension ``mlx_rnn.native._ext``) and whether they can run.
 
 The extension holds the LSTM and GRU recurrences over a whole sequence (forward and
-backward as two primitives each, for the CPU stream, float32) and the fused AdamW update.
+backward as two primitives each, for the CPU stream, float32), the fused AdamW update, the
+squared gradient norm for clipping and dropout masks. The elementwise kernels (AdamW, norm,
+masks) use as many threads as the BLAS does (``MLX_RNN_NUM_THREADS`` overrides).
 ``setup.py`` builds it at install time; an install without a compiler still works: then
 :func:`available` is False, :func:`unavailable_reason` says why in one line, and the
 models use the Python-level op (``mlx_rnn/lstm_op.py``), which also serves the GPU.
@@ -13,11 +15,14 @@ the MLX imported now (a different MLX would have another C++ ABI).
 from __future__ import annotations
 
 import importlib
+import os
 
 from .. import device  # noqa: F401  (before mlx.core: preloads OpenBLAS on Linux)
 import mlx.core as mx
 
-__all__ = ["available", "unavailable_reason", "ext", "can_run"]
+__all__ = ["available", "unavailable_reason", "ext", "can_run", "set_num_threads", "get_num_threads"]
+
+THREADS_ENV = "MLX_RNN_NUM_THREADS"
 
 _STATE: dict = {}
 
@@ -37,8 +42,36 @@ def _load():
             reason = f"the extension was built with MLX {built} but MLX {mx.__version__} is installed; reinstall mlx-rnn"
         else:
             ext = mod
+            ext.set_num_threads(_default_threads())
     _STATE["ext"], _STATE["reason"] = ext, reason
     return ext, reason
+
+
+def _default_threads() -> int:
+    """$MLX_RNN_NUM_THREADS, else the preloaded BLAS's thread count, else the CPU count.
+
+    Raises:
+        ValueError: $MLX_RNN_NUM_THREADS is not a positive integer.
+    """
+    raw = os.environ.get(THREADS_ENV, "").strip()
+    if raw:
+        if not raw.isdigit() or int(raw) < 1:
+            raise ValueError(f"{THREADS_ENV}={raw!r}: expected a positive integer")
+        return int(raw)
+    from .. import _blas
+
+    return _blas.get_num_threads() or os.cpu_count() or 1
+
+
+def set_num_threads(n: int) -> None:
+    """Threads for the native elementwise kernels (a no-op without the extension)."""
+    if available():
+        ext().set_num_threads(int(n))
+
+
+def get_num_threads() -> int:
+    """Threads of the native elementwise kernels (1 without the extension)."""
+    return ext().get_num_threads() if available() else 1
 
 
 def available() -> bool:

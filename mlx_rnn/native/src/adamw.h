@@ -1,5 +1,6 @@
 // AdamW's update of one parameter as one MLX primitive (mlx.optimizers.AdamW semantics).
 //
+//   g <- g * scale (the gradient-clipping factor of mlx.optimizers.clip_grad_norm; 1 without)
 //   p' = p (1 - lr wd);  m' = b1 m + (1 - b1) g;  v' = b2 v + (1 - b2) g^2
 //   with bias correction: p'' = p' - c1 m' / (sqrt(v') c2 + eps), c1 = lr / (1 - b1^t),
 //   c2 = 1 / sqrt(1 - b2^t);  without: p'' = p' - lr m' / (sqrt(v') + eps)
@@ -15,12 +16,12 @@ struct AdamWConfig {
   bool bias_correction;
 };
 
-// Inputs: gradient, parameter, m, v (same shape, float32) and the float32 scalars lr, c1, c2.
+// Inputs: gradient, parameter, m, v (same shape, float32) and the float32 scalars lr, c1, c2, scale.
 // Outputs: the new parameter, m and v.
 std::vector<mx::array> adamw_update(const mx::array& gradient, const mx::array& parameter,
                                     const mx::array& m, const mx::array& v, const mx::array& lr,
-                                    const mx::array& c1, const mx::array& c2, AdamWConfig cfg,
-                                    mx::StreamOrDevice s = {});
+                                    const mx::array& c1, const mx::array& c2, const mx::array& scale,
+                                    AdamWConfig cfg, mx::StreamOrDevice s = {});
 
 class AdamWUpdate : public CpuPrimitive {
  public:

@@ -4,6 +4,8 @@
 #include <nanobind/stl/vector.h>
 
 #include "adamw.h"
+#include "clip.h"
+#include "dropout.h"
 #include "gru.h"
 #include "lstm.h"
 
@@ -11,7 +13,7 @@ namespace nb = nanobind;
 using namespace nb::literals;
 
 NB_MODULE(_ext, m) {
-  m.doc() = "mlx-rnn native primitives: LSTM and GRU recurrences, fused AdamW (CPU, float32)";
+  m.doc() = "mlx-rnn native primitives: LSTM and GRU recurrences, fused AdamW, squared norm, dropout masks (CPU)";
   m.attr("built_with_mlx") = MLX_RNN_BUILT_WITH_MLX;
   m.def("lstm_forward", &mlx_rnn::lstm_forward, "xw"_a, "w_hh"_a, "h0"_a, "c0"_a, "approx"_a,
         "save"_a, nb::kw_only(), "stream"_a = nb::none(),
@@ -28,11 +30,23 @@ NB_MODULE(_ext, m) {
   m.def(
       "adamw_update",
       [](const mx::array& g, const mx::array& p, const mx::array& m_, const mx::array& v,
-         const mx::array& lr, const mx::array& c1, const mx::array& c2, double b1, double b2,
-         double eps, double wd, bool bias_correction, mx::StreamOrDevice s) {
-        return mlx_rnn::adamw_update(g, p, m_, v, lr, c1, c2, {b1, b2, eps, wd, bias_correction}, s);
+         const mx::array& lr, const mx::array& c1, const mx::array& c2, const mx::array& scale,
+         double b1, double b2, double eps, double wd, bool bias_correction, mx::StreamOrDevice s) {
+        return mlx_rnn::adamw_update(g, p, m_, v, lr, c1, c2, scale, {b1, b2, eps, wd, bias_correction}, s);
       },
-      "gradient"_a, "parameter"_a, "m"_a, "v"_a, "lr"_a, "c1"_a, "c2"_a, "b1"_a, "b2"_a, "eps"_a,
+      "gradient"_a, "parameter"_a, "m"_a, "v"_a, "lr"_a, "c1"_a, "c2"_a, "scale"_a, "b1"_a, "b2"_a, "eps"_a,
       "weight_decay"_a, "bias_correction"_a, nb::kw_only(), "stream"_a = nb::none(),
-      "Fused AdamW update of one parameter: (parameter', m', v').");
+      "Fused AdamW update of one parameter with gradient scale: (parameter', m', v').");
+  m.def("sum_squares", &mlx_rnn::sum_squares, "arrays"_a, nb::kw_only(), "stream"_a = nb::none(),
+        "Sum of the squares of every element of float32 arrays: a float32 scalar.");
+  m.def(
+      "dropout_mask",
+      [](const mx::array& seed, const std::vector<int>& shape, double keep, mx::StreamOrDevice s) {
+        return mlx_rnn::dropout_mask(seed, mx::Shape(shape.begin(), shape.end()), keep, s);
+      },
+      "seed"_a, "shape"_a, "keep"_a, nb::kw_only(), "stream"_a = nb::none(),
+      "float32 mask of shape: 1 with probability keep, else 0 (counter-based hash of seed (2,)).");
+  m.def("set_num_threads", &mlx_rnn::set_num_threads, "n"_a,
+        "Threads for the elementwise kernels (AdamW, sum_squares, dropout_mask).");
+  m.def("get_num_threads", &mlx_rnn::num_threads, "Threads for the elementwise kernels.");
 }

@@ -1,7 +1,11 @@
 // BLAS binding and argument checks shared by the native recurrences.
 #include "common.h"
 
+#include <algorithm>
+#include <atomic>
 #include <sstream>
+#include <system_error>
+#include <thread>
 #include <stdexcept>
 #include <typeinfo>
 
@@ -33,6 +37,37 @@ void sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const f
   }
   cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
               trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+namespace {
+std::atomic<int> g_num_threads{1};
+}  // namespace
+
+int num_threads() { return g_num_threads.load(std::memory_order_relaxed); }
+
+void set_num_threads(int n) { g_num_threads.store(std::max(1, std::min(n, 256))); }
+
+void parallel_for(int64_t n, int64_t min_chunk, const std::function<void(int64_t, int64_t)>& fn) {
+  const int64_t by_size = min_chunk > 0 ? n / min_chunk : n;
+  const int chunks = int(std::max<int64_t>(1, std::min<int64_t>(num_threads(), by_size)));
+  if (chunks == 1) {
+    if (n > 0) fn(0, n);
+    return;
+  }
+  const int64_t step = ((n + chunks - 1) / chunks + 63) / 64 * 64;
+  std::vector<std::thread> workers;
+  workers.reserve(chunks - 1);
+  for (int c = 1; c < chunks; ++c) {
+    const int64_t lo = std::min(n, c * step), hi = std::min(n, lo + step);
+    if (lo >= hi) break;
+    try {
+      workers.emplace_back(fn, lo, hi);
+    } catch (const std::system_error&) {  // no thread to be had: do this chunk here
+      fn(lo, hi);
+    }
+  }
+  fn(0, std::min(n, step));
+  for (auto& w : workers) w.join();
 }
 
 std::string shape_str(const mx::Shape& shape) {

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -115,6 +116,15 @@ inline void sigmoid_inplace(float* x, int n, bool approx) {
     for (int j = 0; j < n; ++j) x[j] = sigmoid_exact(x[j]);
   }
 }
+
+// Threads the elementwise kernels may use (AdamW, the sum of squares, dropout masks); set from
+// Python to the BLAS thread count (mlx_rnn/native/__init__.py), 1 until then. n < 1 means 1.
+int num_threads();
+void set_num_threads(int n);
+
+// fn(begin, end) over [0, n), split into at most num_threads() chunks of at least min_chunk
+// elements (chunk bounds are multiples of 64); chunk 0 runs on the calling thread. fn must not throw.
+void parallel_for(int64_t n, int64_t min_chunk, const std::function<void(int64_t, int64_t)>& fn);
 
 // Base of the project's primitives: the recurrences' two flags (approximate activations,
 // saved activations), equivalence by type and flags (for mx.compile), and no GPU kernel.

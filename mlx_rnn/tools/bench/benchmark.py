@@ -38,7 +38,7 @@ MARK = "@@bench "
 FRAMEWORKS = ("mlx", "mlx-op", "torch")
 FRAMEWORK_NAMES = {"mlx": "MLX", "mlx-op": "MLX op", "torch": "PyTorch"}
 #: Environment of each framework variant's worker, and the framework it runs.
-VARIANT_ENV = {"mlx-op": {"MLX_RNN_LSTM_IMPL": "op", "MLX_RNN_ADAMW": "mlx"}}
+VARIANT_ENV = {"mlx-op": {"MLX_RNN_LSTM_IMPL": "op", "MLX_RNN_ADAMW": "mlx", "MLX_RNN_LAYERS": "mlx"}}
 BASE_FRAMEWORK = {"mlx": "mlx", "mlx-op": "mlx", "torch": "torch"}
 SIZE_KEYS = ("embed_dim", "hidden_size", "num_layers", "batch_size", "seq_len")
 #: The standard configurations: the trainers' defaults of both tasks (classify, lm) and the
