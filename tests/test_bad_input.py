@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from mlx_rnn.core import checkpoint as ckpt
-from mlx_rnn.core.data import CLASSIFY_FILES, LM_FILES
+from mlx_rnn.core.data import CLASSIFY_FILES, LM_FILES, DataError
 from tests.synthetic import (FRAMEWORK, TINY, TRAINERS, error_line, fake_checkpoint, fingerprint, make_data_dir,
                              run_script)
 
@@ -276,7 +276,7 @@ def test_download_failures_exit_codes(monkeypatch, tmp_path, capsys):
     from mlx_rnn.run.cli import main
 
     def offline(out_dir, **kw):
-        raise prepare_mod.DataError("http://example.invalid/text8.zip", "download failed (no network); rerun to resume")
+        raise DataError("http://example.invalid/text8.zip", "download failed (no network); rerun to try again")
 
     def bad_sum(out_dir, **kw):
         raise prepare_mod.ChecksumError(Path(out_dir) / "text8.zip", "sha1 mismatch")

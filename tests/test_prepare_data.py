@@ -1,10 +1,10 @@
-"""scripts/prepare_data.py and mlx_rnn.tools.prepare: text8 checks, windows, atomic output, downloads.
+"""scripts/prepare_data.py and mlx_rnn/tools/prepare/: text8 checks, windows, atomic output, downloads.
 
 The real text8 is 10^8 characters; these tests use a generated text8-shaped file of a
 couple of MB (lowercase words and single spaces, no newline). When the standard data
 is available (``data_dir`` fixture: MLX_RNN_DATA), the generated file starts with the
 standard text8-100k.txt, so ``--text8`` must reproduce that file byte for byte. The
-downloads go to an HTTP server on 127.0.0.1 started in a thread (with Range support).
+downloads (with pooch) go to an HTTP server on 127.0.0.1 started in a thread.
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ from __future__ import annotations
 import hashlib
 import http.server
 import io
+import os
 import random
-import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -25,9 +26,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlx_rnn.tools import prepare as P
+from mlx_rnn.core.checkpoint import atomic_write_bytes
+from mlx_rnn.core.corpus import split_bounds
 from mlx_rnn.core.data import DataError, read_examples, read_text
+from mlx_rnn.core.normalize import normalize_text
 from mlx_rnn.core.vocab import VOWELS
+from mlx_rnn.tools.prepare.cli import build_parser
+from mlx_rnn.tools.prepare.dataset import build_dataset
+from mlx_rnn.tools.prepare.download import download
+from mlx_rnn.tools.prepare.text8 import (LM_TRAIN_CHARS, TEXT8_100K_SHA256, TEXT8_CHARS, TEXT8_SHA1,
+                                         TEXT8_URL, TEXT8_ZIP_SHA1, ChecksumError, Text8, check_text8,
+                                         load_text8)
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "prepare_data.py"
@@ -90,7 +99,7 @@ def files_in(d: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def standard_100k(data_dir) -> bytes:
     b = (data_dir / "text8-100k.txt").read_bytes()
-    assert len(b) == 100_000 and sha256(b) == P.TEXT8_100K_SHA256
+    assert len(b) == 100_000 and sha256(b) == TEXT8_100K_SHA256
     return b
 
 
@@ -123,7 +132,7 @@ def wrong_zip(wrong_text, gen_dir) -> Path:
     return make_zip(gen_dir / "wrong.zip", {"text8": wrong_text})
 
 
-# --- loopback HTTP server with Range support --------------------------------------------
+# --- loopback HTTP server ---------------------------------------------------------------
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     server_version = "loopback"
@@ -133,28 +142,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         srv = self.server
-        rng = self.headers.get("Range")
-        srv.ranges.append(rng)
-        data = srv.payload
-        start, status = 0, 200
-        if rng is not None and srv.honour_range:
-            m = re.fullmatch(r"bytes=(\d+)-", rng)
-            assert m, rng
-            start = int(m.group(1))
-            if start >= len(data):
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(data)}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            status = 206
-        body = data[start:]
-        self.send_response(status)
+        srv.ranges.append(self.headers.get("Range"))
+        if srv.status != 200:
+            self.send_error(srv.status)
+            return
+        body = srv.payload
+        self.send_response(200)
         self.send_header("Content-Type", "application/zip")
-        self.send_header("Accept-Ranges", "bytes")
         self.send_header("Content-Length", str(len(body)))
-        if status == 206:
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
         self.end_headers()
         if srv.cuts > 0:  # send half the body, then drop the connection
             srv.cuts -= 1
@@ -168,18 +163,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server():
-    """``server(payload, cuts=0, honour_range=True, stall=None) -> url``; ``.ranges`` logs
-    the Range header of each request (None when absent)."""
+    """``server(payload, cuts=0, stall=None, status=200) -> url``: serve ``payload``, the next
+    ``cuts`` times only its first half (then wait for ``stall``, if given, and hang up), or
+    answer HTTP ``status``. ``.ranges`` logs the Range header of each request (None when absent)."""
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     httpd.daemon_threads = True
-    httpd.payload, httpd.cuts, httpd.honour_range, httpd.stall = b"", 0, True, None
+    httpd.payload, httpd.cuts, httpd.stall, httpd.status = b"", 0, None, 200
     httpd.ranges = []
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
 
-    def configure(payload: bytes, cuts: int = 0, honour_range: bool = True, stall=None) -> str:
-        httpd.payload, httpd.cuts = payload, cuts
-        httpd.honour_range, httpd.stall = honour_range, stall
+    def configure(payload: bytes, cuts: int = 0, stall=None, status: int = 200) -> str:
+        httpd.payload, httpd.cuts, httpd.stall, httpd.status = payload, cuts, stall, status
         return f"http://127.0.0.1:{httpd.server_address[1]}/text8.zip"
 
     configure.ranges = httpd.ranges
@@ -206,7 +201,7 @@ def test_text8_zip_reproduces_standard_100k(text8_zip, text8_raw, standard_100k,
     assert sorted(sums) == sorted(OUTPUTS[:-1])
     for name, digest in sums.items():
         assert sha256((out / name).read_bytes()) == digest
-    assert sums["text8-100k.txt"] == P.TEXT8_100K_SHA256
+    assert sums["text8-100k.txt"] == TEXT8_100K_SHA256
 
     # the project's readers accept every file, in the standard shapes
     assert len(read_examples(out / "train-consonant-examples.txt")) == 5000
@@ -214,8 +209,8 @@ def test_text8_zip_reproduces_standard_100k(text8_zip, text8_raw, standard_100k,
     assert len(read_examples(out / "dev-consonant-examples.txt")) == 500
     assert len(read_examples(out / "dev-vowel-examples.txt")) == 500
     text = text8_raw.read_text()
-    splits = P.split_bounds(len(text))
-    for name, (lo, hi) in (("text8-dev.txt", splits.valid), ("text8-test.txt", splits.test)):
+    splits = split_bounds(len(text))
+    for name, (lo, hi) in (("text8-dev.txt", splits["valid"]), ("text8-test.txt", splits["test"])):
         t = read_text(out / name)
         assert len(t) == 500 and (out / name).read_bytes()[-1:] != b"\n"
         assert lo <= text.find(t, lo) <= hi - 500
@@ -230,7 +225,7 @@ def test_text8_zip_reproduces_standard_100k(text8_zip, text8_raw, standard_100k,
 
 def test_wrong_text8_prefix_fails_checksum(wrong_zip, wrong_text, tmp_path):
     out = tmp_path / "out"
-    assert_error(run("--text8", wrong_zip, "--out", out), 1, "sha256", P.TEXT8_100K_SHA256,
+    assert_error(run("--text8", wrong_zip, "--out", out), 1, "sha256", TEXT8_100K_SHA256,
                  "not text8")
     raw = tmp_path / "text8"
     raw.write_text(wrong_text)
@@ -239,21 +234,21 @@ def test_wrong_text8_prefix_fails_checksum(wrong_zip, wrong_text, tmp_path):
 
 
 def test_text8_checks_are_enforced_in_the_api(wrong_text):
-    t = P.Text8(np.frombuffer(wrong_text.encode(), np.uint8), "", "x")
-    with pytest.raises(P.ChecksumError, match="not text8"):
-        P.check_text8(t)
-    short = P.Text8(np.frombuffer(b"abc def", np.uint8), "", "short")
+    t = Text8(np.frombuffer(wrong_text.encode(), np.uint8), "", "x")
+    with pytest.raises(ChecksumError, match="not text8"):
+        check_text8(t)
+    short = Text8(np.frombuffer(b"abc def", np.uint8), "", "short")
     with pytest.raises(DataError, match="needs the first 100,000"):
-        P.check_text8(short)
+        check_text8(short)
 
 
 def test_full_size_text_needs_the_published_sha1(standard_100k):
-    full = np.full(P.TEXT8_CHARS, ord(" "), np.uint8)
-    full[:P.LM_TRAIN_CHARS] = np.frombuffer(standard_100k, np.uint8)
-    with pytest.raises(P.ChecksumError, match="sha1 is 0000"):
-        P.check_text8(P.Text8(full, "0" * 40, "full"))
-    assert P.check_text8(P.Text8(full, "0" * 40, "full"), check_full_sha1=False) == []
-    assert P.check_text8(P.Text8(full, P.TEXT8_SHA1, "full")) == []
+    full = np.full(TEXT8_CHARS, ord(" "), np.uint8)
+    full[:LM_TRAIN_CHARS] = np.frombuffer(standard_100k, np.uint8)
+    with pytest.raises(ChecksumError, match="sha1 is 0000"):
+        check_text8(Text8(full, "0" * 40, "full"))
+    assert check_text8(Text8(full, "0" * 40, "full"), check_full_sha1=False) == []
+    assert check_text8(Text8(full, TEXT8_SHA1, "full")) == []
 
 
 @pytest.mark.parametrize("members, message", [
@@ -271,14 +266,14 @@ def test_zip_member_checks(members, message, tmp_path):
 def test_member_too_large_and_bad_characters(tmp_path):
     z = make_zip(tmp_path / "big.zip", {"text8": "a" * 1001})
     with pytest.raises(DataError, match="more than text8's 1,000"):
-        P.load_text8(z, max_chars=1000)
+        load_text8(z, max_chars=1000)
     raw = tmp_path / "big"
     raw.write_bytes(b"a" * 1001)
     with pytest.raises(DataError, match="more than text8's 1,000"):
-        P.load_text8(raw, max_chars=1000)
+        load_text8(raw, max_chars=1000)
     bad = make_zip(tmp_path / "bad.zip", {"text8": "abc def\nghi"})
     with pytest.raises(DataError) as e:
-        P.load_text8(bad)
+        load_text8(bad)
     assert str(e.value).startswith(f"{bad}!text8:1:8: character '\\n'")
     # a corrupt member (bad CRC, or a damaged deflate stream) is a failed check
     for compression in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
@@ -288,16 +283,16 @@ def test_member_too_large_and_bad_characters(tmp_path):
         data = bytearray(z.read_bytes())
         data[30 + len("text8") + 100] ^= 0x55  # a byte inside the member's data
         z.write_bytes(bytes(data))
-        with pytest.raises(P.ChecksumError, match="corrupt archive"):
-            P.load_text8(z)
+        with pytest.raises(ChecksumError, match="corrupt archive"):
+            load_text8(z)
     with pytest.raises(DataError, match="file not found"):
-        P.load_text8(tmp_path / "nope.zip")
+        load_text8(tmp_path / "nope.zip")
 
 
 def test_text8_loads_member_in_place(tmp_path):
     text = generate("", 50_000, seed=5)
     z = make_zip(tmp_path / "t.zip", {"text8": text})
-    t = P.load_text8(z)
+    t = load_text8(z)
     assert t.data.dtype == np.uint8 and t.data.tobytes() == text.encode()
     assert t.sha1 == hashlib.sha1(text.encode()).hexdigest() and not t.is_full
     assert files_in(tmp_path) == ["t.zip"]  # nothing extracted
@@ -312,8 +307,8 @@ def synthetic() -> np.ndarray:
 
 def test_windows_are_labelled_and_in_their_split(synthetic):
     data = synthetic
-    ds = P.build_dataset(data, seed=3)
-    (tr0, tr1), (va0, va1), (te0, te1) = ds.splits.train, ds.splits.valid, ds.splits.test
+    ds = build_dataset(data, seed=3)
+    (tr0, tr1), (va0, va1), (te0, te1) = ds.splits["train"], ds.splits["valid"], ds.splits["test"]
     assert (tr1, va1, te1) == (900_000, 950_000, 1_000_000)
     sets = {"train": (ds.train_consonant, ds.train_vowel, tr0, tr1, 5000),
             "dev": (ds.dev_consonant, ds.dev_vowel, va0, va1, 500)}
@@ -342,9 +337,9 @@ def test_windows_are_labelled_and_in_their_split(synthetic):
 
 
 def test_windows_are_deterministic_for_a_seed(synthetic):
-    a = P.build_dataset(synthetic, seed=7).files()
-    b = P.build_dataset(synthetic, seed=7).files()
-    c = P.build_dataset(synthetic, seed=8).files()
+    a = build_dataset(synthetic, seed=7).files()
+    b = build_dataset(synthetic, seed=7).files()
+    c = build_dataset(synthetic, seed=8).files()
     assert a == b
     assert a["text8-100k.txt"] == c["text8-100k.txt"]
     for name in ("train-vowel-examples.txt", "dev-consonant-examples.txt", "text8-dev.txt"):
@@ -352,14 +347,14 @@ def test_windows_are_deterministic_for_a_seed(synthetic):
 
 
 def test_split_fractions():
-    s = P.split_bounds(P.TEXT8_CHARS)
-    assert (s.train, s.valid, s.test) == ((0, 90_000_000), (90_000_000, 95_000_000),
-                                          (95_000_000, 100_000_000))
-    s = P.split_bounds(1000, (0.5, 0.25, 0.25))
-    assert (s.train, s.valid, s.test) == ((0, 500), (500, 750), (750, 1000))
+    s = split_bounds(TEXT8_CHARS)
+    assert (s["train"], s["valid"], s["test"]) == ((0, 90_000_000), (90_000_000, 95_000_000),
+                                                   (95_000_000, 100_000_000))
+    s = split_bounds(1000, (0.5, 0.25, 0.25))
+    assert (s["train"], s["valid"], s["test"]) == ((0, 500), (500, 750), (750, 1000))
     for bad in ((0.9, 0.1), (0.9, 0.1, 0.1), (1.0, 0.0, 0.0)):
         with pytest.raises(ValueError):
-            P.split_bounds(1000, bad)
+            split_bounds(1000, bad)
 
 
 # --- command line: any text ---------------------------------------------------------------
@@ -375,7 +370,7 @@ def test_text_input_is_normalised_and_scaled(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "scaled down" in res.stderr and "Traceback" not in res.stderr
     assert "wrote" in res.stdout
-    clean = P.normalize_text(src.read_text(encoding="utf-8"))
+    clean = normalize_text(src.read_text(encoding="utf-8"))
     lm = read_text(out / "text8-100k.txt")
     assert clean.startswith(lm) and len(lm) == round(0.9 * len(clean))
     n = len(read_examples(out / "train-vowel-examples.txt"))
@@ -412,9 +407,9 @@ def test_atomic_write_leaves_no_temp_on_failure(tmp_path, monkeypatch):
     def boom(fd):
         raise OSError("disk full")
 
-    monkeypatch.setattr(P.os, "fsync", boom)
+    monkeypatch.setattr(os, "fsync", boom)
     with pytest.raises(OSError):
-        P.atomic_write(target, b"new")
+        atomic_write_bytes(target, b"new")
     assert target.read_bytes() == b"old"
     assert files_in(tmp_path) == ["f.txt"]
 
@@ -422,12 +417,12 @@ def test_atomic_write_leaves_no_temp_on_failure(tmp_path, monkeypatch):
 def test_usage_errors_and_help():
     res = run("--help")
     assert res.returncode == 0
-    parser = P.build_parser()
+    parser = build_parser()
     for action in parser._actions:
         assert action.help, action.option_strings
         for opt in action.option_strings:
             assert opt in res.stdout, opt
-    assert P.TEXT8_URL in res.stdout
+    assert TEXT8_URL in res.stdout
     # usage errors: argparse's usage line plus one error line, exit 2
     for args, needle in ((["--sha256", "xyz"], "expected 64 hex digits"),
                          (["--text8", "a", "--text", "b"], "not allowed with"),
@@ -439,6 +434,8 @@ def test_usage_errors_and_help():
 
 
 # --- downloads ----------------------------------------------------------------------------
+# pooch downloads to a temporary file beside the target and keeps it only when its hash is
+# right; a failed attempt is retried from the start (an unfinished download is not resumed).
 
 @pytest.fixture(scope="module")
 def small_zip() -> bytes:
@@ -450,8 +447,8 @@ def small_zip() -> bytes:
 
 def test_download_ok(server, small_zip, tmp_path):
     url = server(small_zip)
-    dest = P.download(url, tmp_path / "text8.zip", progress=False,
-                      expected=P.Digest("sha256", sha256(small_zip), len(small_zip)))
+    dest = download(url, tmp_path / "text8.zip", progress=False,
+                    known_hash=f"sha256:{sha256(small_zip)}")
     assert dest.read_bytes() == small_zip
     assert server.ranges == [None]
     assert files_in(tmp_path) == ["text8.zip"]
@@ -459,73 +456,67 @@ def test_download_ok(server, small_zip, tmp_path):
 
 def test_download_checksum_failure_keeps_nothing(server, small_zip, tmp_path):
     url = server(small_zip)
-    with pytest.raises(P.ChecksumError, match="sha256 is"):
-        P.download(url, tmp_path / "text8.zip", progress=False,
-                   expected=P.Digest("sha256", "0" * 64))
+    with pytest.raises(ChecksumError, match="sha256 is") as e:
+        download(url, tmp_path / "text8.zip", progress=False, retries=0,
+                 known_hash="sha256:" + "0" * 64)
+    assert str(e.value).startswith(url) and "download deleted" in str(e.value)
     assert files_in(tmp_path) == []
-    with pytest.raises(P.ChecksumError, match="bytes, expected 31,344,016"):  # built-in identity
-        P.download(url, tmp_path / "text8.zip", progress=False)
+    with pytest.raises(ChecksumError, match=f"sha1 is .*, expected {TEXT8_ZIP_SHA1}"):  # built-in
+        download(url, tmp_path / "text8.zip", progress=False, retries=0)
     assert files_in(tmp_path) == []
 
 
-def test_download_resumes_after_cut_connection(server, small_zip, tmp_path):
+def test_download_retries_a_cut_connection_from_the_start(server, small_zip, tmp_path):
     url = server(small_zip, cuts=1)
-    logs = []
-    dest = P.download(url, tmp_path / "text8.zip", progress=False, retry_wait=0, log=logs.append,
-                      expected=P.Digest("sha256", sha256(small_zip)))
-    half = len(small_zip) // 2
-    assert server.ranges == [None, f"bytes={half}-"]  # the second request resumed
+    dest = download(url, tmp_path / "text8.zip", progress=False, retries=1,
+                    known_hash=f"sha256:{sha256(small_zip)}")
+    assert server.ranges == [None, None]  # the second request starts over
     assert dest.read_bytes() == small_zip
-    assert any("resuming" in m for m in logs)
-    assert files_in(tmp_path) == ["text8.zip"]
+    assert files_in(tmp_path) == ["text8.zip"]  # no temporary file left
 
 
-def test_download_resumes_a_part_file_and_handles_servers_without_ranges(
-        server, small_zip, tmp_path):
-    expected = P.Digest("sha256", sha256(small_zip))
-    part = tmp_path / "text8.zip.part"
-    part.write_bytes(small_zip[:1000])
-    url = server(small_zip)
-    P.download(url, tmp_path / "text8.zip", progress=False, expected=expected)
-    assert server.ranges == ["bytes=1000-"]
-    assert (tmp_path / "text8.zip").read_bytes() == small_zip
-
-    # a complete .part: the server answers 416 and the file is used as it is
-    (tmp_path / "text8.zip").rename(part)
-    P.download(url, tmp_path / "text8.zip", progress=False, expected=expected)
-    assert server.ranges[-1] == f"bytes={len(small_zip)}-"
-    assert (tmp_path / "text8.zip").read_bytes() == small_zip
-
-    # a server that ignores Range (200): start over rather than append twice
-    (tmp_path / "text8.zip").unlink()
-    part.write_bytes(small_zip[:1000])
-    url = server(small_zip, honour_range=False)
-    P.download(url, tmp_path / "text8.zip", progress=False, expected=expected, log=lambda m: None)
-    assert (tmp_path / "text8.zip").read_bytes() == small_zip
-
-
-def test_download_gives_up_after_retries(server, small_zip, tmp_path):
+def test_failed_download_leaves_no_file_and_a_rerun_succeeds(server, small_zip, tmp_path):
+    """Replaces the hand-written client's resume tests: what is left after a cut connection
+    is nothing at all (no partial file to trip over), and running again downloads it."""
+    known = f"sha256:{sha256(small_zip)}"
     url = server(small_zip, cuts=5)
-    with pytest.raises(DataError, match="rerun to resume"):
-        P.download(url, tmp_path / "text8.zip", progress=False, retries=1, retry_wait=0,
-                   log=lambda m: None)
-    assert files_in(tmp_path) == ["text8.zip.part"]
+    with pytest.raises(DataError, match=r"download failed \(.*\) after 1 retry; nothing kept, rerun") as e:
+        download(url, tmp_path / "text8.zip", progress=False, retries=1, known_hash=known)
+    assert str(e.value).startswith(url) and "\n" not in str(e.value)
+    assert files_in(tmp_path) == []
+    server(small_zip)
+    assert download(url, tmp_path / "text8.zip", progress=False, known_hash=known).read_bytes() == small_zip
+    assert files_in(tmp_path) == ["text8.zip"]
     with pytest.raises(DataError, match="only http"):
-        P.download("ftp://example.org/text8.zip", tmp_path / "x.zip")
+        download("ftp://example.org/text8.zip", tmp_path / "x.zip")
 
 
-def test_download_of_an_unresolvable_host_fails_at_once(tmp_path):
+def test_download_http_error_and_refused_connection(server, tmp_path):
+    url = server(b"", status=404)
+    with pytest.raises(DataError, match="HTTP error 404") as e:
+        download(url, tmp_path / "text8.zip", progress=False, retries=0)
+    assert str(e.value).startswith(url)
+    with socket.socket() as s:  # a port with nothing listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/text8.zip"
+    with pytest.raises(DataError, match="download failed .*refused") as e:
+        download(url, tmp_path / "text8.zip", progress=False, retries=0)
+    assert str(e.value).startswith(url) and "\n" not in str(e.value)
+    assert files_in(tmp_path) == []
+
+
+def test_download_of_an_unresolvable_host_fails_at_once(tmp_path, capfd):
     """Offline (the host name cannot be resolved): one attempt, no retry waits, and the
     message names the file the download would be kept in."""
-    notes = []
     t0 = time.perf_counter()
     with pytest.raises(DataError) as info:
-        P.download("http://nonexistent.invalid/text8.zip", tmp_path / "text8.zip", progress=False,
-                   retries=5, retry_wait=20, log=notes.append)
-    assert time.perf_counter() - t0 < 10  # five retries would wait 20 + 30 + ... s
+        download("http://nonexistent.invalid/text8.zip", tmp_path / "text8.zip", progress=False,
+                 retries=5)
+    assert time.perf_counter() - t0 < 10  # five retries would wait 1 + 2 + ... s
     msg = str(info.value)
     assert "cannot resolve host 'nonexistent.invalid'" in msg and str(tmp_path / "text8.zip") in msg, msg
-    assert not any("retry" in n for n in notes), notes
+    assert "attempt the download again" not in capfd.readouterr().err
     assert files_in(tmp_path) == []
 
 
@@ -547,30 +538,76 @@ def test_cli_download_wrong_sha256_writes_nothing(server, wrong_zip, tmp_path):
     assert not out.exists()  # nothing written, not even the directory
 
 
-def test_cli_download_resume_and_reuse(server, text8_zip, standard_100k, tmp_path):
+def test_cli_download_errors_are_one_line_exit_2(server, small_zip, tmp_path):
+    out = tmp_path / "out"
+    url = server(b"", status=404)
+    assert_error(run("--url", url, "--out", out, "--retries", "0"), 2, url, "HTTP error 404")
+    assert not out.exists()
+    # the archive passes --sha256 but is a damaged zip: a failed check (1), naming the file
+    bad = bytearray(small_zip)
+    bad[30 + len("text8") + 100] ^= 0x55
+    url = server(bytes(bad))
+    assert_error(run("--url", url, "--sha256", sha256(bytes(bad)), "--out", out), 1,
+                 str(out / "text8.zip"), "corrupt archive")
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="needs RLIMIT_FSIZE (POSIX)")
+def test_cli_download_to_a_full_disk_names_the_file(server, small_zip, tmp_path):
+    """A write that fails (here: over a file-size limit, as a full disk would) is one line
+    naming the file, exit 2, and leaves no file behind."""
+    import resource
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000))
+
+    url = server(small_zip)
+    out = tmp_path / "out"
+    out.mkdir()
+    res = run("--url", url, "--sha256", sha256(small_zip), "--out", out, "--quiet",
+              preexec_fn=limit)
+    assert_error(res, 2, str(out / "text8.zip"), "File too large")
+    assert files_in(out) == []
+
+
+def test_cli_download_failure_rerun_and_reuse(server, text8_zip, standard_100k, tmp_path):
     payload = text8_zip.read_bytes()
     url = server(payload, cuts=1)
     out = tmp_path / "out"
     digest = sha256(payload)
-    # first run: the connection drops and no retries are allowed -> exit 2, .part kept
+    # first run: the connection drops and no retries are allowed -> exit 2, nothing kept
     assert_error(run("--url", url, "--sha256", digest, "--out", out, "--retries", "0"), 2,
-                 "rerun to resume")
-    assert files_in(out) == ["text8.zip.part"]
-    # second run resumes with a Range request and builds the data
-    res = run("--url", url, "--sha256", digest, "--out", out)
+                 url, "download failed", "rerun")
+    assert not out.exists()
+    # second run: the connection drops again, pooch says so and retries from the start
+    server(payload, cuts=1)
+    res = run("--url", url, "--sha256", digest, "--out", out, "--retries", "1")
     assert res.returncode == 0, res.stderr
-    assert server.ranges == [None, f"bytes={len(payload) // 2}-"]
+    assert "attempt the download again" in res.stderr
+    assert server.ranges == [None, None, None]  # never a Range request
     assert (out / "text8.zip").read_bytes() == payload
     assert (out / "text8-100k.txt").read_bytes() == standard_100k
     assert files_in(out) == sorted(OUTPUTS + ("text8.zip",))
     # a third run reuses the verified archive without downloading
     res = run("--url", url, "--sha256", digest, "--out", out, "--quiet")
     assert res.returncode == 0 and "downloaded earlier" in res.stderr
-    assert len(server.ranges) == 2
+    assert len(server.ranges) == 3
+
+
+def test_cli_download_replaces_a_corrupt_archive(server, text8_zip, tmp_path):
+    payload = text8_zip.read_bytes()
+    url = server(payload)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "text8.zip").write_bytes(payload[:1000])  # e.g. left by an older version
+    res = run("--url", url, "--sha256", sha256(payload), "--out", out, "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert "downloading it again" in res.stderr and (out / "text8.zip").read_bytes() == payload
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child needs POSIX")
-def test_ctrl_c_exits_130_and_keeps_partial_download(server, small_zip, tmp_path):
+def test_ctrl_c_exits_130_and_leaves_no_partial_file(server, small_zip, tmp_path):
+    """Replaces "Ctrl-C keeps the partial download": now nothing is left to resume or trip over."""
     stall = threading.Event()
     url = server(small_zip, cuts=1, stall=stall)
     out = tmp_path / "out"
@@ -579,7 +616,7 @@ def test_ctrl_c_exits_130_and_keeps_partial_download(server, small_zip, tmp_path
                             stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 20
-        while not (out / "text8.zip.part").exists() and time.time() < deadline:
+        while not files_in(out) and time.time() < deadline:  # pooch's temporary file
             time.sleep(0.05)
         time.sleep(0.3)
         proc.send_signal(signal.SIGINT)
@@ -590,4 +627,4 @@ def test_ctrl_c_exits_130_and_keeps_partial_download(server, small_zip, tmp_path
             proc.kill()
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
-    assert (out / "text8.zip.part").exists()
+    assert not out.exists()  # the temporary file is gone, and the directory it made

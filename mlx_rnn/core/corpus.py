@@ -42,11 +42,24 @@ SPLITS = ("train", "valid", "test")
 _PIECE = 8 << 20  # bytes mapped per piece when scanning the whole file
 
 
-def split_bounds(n: int) -> dict[str, tuple[int, int]]:
-    """``{"train": (0, a), "valid": (a, b), "test": (b, n)}`` for a text of ``n`` characters."""
-    a = int(round(n * SPLIT_FRACTIONS[0]))
-    b = int(round(n * (SPLIT_FRACTIONS[0] + SPLIT_FRACTIONS[1])))
-    return {"train": (0, a), "valid": (a, b), "test": (b, n)}
+def split_bounds(n: int, fractions=SPLIT_FRACTIONS) -> dict[str, tuple[int, int]]:
+    """``{"train": (0, a), "valid": (a, b), "test": (b, c)}``: consecutive ranges of ``n`` characters.
+
+    ``a = round(n f0)``, ``b = round(n (f0 + f1))``, ``c = min(n, round(n (f0 + f1 + f2)))``, so
+    ``c = n`` when the fractions sum to 1; ``n = 10**8`` with the default (0.9, 0.05, 0.05) is
+    text8's standard 90M/5M/5M split.
+
+    Raises:
+        ValueError: not three fractions, a zero or negative one, or a sum above 1.
+    """
+    fr = tuple(float(f) for f in fractions)
+    if len(fr) != 3 or min(fr) <= 0 or sum(fr) > 1 + 1e-9:
+        raise ValueError(f"split fractions must be three positive numbers summing to at most 1, "
+                         f"got {fractions}")
+    a = round(n * fr[0])
+    b = round(n * (fr[0] + fr[1]))
+    c = min(n, round(n * (fr[0] + fr[1] + fr[2])))
+    return {"train": (0, a), "valid": (a, b), "test": (b, c)}
 
 
 class CorpusSplit:

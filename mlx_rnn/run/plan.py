@@ -14,7 +14,7 @@ from mlx_rnn.core import corpus as corpus_mod
 from mlx_rnn.core import distributed
 from mlx_rnn.core import own_text
 from mlx_rnn.core.config import resolve_config
-from mlx_rnn.core.data import corpus_alphabet, CLASSIFY_FILES, LM_FILES, DataError, MissingData, data_dir_complete, data_dir_given_by, resolve_data_dir
+from mlx_rnn.core.data import corpus_alphabet, CLASSIFY_FILES, LM_FILES, MissingData, data_dir_complete, data_dir_given_by, resolve_data_dir
 from mlx_rnn.core.memory import check_fits
 from mlx_rnn.core.outputs import check_dir_output, check_plot_output
 from mlx_rnn.core.savedir import check_save_dirs, prepare_save_dir
@@ -168,20 +168,8 @@ def download_data(data_dir: Path, quiet: bool) -> None:
     """Build the data files in ``data_dir`` (``--download``), as ``scripts/prepare_data.py --out`` does."""
     print(f"{data_dir}: data not found; building it (--download), as scripts/prepare_data.py --out {data_dir} "
           "would", file=sys.stderr, flush=True)
-    try:
-        from mlx_rnn.tools.prepare import ChecksumError, prepare
-    except ImportError:  # the preparation module is missing: run the script
-        import subprocess
+    from mlx_rnn.tools.prepare import ChecksumError, prepare
 
-        script = Path(__file__).resolve().parents[2] / "scripts" / "prepare_data.py"
-        rc = subprocess.call([sys.executable, str(script), "--out", str(data_dir)] + (["--quiet"] if quiet else []))
-        if rc == 1:
-            raise CheckFailed(f"{data_dir}: data preparation failed a checksum (see above)") from None
-        if rc == 130:
-            raise KeyboardInterrupt
-        if rc != 0:
-            raise DataError(data_dir, f"data preparation failed (scripts/prepare_data.py exit code {rc})") from None
-        return
     try:
         prepare(data_dir, progress=not quiet)
     except ChecksumError as e:
