@@ -189,7 +189,7 @@ def train_task(fw, task: str, cfg: dict, data: dict, save_dir: Path | None, resu
     if cfg.get("init_from_lm") and resume is None:
         lm_weights, lm_cfg = ckpt.load_checkpoint(cfg["init_from_lm"], "lm")
         trainer.load_weights({**trainer.weights(), **lm_init_weights(lm_weights, lm_cfg, Indexer(cfg["vocab"]))})
-        log(f"[{task}] embedding and {cfg.get('cell', 'lstm').upper()} initialised from the LM {cfg['init_from_lm']}")
+        log(f"[{task}] embedding and {cfg['cell'].upper()} initialised from the LM {cfg['init_from_lm']}")
     if trainer.steps_per_epoch < 1:
         check_trainable(cfg, data["train"], "training data")
     first_epoch, start_step, best_loss, best_epoch, bad_epochs = 0, 0, math.inf, -1, 0

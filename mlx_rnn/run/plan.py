@@ -111,7 +111,7 @@ def plan_run(framework: str, args) -> list[TaskPlan]:
                     raise ckpt.CheckpointError(f"--init-from-lm {args.init_from_lm}: is a {lm_cfg['task']!r} "
                                                "checkpoint, not an LM")
                 for key in ("embed_dim", "hidden_size", "num_layers", "cell"):
-                    plan.cfg[key] = lm_cfg.get(key, "lstm")
+                    plan.cfg[key] = lm_cfg[key]  # (read_config fills "cell" of older checkpoints)
                 plan.cfg["init_from_lm"] = str(Path(args.init_from_lm).resolve())
         if task == "lm":
             own_text.configure(plan.cfg, args, resumed=plan.resume_dir is not None)
