@@ -239,7 +239,7 @@ def train_checkpoints(args, data_dir: Path, tasks: list[str], save_root: Path, l
     from mlx_rnn.core.config import resolve_config
     from mlx_rnn.core import backend
     from mlx_rnn.core.taskdata import load_task_data
-    from mlx_rnn.run.fit import train_task
+    from mlx_rnn.run.fit import Outputs, train_task
 
     from mlx_rnn.core.outputs import check_dir_output
     from mlx_rnn.core.savedir import prepare_save_dir
@@ -264,7 +264,7 @@ def train_checkpoints(args, data_dir: Path, tasks: list[str], save_root: Path, l
         save_dir = save_root / task
         log(f"[{task}] training with {fw.FRAMEWORK} {fw.framework_version()} on {device} "
             f"({args.epochs} epoch(s), hidden {args.hidden_size}) -> {save_dir}")
-        bundle = train_task(fw, task, cfg, data, save_dir, None, True, lambda: False, log=log)
+        bundle = train_task(fw, cfg, data, Outputs(save_dir, quiet=True, log=log), lambda: False)
         out[task] = (save_dir, bundle)
     return out
 
