@@ -188,7 +188,7 @@ def train_task(fw, cfg: dict, data: dict, out: Outputs, stop, resume: ResumeStat
         data: the task's data (``core.taskdata.load_task_data``: ``train``, ``val``, ``dev``).
         stop: polled after every step; when true, resumable state is saved and
             :class:`Interrupted` raised.
-        resume: continue from this state (read with :func:`load_resume_state`).
+        resume: continue from this state (read with :func:`mlx_rnn.run.resume.load_resume_state`).
 
     Raises:
         Diverged: a non-finite training or validation loss (nothing is saved for that epoch).
