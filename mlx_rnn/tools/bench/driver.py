@@ -21,7 +21,7 @@ import time
 ROOT = Path(__file__).resolve().parents[3]  # the repository root (mlx_rnn/tools/bench/<file>)
 MARK = "@@bench "  # the prefix of the worker's messages on stdout (worker.MARK)
 #: Environment of each framework variant's worker, and the framework it runs.
-VARIANT_ENV = {"mlx-op": {"MLX_RNN_LSTM_IMPL": "op", "MLX_RNN_ADAMW": "mlx"}}
+VARIANT_ENV = {"mlx-op": {"MLX_RNN_LSTM_IMPL": "op", "MLX_RNN_ADAMW": "mlx", "MLX_RNN_LAYERS": "mlx"}}
 BASE_FRAMEWORK = {"mlx": "mlx", "mlx-op": "mlx", "torch": "torch"}
 SIZE_KEYS = ("embed_dim", "hidden_size", "num_layers", "batch_size", "seq_len")
 #: Pause before each timed repeat, so the previous worker's spinning BLAS/OpenMP threads go to sleep.
