@@ -97,7 +97,7 @@ def test_markdown_table_and_plot(quick_run):
 
 
 def test_flop_count():
-    from mlx_rnn.tools.bench.benchmark import matmul_flops_per_step
+    from mlx_rnn.tools.bench.figures import matmul_flops_per_step
 
     B, T, E, H, V = 32, 100, 64, 512, 27
     expected = 3 * (2 * B * T * E * 4 * H + 2 * B * T * H * 4 * H      # layer 0

@@ -23,6 +23,7 @@ from mlx_rnn.core import checkpoint as ckpt
 from mlx_rnn.core.config import resolve_config
 from mlx_rnn.core.vocab import Indexer
 from mlx_rnn.run import cli, errors, fit
+from mlx_rnn.run.resume import load_resume_state
 from tests.synthetic import SCRIPTS, TINY, TRAINERS, make_data_dir, run_script, script_env
 
 TOL = 1e-6
@@ -79,6 +80,14 @@ def _quiet(*a, **k):
     pass
 
 
+def _train(fw, cfg, d, save_dir, resume_dir, stop):
+    """fit.train_task with quiet outputs at ``save_dir``, resuming from ``resume_dir`` when given."""
+    resume = None
+    if resume_dir is not None:
+        resume = load_resume_state(resume_dir, cfg["task"], cfg, d["train"], fw.FRAMEWORK)
+    return fit.train_task(fw, cfg, d, fit.Outputs(save_dir, quiet=True, log=_quiet), stop, resume=resume)
+
+
 class StopAfter:
     """A stop flag that turns true at the ``n``-th poll (one poll per training step)."""
 
@@ -98,24 +107,22 @@ def test_resume_is_exact(framework, task, data, tmp_path):
     assert spe >= 4
 
     # uninterrupted
-    fit.train_task(fw, task, dict(cfg), d, tmp_path / "ref", None, True, lambda: False, log=_quiet)
+    _train(fw, dict(cfg), d, tmp_path / "ref", None, lambda: False)
 
     # interrupted mid-epoch (epoch 2, halfway), then resumed
     with pytest.raises(errors.Interrupted, match=rf"interrupted at epoch 2, step {spe // 2}; resume with"):
-        fit.train_task(fw, task, dict(cfg), d, tmp_path / "mid", None, True, StopAfter(spe + spe // 2), log=_quiet)
+        _train(fw, dict(cfg), d, tmp_path / "mid", None, StopAfter(spe + spe // 2))
     state = json.loads((tmp_path / "mid" / "resume" / "trainer_state.json").read_text())
     assert (state["epoch"], state["step"], state["global_step"]) == (1, spe // 2, spe + spe // 2)
-    fit.train_task(fw, task, dict(cfg), d, tmp_path / "mid", tmp_path / "mid", True, lambda: False, log=_quiet)
+    _train(fw, dict(cfg), d, tmp_path / "mid", tmp_path / "mid", lambda: False)
     assert max_diff(tmp_path / "ref", tmp_path / "mid") <= TOL
 
     # stopped between epochs (a run of 1 epoch, then resumed for both), interrupted again
     # in the very first step of the resumed part, and resumed once more
-    fit.train_task(fw, task, dict(cfg, epochs=1), d, tmp_path / "between", None, True, lambda: False, log=_quiet)
+    _train(fw, dict(cfg, epochs=1), d, tmp_path / "between", None, lambda: False)
     with pytest.raises(errors.Interrupted, match="interrupted at epoch 2, step 1;"):
-        fit.train_task(fw, task, dict(cfg), d, tmp_path / "between", tmp_path / "between", True, StopAfter(1),
-                          log=_quiet)
-    fit.train_task(fw, task, dict(cfg), d, tmp_path / "between", tmp_path / "between", True, lambda: False,
-                      log=_quiet)
+        _train(fw, dict(cfg), d, tmp_path / "between", tmp_path / "between", StopAfter(1))
+    _train(fw, dict(cfg), d, tmp_path / "between", tmp_path / "between", lambda: False)
     assert max_diff(tmp_path / "ref", tmp_path / "between") <= TOL
 
     # metrics.jsonl: one line per epoch, whatever the interruptions
@@ -130,9 +137,9 @@ def test_resume_needs_the_rng_state(framework, data, tmp_path):
     really checks that the RNG state is restored (dropout is on)."""
     _, fw, cfg, d = _setup(framework, "classify", data, epochs=2)
     spe = taskdata.steps_per_epoch(cfg, d["train"])
-    fit.train_task(fw, "classify", dict(cfg), d, tmp_path / "ref", None, True, lambda: False, log=_quiet)
+    _train(fw, dict(cfg), d, tmp_path / "ref", None, lambda: False)
     with pytest.raises(errors.Interrupted):
-        fit.train_task(fw, "classify", dict(cfg), d, tmp_path / "b", None, True, StopAfter(spe + 1), log=_quiet)
+        _train(fw, dict(cfg), d, tmp_path / "b", None, StopAfter(spe + 1))
     rdir = tmp_path / "b" / "resume"
     tensors = ckpt.load_tensors(rdir / "optimizer.safetensors")
     if framework == "mlx":
@@ -145,7 +152,7 @@ def test_resume_needs_the_rng_state(framework, data, tmp_path):
     state = json.loads((rdir / "trainer_state.json").read_text())
     state.pop("files")
     ckpt.save_resume(tmp_path / "b", ckpt.load_tensors(rdir / "model.safetensors"), tensors, state)
-    fit.train_task(fw, "classify", dict(cfg), d, tmp_path / "b", tmp_path / "b", True, lambda: False, log=_quiet)
+    _train(fw, dict(cfg), d, tmp_path / "b", tmp_path / "b", lambda: False)
     assert max_diff(tmp_path / "ref", tmp_path / "b", ("resume/model.safetensors",)) > 1e-4
 
 
@@ -153,12 +160,12 @@ def test_resume_needs_the_rng_state(framework, data, tmp_path):
 def test_interrupt_in_first_epoch_leaves_a_resumable_checkpoint(framework, data, tmp_path):
     _, fw, cfg, d = _setup(framework, "lm", data, epochs=1)
     with pytest.raises(errors.Interrupted, match="interrupted at epoch 1, step 2;"):
-        fit.train_task(fw, "lm", dict(cfg), d, tmp_path / "ck", None, True, StopAfter(2), log=_quiet)
+        _train(fw, dict(cfg), d, tmp_path / "ck", None, StopAfter(2))
     # config.json + weights exist (no epoch finished yet), so --resume and evaluate accept it
     weights, config = ckpt.load_checkpoint(tmp_path / "ck", "lm")
     assert config["best_epoch"] == 0
-    fit.train_task(fw, "lm", dict(cfg), d, tmp_path / "ck", tmp_path / "ck", True, lambda: False, log=_quiet)
-    fit.train_task(fw, "lm", dict(cfg), d, tmp_path / "ref", None, True, lambda: False, log=_quiet)
+    _train(fw, dict(cfg), d, tmp_path / "ck", tmp_path / "ck", lambda: False)
+    _train(fw, dict(cfg), d, tmp_path / "ref", None, lambda: False)
     assert max_diff(tmp_path / "ref", tmp_path / "ck") <= TOL
 
 
@@ -235,8 +242,8 @@ def test_interrupted_second_task_without_save_names_the_task_to_resume(data, tmp
     the message says to resume the LM alone (--task lm --resume ROOT), and that works."""
     real = fit.train_task
 
-    def train_task(fw, task, cfg, d, save_dir, resume_dir, quiet, stop, *a, **kw):
-        return real(fw, task, cfg, d, save_dir, resume_dir, quiet, StopAfter(3) if task == "lm" else stop, *a, **kw)
+    def train_task(fw, cfg, d, out, stop, **kw):
+        return real(fw, cfg, d, out, StopAfter(3) if cfg["task"] == "lm" else stop, **kw)
 
     monkeypatch.setattr(cli, "train_task", train_task)
     monkeypatch.chdir(tmp_path)

@@ -1,14 +1,17 @@
 """Small fault cases: the contamination note says the count, texts without
 letters are refused, --normalize does not score a file's final newline, a classifier batch larger
-than the training set is refused."""
+than the training set is refused, a checkpoint written before the later settings is read with
+them filled in."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
+from mlx_rnn.core import checkpoint as ckpt
 from mlx_rnn.core import taskdata
 from mlx_rnn.run import evaluation
 from mlx_rnn.core.config import resolve_config
@@ -73,3 +76,19 @@ def test_a_classifier_batch_larger_than_the_training_set_is_refused(data):
     proc = run_script("train_mlx", "--task", "classify", "--data-dir", data, *TINY, "--batch-size", "100000")
     assert proc.returncode == 2 and "is larger than the" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("task", ["classify", "lm"])
+def test_an_older_checkpoint_is_read_with_the_later_settings_filled_in(tmp_path, task):
+    """config.json without cell, weight_drop, input_dropout, calibrate, prefix_weight: every reader
+    (load_checkpoint, read_config) gets what such a run was trained with."""
+    path = fake_checkpoint(tmp_path / task, task)
+    cfg = json.loads((path / "config.json").read_text())
+    for key in ("cell", "weight_drop", "input_dropout", "calibrate", "prefix_weight"):
+        cfg.pop(key, None)
+    cfg["dropout"] = 0.3
+    (path / "config.json").write_text(json.dumps(cfg))
+    _, got = ckpt.load_checkpoint(path, task)
+    assert (got["cell"], got["weight_drop"], got["input_dropout"]) == ("lstm", 0.0, 0.3)
+    assert got.get("calibrate") is (False if task == "lm" else None)
+    assert got.get("prefix_weight") == (0.0 if task == "classify" else None)

@@ -91,20 +91,37 @@ def blas_info(import_mlx: bool = True) -> dict:
         info["reason"] += "; libmlx not found in the link map"
         return info
     libmlx, base = found
+    path = _sgemm_from_got(mx, libmlx, base)
+    if path is not None:
+        info.update(name=_classify(path), library=path, method="got")
+        return info
+    path = _sgemm_from_lookup(libmlx)
+    info.update(name=_classify(path), library=path, method="lookup")
+    return info
+
+
+def _sgemm_from_got(mx: Any, libmlx: str, base: int) -> str | None:
+    """The object that libmlx's bound ``cblas_sgemm`` GOT slot points into (binding it first with
+    a tiny matmul if needed); None when the slot is absent or still points into libmlx."""
     addr = _read_got(libmlx, base, "cblas_sgemm")
-    if addr is not None:
-        path, _ = _dladdr(addr)
-        if path is None or os.path.realpath(path) == os.path.realpath(libmlx):
-            try:  # not bound yet: bind it with a tiny matmul, read again
-                _force_bind(mx)
-                addr = _read_got(libmlx, base, "cblas_sgemm")
-                path, _ = _dladdr(addr or 0)
-            except Exception:  # pragma: no cover - defensive
-                path = None
-        if path is not None and os.path.realpath(path) != os.path.realpath(libmlx):
-            info.update(name=_classify(path), library=path, method="got")
-            return info
-    # Fallback: emulate the loader: global scope first, then libmlx's deps.
+    if addr is None:
+        return None
+    path, _ = _dladdr(addr)
+    if path is None or os.path.realpath(path) == os.path.realpath(libmlx):
+        try:  # not bound yet: bind it with a tiny matmul, read again
+            _force_bind(mx)
+            addr = _read_got(libmlx, base, "cblas_sgemm")
+            path, _ = _dladdr(addr or 0)
+        except Exception:  # pragma: no cover - defensive
+            path = None
+    if path is not None and os.path.realpath(path) != os.path.realpath(libmlx):
+        return path
+    return None
+
+
+def _sgemm_from_lookup(libmlx: str) -> str | None:
+    """The object the dynamic loader would bind ``cblas_sgemm`` to, emulated: the global scope
+    first, then libmlx's dependencies; None when neither has it."""
     path = None
     try:
         path = _object_path_of(_libc(), "cblas_sgemm")
@@ -116,8 +133,7 @@ def blas_info(import_mlx: bool = True) -> dict:
             path = _object_path_of(lib, "cblas_sgemm")
         except OSError:
             path = None
-    info.update(name=_classify(path), library=path, method="lookup")
-    return info
+    return path
 
 
 _PRETTY = {

@@ -23,11 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import cell_of
+from .config import cell_of, is_finite_number, is_integer, validate_config
 
 FORMAT_VERSION = 1
-#: the calibration temperatures a checkpoint may hold (the fit itself stays in [0.25, 4])
-CALIBRATION_TEMPERATURE_BOUNDS = (0.01, 100.0)
 TASKS = ("classify", "lm")
 CELL_GATES = {"lstm": 4, "gru": 3}
 
@@ -36,7 +34,7 @@ class CheckpointError(ValueError):
     """A missing, corrupt, truncated or mismatched checkpoint. ``str()`` is one line."""
 
 
-def _read_json_object(path: Path) -> dict:
+def read_json_object(path: Path) -> dict:
     """The JSON object in ``path``; CheckpointError (one line naming the file) when it is not one."""
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
@@ -152,11 +150,42 @@ def save_checkpoint(path, weights: dict, config: dict, *, write_weights: bool = 
         atomic_write_json(path / "config.json", config)
 
 
-def read_config(path) -> dict:
-    """Read and validate ``config.json`` of checkpoint directory ``path``.
+def migrate_config(config: dict) -> dict:
+    """Fill, in place, the settings added after ``format_version`` 1 with the values a checkpoint
+    written before them was trained with; returns ``config``."""
+    config.setdefault("cell", "lstm")  # before the GRU
+    config.setdefault("weight_drop", 0.0)
+    config.setdefault("input_dropout", config.get("dropout"))  # older runs dropped the embedding at --dropout
+    if config.get("task") == "lm":
+        config.setdefault("calibrate", False)
+    if config.get("task") == "classify":
+        config.setdefault("prefix_weight", 0.0)
+    return config
+
+
+def check_config(config: dict, where) -> dict:
+    """Migrate (:func:`migrate_config`) and validate a task configuration read from file ``where``.
 
     Raises:
-        CheckpointError: missing directory/file, invalid JSON, unknown format or task.
+        CheckpointError: a setting out of range or of the wrong type, naming ``where`` and the key.
+    """
+    migrate_config(config)
+    try:
+        validate_config(config, where)
+    except ValueError as e:
+        raise CheckpointError(str(e)) from None
+    return config
+
+
+def read_config(path) -> dict:
+    """Read, migrate and validate ``config.json`` of checkpoint directory ``path``.
+
+    Every reader of a checkpoint (load, evaluate, sample, resume) goes through here, so each
+    gets the settings of older checkpoints filled in (:func:`migrate_config`).
+
+    Raises:
+        CheckpointError: missing directory/file, invalid JSON, unknown format or task, a bad
+            setting (core.config.validate_config).
     """
     path = Path(path)
     if not path.is_dir():
@@ -168,7 +197,7 @@ def read_config(path) -> dict:
             raise CheckpointError(f"{path}: holds a two-task run; give one task's checkpoint: "
                                   + " or ".join(str(path / t) for t in tasks))
         raise CheckpointError(f"{cfg_path}: file not found (not a checkpoint directory?)")
-    config = _read_json_object(cfg_path)
+    config = read_json_object(cfg_path)
     if config.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{cfg_path}: unsupported format_version "
                               f"{config.get('format_version')!r} (this version reads {FORMAT_VERSION})")
@@ -177,42 +206,7 @@ def read_config(path) -> dict:
             raise CheckpointError(f"{cfg_path}: missing key {key!r}")
     if config["task"] not in TASKS:
         raise CheckpointError(f"{cfg_path}: unknown task {config['task']!r}")
-    vocab = config["vocab"]
-    if not isinstance(vocab, str) or not vocab or len(set(vocab)) != len(vocab):
-        raise CheckpointError(f"{cfg_path}: 'vocab' must be a non-empty string of distinct symbols "
-                              f"(got {vocab!r:.60})")
-    for key in ("vocab_size", "embed_dim", "hidden_size", "num_layers"):
-        if not _is_int(config[key]) or config[key] < 1:
-            raise CheckpointError(f"{cfg_path}: {key!r} must be a positive integer (got {config[key]!r:.60})")
-    if len(vocab) != config["vocab_size"]:
-        raise CheckpointError(f"{cfg_path}: vocab has {len(vocab)} symbols "
-                              f"but vocab_size is {config['vocab_size']}")
-    if cell_of(config) not in CELL_GATES:
-        raise CheckpointError(f"{cfg_path}: unknown cell {config.get('cell')!r} "
-                              f"(expected one of {', '.join(CELL_GATES)})")
-    dropout = config.get("dropout", 0.0)
-    if not _is_number(dropout) or not 0.0 <= dropout < 1.0:
-        raise CheckpointError(f"{cfg_path}: 'dropout' must be a number in [0, 1) (got {dropout!r:.60})")
-    for key in ("input_dropout", "weight_drop"):
-        p = config.get(key, 0.0)
-        if p is not None and (not _is_number(p) or not 0.0 <= p < 1.0):
-            raise CheckpointError(f"{cfg_path}: {key!r} must be a number in [0, 1) (got {p!r:.60})")
-    temperature = config.get("calibration_temperature", 1.0)
-    lo, hi = CALIBRATION_TEMPERATURE_BOUNDS
-    if not _is_number(temperature) or not lo <= temperature <= hi:
-        raise CheckpointError(f"{cfg_path}: 'calibration_temperature' must be a number in [{lo:g}, {hi:g}] "
-                              f"(got {temperature!r:.60})")
-    if not isinstance(config.get("calibrate", False), bool):
-        raise CheckpointError(f"{cfg_path}: 'calibrate' must be true or false (got {config['calibrate']!r:.60})")
-    return config
-
-
-def _is_int(x) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _is_number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    return check_config(config, cfg_path)
 
 
 def check_weights(weights: dict, config: dict, where) -> None:
@@ -282,13 +276,13 @@ def save_resume(path, weights: dict, optimizer_state: dict, trainer_state: dict)
 
 #: trainer_state.json keys and the checks their values must pass.
 _STATE_KEYS = {
-    "epoch": lambda v: _is_int(v) and v >= 0,
-    "step": lambda v: _is_int(v) and v >= 0,
-    "global_step": lambda v: _is_int(v) and v >= 0,
+    "epoch": lambda v: is_integer(v) and v >= 0,
+    "step": lambda v: is_integer(v) and v >= 0,
+    "global_step": lambda v: is_integer(v) and v >= 0,
     "best_val_loss": lambda v: v is None or isinstance(v, (int, float)) and not isinstance(v, bool),
-    "best_epoch": lambda v: _is_int(v) and v >= -1,
-    "bad_epochs": lambda v: _is_int(v) and v >= 0,
-    "epoch_times_s": lambda v: isinstance(v, list) and all(_is_number(t) for t in v),
+    "best_epoch": lambda v: is_integer(v) and v >= -1,
+    "bad_epochs": lambda v: is_integer(v) and v >= 0,
+    "epoch_times_s": lambda v: isinstance(v, list) and all(is_finite_number(t) for t in v),
     "framework": lambda v: isinstance(v, str),
 }
 
@@ -306,7 +300,7 @@ def load_resume(path) -> tuple[dict, dict, dict]:
     state_path = rdir / "trainer_state.json"
     if not state_path.is_file():
         raise CheckpointError(f"{state_path}: file not found (nothing to resume)")
-    state = _read_json_object(state_path)
+    state = read_json_object(state_path)
     for key, ok in _STATE_KEYS.items():
         if key not in state:
             raise CheckpointError(f"{state_path}: missing key {key!r}")

@@ -64,6 +64,17 @@ def build_parser(framework: str) -> argparse.ArgumentParser:
                 + ". Exit codes: 0 ok, 2 bad input or usage, 3 training diverged, 130 interrupted "
                 "(resumable state saved)."),
     )
+    _add_data_flags(p)
+    _add_model_flags(p)
+    _add_optimizer_flags(p)
+    _add_run_flags(p, framework)
+    _add_text_flags(p)
+    _add_distributed_flags(p, framework)
+    return p
+
+
+def _add_data_flags(p: argparse.ArgumentParser) -> None:
+    """Which task, and where its data come from."""
     p.add_argument("--task", choices=("classify", "lm", "both"),
                    help="which model to train (default: both; with --train-text: lm; with --resume, what the "
                         "checkpoint holds)")
@@ -74,6 +85,10 @@ def build_parser(framework: str) -> argparse.ArgumentParser:
     p.add_argument("--normalize", action="store_true",
                    help="map the LM text files onto a-z and space first (newlines, capitals, digits, "
                         "punctuation); without it any other character is an error")
+
+
+def _add_model_flags(p: argparse.ArgumentParser) -> None:
+    """Sizes, epochs, the cell and its regularisation (dropout, DropConnect)."""
     p.add_argument("--epochs", type=int, help="training epochs")
     p.add_argument("--batch-size", type=int, help="sequences per batch")
     p.add_argument("--embed-dim", type=int, help="embedding size E")
@@ -91,6 +106,10 @@ def build_parser(framework: str) -> argparse.ArgumentParser:
     p.add_argument("--weight-drop", type=float, metavar="P",
                    help="DropConnect on the recurrent weights (weight_hh) in training, one mask per step "
                         "(Merity et al. 2018, weight-dropped LSTM); 0 = off")
+
+
+def _add_optimizer_flags(p: argparse.ArgumentParser) -> None:
+    """The optimizer and its schedule, and the per-task training options."""
     p.add_argument("--lr", type=float, help="peak learning rate of Adam/AdamW")
     p.add_argument("--weight-decay", type=float, help="decoupled weight decay (AdamW); 0 = plain Adam")
     p.add_argument("--clip-norm", type=float, help="clip the global gradient norm to this (0 = off)")
@@ -106,6 +125,10 @@ def build_parser(framework: str) -> argparse.ArgumentParser:
                    help="classify: weight of the prefix loss, which also trains on the vowel/consonant label "
                         "of every character inside each training window (prefix t predicts character t+1; "
                         "spaces skipped; only the train examples are used); 0 = the final label only")
+
+
+def _add_run_flags(p: argparse.ArgumentParser, framework: str) -> None:
+    """Seed, model selection, device, checkpoints and the run's outputs."""
     p.add_argument("--seed", type=int, help="random seed for initialisation, dropout and data order (default 0)")
     p.add_argument("--val-fraction", type=float,
                    help="share of the training data held out for model selection (default 0.05; LM: ten "
@@ -134,6 +157,10 @@ def build_parser(framework: str) -> argparse.ArgumentParser:
                         "probability >= 0.5")
     p.add_argument("--output-json", metavar="PATH", help="also write the result JSON here")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _add_text_flags(p: argparse.ArgumentParser) -> None:
+    """The LM on other text: your own file or a whole corpus."""
     p.add_argument("--train-text", metavar="FILE",
                    help="LM: train on this UTF-8 text (any symbols: capitals, punctuation, newlines) with an "
                         "alphabet of its own (--vocab corpus by default then; stored in config.json); no data "
@@ -146,6 +173,10 @@ def build_parser(framework: str) -> argparse.ArgumentParser:
                    help="LM: train on a whole corpus file instead of text8-100k.txt; NAME text8 (the 10^8-char "
                         "text8 file: first 90M chars train, next 5M validation, last 5M test; other lengths split "
                         "by the same fractions), streamed from disk; adds valid/test bits per char to the result")
+
+
+def _add_distributed_flags(p: argparse.ArgumentParser, framework: str) -> None:
+    """Data-parallel training over several processes."""
     launcher = ("mlx.launch -n N --backend ring -- python scripts/train_mlx.py" if framework == "mlx"
                 else "torchrun --nproc-per-node N scripts/train_torch.py")
     p.add_argument("--distributed", action="store_true",
@@ -154,8 +185,6 @@ def build_parser(framework: str) -> argparse.ArgumentParser:
     p.add_argument("--dist-timeout", type=float, metavar="SECONDS",
                    help="with --distributed: end a rank that waits this long for its peers in a step "
                         "(a hung or vanished peer; default 300, 0 = never)")
-    return p
-
 
 def resolve_config(args: argparse.Namespace, task: str) -> dict:
     """Merge per-task defaults with the flags given; returns the run's config dict."""
@@ -172,38 +201,78 @@ def resolve_config(args: argparse.Namespace, task: str) -> dict:
     return cfg
 
 
-def validate_config(cfg: dict) -> None:
-    """Raise ValueError (one line) for settings that cannot work."""
-    def flag(key):
-        return "--" + key.replace("_", "-")
+#: The calibration temperatures a checkpoint may hold (the fit itself stays in [0.25, 4]).
+CALIBRATION_TEMPERATURE_BOUNDS = (0.01, 100.0)
+_T_LO, _T_HI = CALIBRATION_TEMPERATURE_BOUNDS
 
-    def number(key, integer=False):
+#: What each numeric setting must be: key -> (integer?, test, the rule in a flag's words, the rule in
+#: config.json's words). A flag's type is already checked by argparse, so its words give the range;
+#: a config.json value may be any JSON value, so those words give the type as well.
+SETTING_RULES = {
+    **{key: (True, lambda v: v >= 1, "must be at least 1", "must be a positive integer")
+       for key in ("vocab_size", "embed_dim", "hidden_size", "num_layers", "batch_size", "seq_len", "epochs",
+                   "save_every")},
+    "dropout": (False, lambda v: 0.0 <= v < 1.0, "must be in [0, 1)", "must be a number in [0, 1)"),
+    "input_dropout": (False, lambda v: 0.0 <= v < 1.0, "must be in [0, 1)", "must be a number in [0, 1)"),
+    "weight_drop": (False, lambda v: 0.0 <= v < 1.0, "must be in [0, 1)", "must be a number in [0, 1)"),
+    "prefix_weight": (False, lambda v: v >= 0, "must not be negative", "must be a non-negative number"),
+    "lr": (False, lambda v: v > 0, "must be positive", "must be a positive number"),
+    "val_fraction": (False, lambda v: 0.0 < v < 0.5, "must be in (0, 0.5)", "must be a number in (0, 0.5)"),
+    "weight_decay": (False, lambda v: v >= 0, "must not be negative", "must be a non-negative number"),
+    "clip_norm": (False, lambda v: v >= 0, "must not be negative", "must be a non-negative number"),
+    **{key: (True, lambda v: v >= 0, "must not be negative", "must be a non-negative integer")
+       for key in ("warmup_steps", "patience", "seed")},
+    "calibration_temperature": (False, lambda v: _T_LO <= v <= _T_HI, f"must be in [{_T_LO:g}, {_T_HI:g}]",
+                                f"must be a number in [{_T_LO:g}, {_T_HI:g}]"),
+}
+#: Settings that take one of a few values.
+SETTING_CHOICES = {"cell": ("lstm", "gru"), "lr_schedule": ("constant", "cosine"), "vocab_kind": ("text8", "corpus")}
+
+
+def is_integer(x) -> bool:
+    """An int that is not a bool (JSON true/false are bools)."""
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def is_finite_number(x) -> bool:
+    """A finite int or float that is not a bool."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def validate_config(cfg: dict, where=None) -> None:
+    """Raise ValueError (one line) for a setting of ``cfg`` that cannot work.
+
+    The one check of every setting, for a run's flags and for a checkpoint's ``config.json``
+    alike. Only the settings present are checked (a run's configuration has all of them; a
+    checkpoint's model keys are required by ``checkpoint.read_config``); ``input_dropout`` may
+    be None (it follows ``dropout``).
+
+    Args:
+        where: None for a run's configuration: the message names the flag (``--dropout must be
+            in [0, 1) (got 1.5)``); else the file the settings were read from: the message names
+            the file and the key (``PATH: 'dropout' must be a number in [0, 1) (got 1.5)``).
+    """
+    def name(key):
+        return "--" + key.replace("_", "-") if where is None else f"{where}: {key!r}"
+
+    for key, (integer, ok, flag_rule, file_rule) in SETTING_RULES.items():
         val = cfg.get(key)
-        if integer:
-            ok = isinstance(val, int) and not isinstance(val, bool)
-        else:
-            ok = isinstance(val, (int, float)) and not isinstance(val, bool) and math.isfinite(val)
-        if not ok:
-            raise ValueError(f"{flag(key)} must be {'an integer' if integer else 'a finite number'} (got {val!r})")
-        return val
-
-    for key in ("embed_dim", "hidden_size", "num_layers", "batch_size", "seq_len", "epochs", "save_every"):
-        if number(key, integer=True) < 1:
-            raise ValueError(f"{flag(key)} must be at least 1 (got {cfg[key]})")
-    if "prefix_weight" in cfg and number("prefix_weight") < 0:
-        raise ValueError(f"--prefix-weight must not be negative (got {cfg['prefix_weight']})")
-    if "weight_drop" in cfg and not 0.0 <= number("weight_drop") < 1.0:
-        raise ValueError(f"--weight-drop must be in [0, 1) (got {cfg['weight_drop']})")
-    if cfg.get("input_dropout") is not None and not 0.0 <= number("input_dropout") < 1.0:
-        raise ValueError(f"--input-dropout must be in [0, 1) (got {cfg['input_dropout']})")
-    if not 0.0 <= number("dropout") < 1.0:
-        raise ValueError(f"--dropout must be in [0, 1) (got {cfg['dropout']})")
-    if not number("lr") > 0:
-        raise ValueError(f"--lr must be positive (got {cfg['lr']})")
-    if not 0.0 < number("val_fraction") < 0.5:
-        raise ValueError(f"--val-fraction must be in (0, 0.5) (got {cfg['val_fraction']})")
-    for key in ("weight_decay", "clip_norm", "warmup_steps", "patience", "seed"):
-        if number(key, integer=key in ("warmup_steps", "patience", "seed")) < 0:
-            raise ValueError(f"{flag(key)} must not be negative (got {cfg[key]})")
-    if cfg.get("lr_schedule") not in ("constant", "cosine"):
-        raise ValueError(f"--lr-schedule must be constant or cosine (got {cfg.get('lr_schedule')!r})")
+        if key not in cfg or (key == "input_dropout" and val is None):
+            continue
+        typed = is_integer(val) if integer else is_finite_number(val)
+        if where is None and not typed:
+            raise ValueError(f"{name(key)} must be {'an integer' if integer else 'a finite number'} (got {val!r:.60})")
+        if not typed or not ok(val):
+            raise ValueError(f"{name(key)} {flag_rule if where is None else file_rule} (got {val!r:.60})")
+    for key, choices in SETTING_CHOICES.items():
+        if key in cfg and cfg[key] not in choices:
+            raise ValueError(f"{name(key)} must be {' or '.join(choices)} (got {cfg[key]!r:.60})")
+    if "calibrate" in cfg and not isinstance(cfg["calibrate"], bool):
+        raise ValueError(f"{name('calibrate')} must be true or false (got {cfg['calibrate']!r:.60})")
+    prefix = "" if where is None else f"{where}: "
+    if "vocab" in cfg:
+        vocab = cfg["vocab"]
+        if not isinstance(vocab, str) or not vocab or len(set(vocab)) != len(vocab):
+            raise ValueError(f"{name('vocab')} must be a non-empty string of distinct symbols (got {vocab!r:.60})")
+        if "vocab_size" in cfg and len(vocab) != cfg["vocab_size"]:
+            raise ValueError(f"{prefix}vocab has {len(vocab)} symbols but vocab_size is {cfg['vocab_size']}")

@@ -29,7 +29,7 @@ import signal
 import sys
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -193,14 +193,9 @@ class DistInfo:
         return self.any(poll())
 
     # ----- per-step hooks ---------------------------------------------------------------
-    @contextmanager
     def armed(self):
-        """Arm the watchdog (no-op for one process)."""
-        if self.watchdog is None:
-            yield
-            return
-        with self.watchdog.armed():
-            yield
+        """A context that arms the watchdog around a block (no-op for one process)."""
+        return self.watchdog.armed() if self.watchdog is not None else nullcontext()
 
     def arm(self) -> None:
         """Arm the watchdog around a training loop (see :meth:`disarm`)."""

@@ -23,80 +23,17 @@ from mlx_rnn.core.memory import allocation_message
 from mlx_rnn.core.savedir import unlock_all
 from .errors import CheckFailed, Diverged, EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_OK, Interrupted, _log, _one_line, print_result
 from .evaluation import _print_heldout, zero_shot_bundle
-from .fit import StopFlag, train_task
-from .plan import plan_run
+from .fit import Outputs, StopFlag, train_task
+from .plan import TaskPlan, plan_run
 from .resume import _save_pending
 
 
 def main(framework: str, argv=None) -> int:
     """Entry point of both trainers; returns the process exit code (docs/design.md)."""
     t0 = time.perf_counter()
-    parser = build_parser(framework)
-    args = parser.parse_args(argv)
+    args = build_parser(framework).parse_args(argv)
     try:
-        dist = distributed.init_from_args(framework, args)  # --distributed: rank and world size
-        plans = plan_run(framework, args)
-        fw = backend.train_module(framework)
-        device = fw.select_device(args.device)
-        multi = len(plans) > 1
-        root = Path(args.save) if args.save else Path(args.resume) if args.resume else \
-            Path("checkpoints") / f"interrupted-{datetime.now():%Y%m%d-%H%M%S}"
-        result = {}
-        with StopFlag() as stop:
-            for i, plan in enumerate(plans):
-                task, cfg = plan.task, plan.cfg
-                t_task = time.perf_counter()
-                cfg["device"] = device
-                distributed.print0(f"[{task}] {fw.FRAMEWORK} {fw.framework_version()} on {device}; "
-                                   f"{fw.describe_backend()}" + (f"; data-parallel over {dist.world_size} ranks "
-                                                                 f"({dist.backend})" if dist.enabled else ""))
-                plot_path = None
-                if args.plot:
-                    plot_path = Path(args.plot)
-                    if multi:
-                        plot_path = plot_path.with_name(f"{plot_path.stem}-{task}{plot_path.suffix or '.png'}")
-                if task == "classify" and args.zero_shot_lm:
-                    result[task] = zero_shot_bundle(fw, args.zero_shot_lm, plan.data, device)
-                    result[task]["total_time_s"] = time.perf_counter() - t_task + plan.read_time_s
-                    _print_heldout(result[task], "zero-shot from the LM")
-                    continue
-                try:  # distributed: only rank 0 prints, shows progress and writes
-                    bundle = train_task(fw, task, cfg, plan.data, plan.save_dir if dist.is_main else None, None,
-                                        args.quiet or not dist.is_main, stop,
-                                        log=_log if dist.is_main else lambda *a, **k: None,
-                                        resume=plan.resume, interrupt_dir=root / task if multi else None,
-                                        plot_path=plot_path if dist.is_main else None)
-                except Interrupted as e:
-                    if multi:
-                        if dist.is_main:
-                            _save_pending(plans, i, root)
-                        # tasks finished without --save left nothing to resume: name the rest
-                        rest = "" if all(p.save_dir is not None for p in plans[:i]) else \
-                            "--task " + ("both " if len(plans) - i > 1 else f"{task} ")
-                        raise Interrupted(f"{e}".rsplit("; resume with", 1)[0]
-                                          + f"; resume with {rest}--resume {e.save_dir.parent}", task,
-                                          e.save_dir) from None
-                    raise
-                if plan.pending is not None:
-                    plan.pending.unlink(missing_ok=True)
-                bundle["total_time_s"] = (time.perf_counter() - t0 if not multi
-                                          else plan.read_time_s + time.perf_counter() - t_task)
-                if dist.enabled:
-                    bundle["distributed"] = {"world_size": dist.world_size, "backend": dist.backend,
-                                             "global_batch_size": cfg["batch_size"] * dist.world_size}
-                result[task] = bundle
-                if task == "classify" and bundle.get("dev_windows_in_lm_train") and dist.is_main:
-                    print(f"[classify] note: {bundle['dev_windows_in_lm_train']} of {bundle['total']} dev windows occur "
-                          f"verbatim in text8-100k.txt and {bundle['dev_windows_in_classifier_train']} in the "
-                          "classifier's training examples", flush=True)
-                if task == "classify" and dist.is_main:
-                    _print_heldout(bundle, "initialised from the LM" if cfg.get("init_from_lm") else "direct")
-        if dist.is_main:
-            print_result(result, args.output_json)
-        if dist.enabled and framework == "torch":
-            from torch_ref.parallel import shutdown
-
-            shutdown()  # the process group torn down before interpreter exit (no abort at exit)
+        run_tasks(framework, args, t0)
         return EXIT_OK
     except CheckFailed as e:
         print(f"error: {e}", file=sys.stderr)
@@ -126,6 +63,100 @@ def main(framework: str, argv=None) -> int:
         return EXIT_CHECK_FAILED
     finally:
         unlock_all()  # the checkpoint directories' locks (the end of the process drops them too)
+
+
+def run_tasks(framework: str, args, t0: float) -> dict:
+    """Plan, then train (or, with ``--zero-shot-lm``, score) every task; print and return the
+    result JSON. ``t0``: the process's start (``time.perf_counter()``), for the total time.
+
+    Raises:
+        what :func:`main` turns into exit codes (bad input, CheckFailed, Diverged, Interrupted).
+    """
+    dist = distributed.init_from_args(framework, args)  # --distributed: rank and world size
+    plans = plan_run(framework, args)
+    fw = backend.train_module(framework)
+    device = fw.select_device(args.device)
+    multi = len(plans) > 1
+    root = Path(args.save) if args.save else Path(args.resume) if args.resume else \
+        Path("checkpoints") / f"interrupted-{datetime.now():%Y%m%d-%H%M%S}"
+    result = {}
+    with StopFlag() as stop:
+        for i, plan in enumerate(plans):
+            task, cfg = plan.task, plan.cfg
+            t_task = time.perf_counter()
+            cfg["device"] = device
+            distributed.print0(f"[{task}] {fw.FRAMEWORK} {fw.framework_version()} on {device}; "
+                               f"{fw.describe_backend()}" + (f"; data-parallel over {dist.world_size} ranks "
+                                                             f"({dist.backend})" if dist.enabled else ""))
+            if task == "classify" and args.zero_shot_lm:
+                result[task] = zero_shot_bundle(fw, args.zero_shot_lm, plan.data, device)
+                result[task]["total_time_s"] = time.perf_counter() - t_task + plan.read_time_s
+                _print_heldout(result[task], "zero-shot from the LM")
+                continue
+            bundle = _train_plan(fw, args, plans, i, root, stop)
+            bundle["total_time_s"] = (time.perf_counter() - t0 if not multi
+                                      else plan.read_time_s + time.perf_counter() - t_task)
+            if dist.enabled:
+                bundle["distributed"] = {"world_size": dist.world_size, "backend": dist.backend,
+                                         "global_batch_size": cfg["batch_size"] * dist.world_size}
+            result[task] = bundle
+            if task == "classify" and dist.is_main:
+                _print_classify_notes(bundle, cfg)
+    if dist.is_main:
+        print_result(result, args.output_json)
+    if dist.enabled and framework == "torch":
+        from torch_ref.parallel import shutdown
+
+        shutdown()  # the process group torn down before interpreter exit (no abort at exit)
+    return result
+
+
+def _outputs(args, plan: TaskPlan, multi: bool, root: Path) -> Outputs:
+    """Where ``plan``'s task writes (``multi``: one of two tasks, under ``root``); distributed: only
+    rank 0 prints, shows progress and writes."""
+    main_rank = distributed.current().is_main
+    plot_path = None
+    if args.plot and main_rank:
+        plot_path = Path(args.plot)
+        if multi:  # PATH-classify.png and PATH-lm.png
+            plot_path = plot_path.with_name(f"{plot_path.stem}-{plan.task}{plot_path.suffix or '.png'}")
+    return Outputs(save_dir=plan.save_dir if main_rank else None, interrupt_dir=root / plan.task if multi else None,
+                   plot_path=plot_path, quiet=args.quiet or not main_rank,
+                   log=_log if main_rank else lambda *a, **k: None)
+
+
+def _train_plan(fw, args, plans: list[TaskPlan], i: int, root: Path, stop) -> dict:
+    """Train ``plans[i]``; on Ctrl-C in a two-task run, record the tasks not started and say how
+    to resume the rest.
+
+    Raises:
+        Interrupted: ``stop()`` became true (resumable state saved).
+    """
+    plan, multi = plans[i], len(plans) > 1
+    try:
+        bundle = train_task(fw, plan.cfg, plan.data, _outputs(args, plan, multi, root), stop, resume=plan.resume)
+    except Interrupted as e:
+        if not multi:
+            raise
+        if distributed.current().is_main:
+            _save_pending(plans, i, root)
+        # tasks finished without --save left nothing to resume: name the rest
+        rest = "" if all(p.save_dir is not None for p in plans[:i]) else \
+            "--task " + ("both " if len(plans) - i > 1 else f"{plan.task} ")
+        raise Interrupted(f"{e}".rsplit("; resume with", 1)[0] + f"; resume with {rest}--resume {e.save_dir.parent}",
+                          plan.task, e.save_dir) from None
+    if plan.pending is not None:
+        plan.pending.unlink(missing_ok=True)
+    return bundle
+
+
+def _print_classify_notes(bundle: dict, cfg: dict) -> None:
+    """The classifier's contamination note and its held-out figures (rank 0)."""
+    if bundle.get("dev_windows_in_lm_train"):
+        print(f"[classify] note: {bundle['dev_windows_in_lm_train']} of {bundle['total']} dev windows occur "
+              f"verbatim in text8-100k.txt and {bundle['dev_windows_in_classifier_train']} in the "
+              "classifier's training examples", flush=True)
+    _print_heldout(bundle, "initialised from the LM" if cfg.get("init_from_lm") else "direct")
 
 
 def main_mlx() -> int:

@@ -1,7 +1,8 @@
 """The epoch loop, once for both frameworks.
 
-:func:`train_task` runs the epochs of one task: SIGINT, progress, ``--save-every``, model
-selection on the validation slice, resume, divergence and the final bundle.
+:func:`train_task` runs the epochs of one task (:class:`TaskRun`: SIGINT, progress,
+``--save-every``, model selection on the validation slice, resume, divergence and the final
+bundle), writing where :class:`Outputs` says.
 :class:`EpochLoop` is what one training epoch does around the batches.
 
 ``mlx_rnn.train.Trainer`` and ``torch_ref.train.Trainer`` derive from :class:`EpochLoop` and
@@ -23,6 +24,7 @@ from pathlib import Path
 import signal
 import sys
 import time
+from typing import Callable
 
 import numpy as np
 
@@ -37,7 +39,7 @@ from mlx_rnn.core.transfer import lm_init_weights
 from mlx_rnn.core.vocab import Indexer
 from .errors import Diverged, Interrupted, _log
 from .evaluation import calibrate_on_validation, dev_summary, final_bundle, validation_loss
-from .resume import ResumeState, _restore, _truncate_metrics, load_resume_state
+from .resume import ResumeState, _restore, _truncate_metrics
 
 
 @dataclass
@@ -161,165 +163,233 @@ def _progress(total: int, desc: str, quiet: bool):
                 file=sys.stderr, dynamic_ncols=True)
 
 
-def train_task(fw, task: str, cfg: dict, data: dict, save_dir: Path | None, resume_dir: Path | None,
-               quiet: bool, stop, log=_log, *, resume: ResumeState | None = None,
-               interrupt_dir: Path | None = None, plot_path: Path | None = None) -> dict:
-    """Train one task and return its result bundle (without the total time).
+@dataclass
+class Outputs:
+    """Where one task's results go, and what it prints.
 
-    ``plot_path``: write a PNG of the training curves there (``--plot``).
+    ``save_dir``: the checkpoint, ``metrics.jsonl`` and resumable state (None: nowhere, except on
+    Ctrl-C, when they go to ``interrupt_dir``, by default ``checkpoints/interrupted-TASK-DATE``).
+    ``plot_path``: an image of the training curves (``--plot``). ``quiet``: no progress bars.
+    ``log``: prints one line (distributed: a no-op on every rank but 0).
+    """
+
+    save_dir: Path | None = None
+    interrupt_dir: Path | None = None
+    plot_path: Path | None = None
+    quiet: bool = False
+    log: Callable[[str], None] = _log
+
+
+def train_task(fw, cfg: dict, data: dict, out: Outputs, stop, resume: ResumeState | None = None) -> dict:
+    """Train the task of ``cfg`` and return its result bundle (without the total time).
 
     Args:
-        save_dir: where the checkpoint, ``metrics.jsonl`` and resumable state go (None: nowhere,
-            except on Ctrl-C, when they go to ``interrupt_dir``, by default
-            ``checkpoints/interrupted-TASK-DATE``).
-        resume_dir / resume: continue from this checkpoint directory (``resume``: its state,
-            already read with :func:`load_resume_state`).
+        fw: a framework's train module (``mlx_rnn.train`` or ``torch_ref.train``).
+        data: the task's data (``core.taskdata.load_task_data``: ``train``, ``val``, ``dev``).
         stop: polled after every step; when true, resumable state is saved and
             :class:`Interrupted` raised.
+        resume: continue from this state (read with :func:`mlx_rnn.run.resume.load_resume_state`).
 
     Raises:
         Diverged: a non-finite training or validation loss (nothing is saved for that epoch).
         Interrupted: ``stop()`` became true.
         CheckpointError: unusable resumable state.
     """
-    if resume is None and resume_dir is not None:
-        resume = load_resume_state(resume_dir, task, cfg, data["train"], fw.FRAMEWORK)
-    save_dir = Path(save_dir) if save_dir is not None else None
-    trainer = fw.Trainer(cfg, data["train"])
-    if cfg.get("init_from_lm") and resume is None:
-        lm_weights, lm_cfg = ckpt.load_checkpoint(cfg["init_from_lm"], "lm")
-        trainer.load_weights({**trainer.weights(), **lm_init_weights(lm_weights, lm_cfg, Indexer(cfg["vocab"]))})
-        log(f"[{task}] embedding and {cfg.get('cell', 'lstm').upper()} initialised from the LM {cfg['init_from_lm']}")
-    if trainer.steps_per_epoch < 1:
-        check_trainable(cfg, data["train"], "training data")
-    first_epoch, start_step, best_loss, best_epoch, bad_epochs = 0, 0, math.inf, -1, 0
-    epoch_times: list[float] = []
-    best_weights = None
-    fingerprint = data_fingerprint(data["train"])
-    if resume is not None:
-        state = resume.state
-        _restore(trainer, resume)
-        first_epoch, start_step = state["epoch"], state["step"]
-        best_loss, best_epoch = state["best_val_loss"], state["best_epoch"]
-        bad_epochs, epoch_times = state["bad_epochs"], list(state["epoch_times_s"])
-        best_weights = resume.best_weights
-        if state.get("data_sha256", fingerprint) != fingerprint:
-            log(f"[{task}] warning: the training data differ from those of the interrupted run; "
+    run = TaskRun(fw, cfg, data, out, resume)
+    t_train = time.perf_counter()
+    for epoch in range(run.first_epoch, run.last_epoch):
+        bar = _progress(run.trainer.steps_per_epoch - run.start_step,
+                        f"{run.task} epoch {epoch + 1}/{cfg['epochs']}", out.quiet)
+        res = run.trainer.train_epoch(epoch, run.start_step, should_stop=stop, progress=bar)
+        bar.close()
+        if res.nonfinite_step is not None:
+            raise Diverged(f"[{run.task}] training diverged: non-finite loss at epoch {epoch + 1}, "
+                           f"step {res.nonfinite_step + 1}{run.kept()} (try a lower --lr or --clip-norm)")
+        if res.interrupted:
+            raise run.save_interrupted(epoch)
+        run.start_step = 0
+        if run.end_epoch(epoch, res):
+            break
+    return run.finish(time.perf_counter() - t_train)
+
+
+class TaskRun:
+    """One task's training run: its trainer, where it stands (epoch, model selection on the
+    validation slice, per-epoch records) and what it writes.
+
+    ``best_epoch`` counts from 0 (-1: none yet); files and bundles record it from 1.
+    """
+
+    def __init__(self, fw, cfg: dict, data: dict, out: Outputs, resume: ResumeState | None):
+        self.fw, self.cfg, self.data, self.out = fw, cfg, data, out
+        self.task = cfg["task"]
+        self.save_dir = Path(out.save_dir) if out.save_dir is not None else None
+        self.writer = {"framework": fw.FRAMEWORK, "framework_version": fw.framework_version()}
+        self.fingerprint = data_fingerprint(data["train"])
+        self.trainer = fw.Trainer(cfg, data["train"])
+        self.first_epoch, self.start_step, self.last_epoch, self.epochs_run = 0, 0, cfg["epochs"], 0
+        self.best_loss, self.best_epoch, self.bad_epochs = math.inf, -1, 0
+        self.best_weights: dict | None = None
+        self.epoch_times: list[float] = []
+        self.history: list[dict] = []  # per-epoch records for --plot (before a resume: from metrics.jsonl)
+        if cfg.get("init_from_lm") and resume is None:
+            lm_weights, lm_cfg = ckpt.load_checkpoint(cfg["init_from_lm"], "lm")
+            self.trainer.load_weights({**self.trainer.weights(),
+                                       **lm_init_weights(lm_weights, lm_cfg, Indexer(cfg["vocab"]))})
+            out.log(f"[{self.task}] embedding and {cfg['cell'].upper()} initialised from the LM {cfg['init_from_lm']}")
+        if self.trainer.steps_per_epoch < 1:
+            check_trainable(cfg, data["train"], "training data")
+        if resume is not None:
+            self._restore(resume)
+
+    def _restore(self, resume: ResumeState) -> None:
+        """Continue where ``resume`` stopped: trainer state, model selection, epoch records."""
+        state, log = resume.state, self.out.log
+        _restore(self.trainer, resume)
+        self.first_epoch = self.epochs_run = state["epoch"]
+        self.start_step = state["step"]
+        self.best_loss, self.best_epoch = state["best_val_loss"], state["best_epoch"]
+        self.bad_epochs, self.epoch_times = state["bad_epochs"], list(state["epoch_times_s"])
+        self.best_weights = resume.best_weights
+        if state.get("data_sha256", self.fingerprint) != self.fingerprint:
+            log(f"[{self.task}] warning: the training data differ from those of the interrupted run; "
                 "the resumed run will not match an uninterrupted one")
-        if save_dir is not None and save_dir.resolve() == resume.dir.resolve():
-            _truncate_metrics(save_dir / "metrics.jsonl", first_epoch)
-        log(f"[{task}] resuming from {resume.dir}: epoch {first_epoch + 1}, step {start_step}")
+        metrics = self.save_dir / "metrics.jsonl" if self.save_dir is not None else None
+        if metrics is not None and self.save_dir.resolve() == resume.dir.resolve():
+            _truncate_metrics(metrics, self.first_epoch)
+        log(f"[{self.task}] resuming from {resume.dir}: epoch {self.first_epoch + 1}, step {self.start_step}")
+        if metrics is not None and metrics.is_file():
+            self.history = [json.loads(ln) for ln in metrics.read_text().splitlines() if ln.strip()]
+            for rec, elapsed in zip(self.history, np.cumsum(self.epoch_times)):
+                rec.setdefault("elapsed_s", float(elapsed))
+        if self.cfg["patience"] and self.bad_epochs >= self.cfg["patience"]:
+            log(f"[{self.task}] already stopped early (no better validation loss for {self.bad_epochs} epochs)")
+            self.last_epoch = self.first_epoch
 
-    writer = {"framework": fw.FRAMEWORK, "framework_version": fw.framework_version()}
+    def checkpoint_config(self) -> dict:
+        """The ``config.json`` of the model kept so far: the run's settings, the writer, ``best_epoch``."""
+        return dict(self.cfg, **self.writer, best_epoch=self.best_epoch + 1)
 
-    def save_state(target: Path, epoch: int, step: int) -> None:
-        ckpt.save_resume(target, trainer.weights(), trainer.training_state(), {
-            "epoch": epoch, "step": step, "global_step": trainer.global_step,
-            "data_order_seed": cfg["seed"], "data_sha256": fingerprint,
-            "best_val_loss": best_loss if math.isfinite(best_loss) else None, "best_epoch": best_epoch,
-            "bad_epochs": bad_epochs, "epoch_times_s": epoch_times,
+    def save_state(self, target: Path, epoch: int, step: int) -> None:
+        """Write the resumable state under ``target/resume`` (stopped before ``step`` of ``epoch``)."""
+        fw = self.fw
+        ckpt.save_resume(target, self.trainer.weights(), self.trainer.training_state(), {
+            "epoch": epoch, "step": step, "global_step": self.trainer.global_step,
+            "data_order_seed": self.cfg["seed"], "data_sha256": self.fingerprint,
+            "best_val_loss": self.best_loss if math.isfinite(self.best_loss) else None,
+            "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs, "epoch_times_s": self.epoch_times,
             "framework": fw.FRAMEWORK, "framework_version": fw.framework_version(),
         })
 
-    history = []  # per-epoch records for --plot (those before a resume come from metrics.jsonl)
-    if resume is not None and save_dir is not None and (save_dir / "metrics.jsonl").is_file():
-        history = [json.loads(ln) for ln in (save_dir / "metrics.jsonl").read_text().splitlines() if ln.strip()]
-        for rec, elapsed in zip(history, np.cumsum(epoch_times)):
-            rec.setdefault("elapsed_s", float(elapsed))
-    t_train = time.perf_counter()
-    epochs_run = first_epoch
-    last_epoch = cfg["epochs"]
-    if resume is not None and cfg["patience"] and bad_epochs >= cfg["patience"]:
-        log(f"[{task}] already stopped early (no better validation loss for {bad_epochs} epochs)")
-        last_epoch = first_epoch
-    for epoch in range(first_epoch, last_epoch):
-        bar = _progress(trainer.steps_per_epoch - start_step, f"{task} epoch {epoch + 1}/{cfg['epochs']}", quiet)
-        res = trainer.train_epoch(epoch, start_step, should_stop=stop, progress=bar)
-        bar.close()
-        kept = (f"; the last good checkpoint is in {save_dir}" if save_dir is not None and best_epoch >= 0
-                else "; nothing was saved" if save_dir is not None else "")
-        if res.nonfinite_step is not None:
-            raise Diverged(f"[{task}] training diverged: non-finite loss at epoch {epoch + 1}, "
-                           f"step {res.nonfinite_step + 1}{kept} (try a lower --lr or --clip-norm)")
-        if res.interrupted:
-            target = save_dir
-            if target is None:
-                target = interrupt_dir or Path("checkpoints") / f"interrupted-{task}-{datetime.now():%Y%m%d-%H%M%S}"
-            main_rank = distributed.current().is_main  # distributed: only rank 0 writes
-            if main_rank:  # the state first: config.json, written last, commits the pair
-                save_state(target, epoch, trainer.epoch_step)
-            if main_rank and (target != save_dir or best_epoch < 0):
+    def kept(self) -> str:
+        """What a diverged run leaves behind, for its error line."""
+        if self.save_dir is None:
+            return ""
+        return f"; the last good checkpoint is in {self.save_dir}" if self.best_epoch >= 0 else "; nothing was saved"
+
+    def save_interrupted(self, epoch: int) -> Interrupted:
+        """Save resumable state after Ctrl-C in ``epoch``; returns the :class:`Interrupted` to raise."""
+        target = self.save_dir
+        if target is None:
+            target = self.out.interrupt_dir or \
+                Path("checkpoints") / f"interrupted-{self.task}-{datetime.now():%Y%m%d-%H%M%S}"
+        step = self.trainer.epoch_step
+        if distributed.current().is_main:  # distributed: only rank 0 writes
+            self.save_state(target, epoch, step)  # the state first: config.json, written last, commits the pair
+            if target != self.save_dir or self.best_epoch < 0:
                 # the directory needs a checkpoint (config.json + weights) to be resumable
-                ckpt.save_checkpoint(target, best_weights if best_weights is not None else trainer.weights(),
-                                     dict(cfg, **writer, best_epoch=best_epoch + 1))
-            raise Interrupted(f"[{task}] interrupted at epoch {epoch + 1}, step {trainer.epoch_step}; "
-                              f"resume with --resume {target}", task, target)
-        start_step = 0
-        epoch_times.append(res.time_s)
-        wrapper = trainer.wrapper()
+                weights = self.best_weights if self.best_weights is not None else self.trainer.weights()
+                ckpt.save_checkpoint(target, weights, self.checkpoint_config())
+        return Interrupted(f"[{self.task}] interrupted at epoch {epoch + 1}, step {step}; "
+                           f"resume with --resume {target}", self.task, target)
+
+    def end_epoch(self, epoch: int, res: EpochResult) -> bool:
+        """Validate after ``epoch``, keep the better model, log, record and save; True: stop early.
+
+        Raises:
+            Diverged: a non-finite validation loss.
+        """
+        task, cfg = self.task, self.cfg
+        self.epoch_times.append(res.time_s)
+        wrapper = self.trainer.wrapper()
         # distributed: rank 0's figure on every rank, so model selection and early stopping agree
-        val_loss = distributed.current().from_main(validation_loss(task, wrapper, data["val"]))
+        val_loss = distributed.current().from_main(validation_loss(task, wrapper, self.data["val"]))
         if not math.isfinite(val_loss):
             raise Diverged(f"[{task}] training diverged: non-finite validation loss after epoch {epoch + 1}, "
-                           f"step {res.steps}{kept} (try a lower --lr or --clip-norm)")
-        dev_fig, dev_text = dev_summary(task, wrapper, data["dev"])
-        improved = val_loss < best_loss
+                           f"step {res.steps}{self.kept()} (try a lower --lr or --clip-norm)")
+        dev_fig, dev_text = dev_summary(task, wrapper, self.data["dev"])
+        improved = val_loss < self.best_loss
         if improved:
-            best_loss, best_epoch, bad_epochs = val_loss, epoch, 0
-            best_weights = trainer.weights()
+            self.best_loss, self.best_epoch, self.bad_epochs = val_loss, epoch, 0
+            self.best_weights = self.trainer.weights()
         else:
-            bad_epochs += 1
-        epochs_run = epoch + 1
+            self.bad_epochs += 1
+        self.epochs_run = epoch + 1
         extra = (f"  val ppl {math.exp(val_loss) if val_loss < 709.0 else math.inf:.3f}" if task == "lm"
                  else f"  val loss {val_loss:.4f}")
-        log(f"[{task}] epoch {epoch + 1:>3}/{cfg['epochs']}  train loss {res.mean_loss:.4f}{extra}"
-            f"  {dev_text}  epoch {res.time_s:.2f} s{'  *' if improved else ''}")
+        self.out.log(f"[{task}] epoch {epoch + 1:>3}/{cfg['epochs']}  train loss {res.mean_loss:.4f}{extra}"
+                     f"  {dev_text}  epoch {res.time_s:.2f} s{'  *' if improved else ''}")
         record = dict(epoch=epoch + 1, train_loss=res.mean_loss, val_loss=val_loss, epoch_time_s=res.time_s,
-                      elapsed_s=sum(epoch_times), steps=res.steps, best=improved, **dev_fig)
-        history.append(record)
-        if save_dir is not None:
-            # the first save commits config.json last, after the resumable state, so a directory
-            # with a checkpoint can always be resumed (mlx_rnn.core.savedir)
-            first = not (save_dir / "config.json").exists()
-            if improved:
-                ckpt.save_checkpoint(save_dir, best_weights, dict(cfg, **writer, best_epoch=best_epoch + 1),
-                                     write_config=not first)
-            ckpt.append_jsonl(save_dir / "metrics.jsonl", record)
-            if first or (epoch + 1) % cfg["save_every"] == 0 or epoch + 1 == cfg["epochs"]:
-                save_state(save_dir, epoch + 1, 0)
-            if first and best_weights is not None:
-                ckpt.save_checkpoint(save_dir, best_weights, dict(cfg, **writer, best_epoch=best_epoch + 1),
-                                     write_weights=False)
-        if cfg["patience"] and bad_epochs >= cfg["patience"]:
-            log(f"[{task}] early stop: no better validation loss for {bad_epochs} epochs")
-            if save_dir is not None:
-                save_state(save_dir, epoch + 1, 0)
-            break
-    train_time = time.perf_counter() - t_train
-    if plot_path is not None and history:
-        from mlx_rnn.tools.plot import plot_history
+                      elapsed_s=sum(self.epoch_times), steps=res.steps, best=improved, **dev_fig)
+        self.history.append(record)
+        if self.save_dir is not None:
+            self._save_epoch(epoch, improved, record)
+        if cfg["patience"] and self.bad_epochs >= cfg["patience"]:
+            self.out.log(f"[{task}] early stop: no better validation loss for {self.bad_epochs} epochs")
+            if self.save_dir is not None:
+                self.save_state(self.save_dir, epoch + 1, 0)
+            return True
+        return False
 
-        plot_history(history, plot_path, task, f"{task}: {fw.FRAMEWORK} on {cfg['device']}")
-        log(f"[{task}] training curves written to {plot_path}")
-    if best_weights is not None:
-        trainer.load_weights(best_weights)
-    wrapper = trainer.wrapper()
-    final_cfg = dict(cfg, **writer)
-    if task == "lm" and cfg.get("calibrate") and epochs_run > 0:
-        if isinstance(data["val"], corpus_mod.CorpusSplit):
-            log(f"[{task}] calibration skipped: not available with --corpus")
-        else:
-            temperature, before, after = calibrate_on_validation(wrapper, data["val"])
-            wrapper.calibration_temperature = final_cfg["calibration_temperature"] = temperature
-            edge = " (at the edge of the searched range)" if temperature in T_RANGE else ""
-            log(f"[{task}] calibration temperature {temperature:.4f}{edge} (fitted on the validation slice): "
-                f"val ppl {math.exp(before):.3f} -> {math.exp(after):.3f}")
-    if task == "lm" and save_dir is not None and epochs_run > 0 and distributed.current().is_main:
-        # the checkpoint's config must describe the model reported here (also when a resumed run
-        # changes --calibrate without a better epoch)
-        ckpt.save_checkpoint(save_dir, trainer.weights(), dict(final_cfg, best_epoch=best_epoch + 1))
-    bundle = final_bundle(task, wrapper, data)
-    bundle.update(framework=fw.FRAMEWORK, device=cfg["device"], epochs=epochs_run,
-                  best_epoch=best_epoch + 1, epoch_times_s=epoch_times, train_time_s=train_time,
-                  config=final_cfg)
-    return bundle
+    def _save_epoch(self, epoch: int, improved: bool, record: dict) -> None:
+        """The checkpoint (when better), the metrics line and, every ``save_every`` epochs, the state.
+
+        The first save commits ``config.json`` last, after the resumable state, so a directory
+        with a checkpoint can always be resumed (mlx_rnn.core.savedir).
+        """
+        save_dir = self.save_dir
+        first = not (save_dir / "config.json").exists()
+        if improved:
+            ckpt.save_checkpoint(save_dir, self.best_weights, self.checkpoint_config(), write_config=not first)
+        ckpt.append_jsonl(save_dir / "metrics.jsonl", record)
+        if first or (epoch + 1) % self.cfg["save_every"] == 0 or epoch + 1 == self.cfg["epochs"]:
+            self.save_state(save_dir, epoch + 1, 0)
+        if first and self.best_weights is not None:
+            ckpt.save_checkpoint(save_dir, self.best_weights, self.checkpoint_config(), write_weights=False)
+
+    def finish(self, train_time: float) -> dict:
+        """After the last epoch: the curves (``--plot``), the best weights, calibration (LM), the
+        final checkpoint and the result bundle (``train_time``: seconds in the epoch loop)."""
+        task, cfg, fw = self.task, self.cfg, self.fw
+        if self.out.plot_path is not None and self.history:
+            from mlx_rnn.tools.plot import plot_history
+
+            plot_history(self.history, self.out.plot_path, task, f"{task}: {fw.FRAMEWORK} on {cfg['device']}")
+            self.out.log(f"[{task}] training curves written to {self.out.plot_path}")
+        if self.best_weights is not None:
+            self.trainer.load_weights(self.best_weights)
+        wrapper = self.trainer.wrapper()
+        final_cfg = dict(cfg, **self.writer)
+        if task == "lm" and cfg.get("calibrate") and self.epochs_run > 0:
+            self._calibrate(wrapper, final_cfg)
+        if task == "lm" and self.save_dir is not None and self.epochs_run > 0 and distributed.current().is_main:
+            # the checkpoint's config must describe the model reported here (also when a resumed run
+            # changes --calibrate without a better epoch)
+            ckpt.save_checkpoint(self.save_dir, self.trainer.weights(),
+                                 dict(final_cfg, best_epoch=self.best_epoch + 1))
+        bundle = final_bundle(task, wrapper, self.data)
+        bundle.update(framework=fw.FRAMEWORK, device=cfg["device"], epochs=self.epochs_run,
+                      best_epoch=self.best_epoch + 1, epoch_times_s=self.epoch_times, train_time_s=train_time,
+                      config=final_cfg)
+        return bundle
+
+    def _calibrate(self, wrapper, final_cfg: dict) -> None:
+        """Fit the LM's temperature on the validation slice; into ``wrapper`` and ``final_cfg``."""
+        if isinstance(self.data["val"], corpus_mod.CorpusSplit):
+            self.out.log(f"[{self.task}] calibration skipped: not available with --corpus")
+            return
+        temperature, before, after = calibrate_on_validation(wrapper, self.data["val"])
+        wrapper.calibration_temperature = final_cfg["calibration_temperature"] = temperature
+        edge = " (at the edge of the searched range)" if temperature in T_RANGE else ""
+        self.out.log(f"[{self.task}] calibration temperature {temperature:.4f}{edge} (fitted on the validation "
+                     f"slice): val ppl {math.exp(before):.3f} -> {math.exp(after):.3f}")

@@ -64,12 +64,27 @@ def plan_run(framework: str, args) -> list[TaskPlan]:
     """
     tasks = _tasks_from_args(args)
     multi = len(tasks) > 1
+    _check_flags(args, tasks)
+    plans = [_plan_task(args, task, multi) for task in tasks]
+    check_save_dirs(plans, args, multi, distributed.current().is_main)
+    _read_data(plans, args)
+    for plan in plans:
+        if plan.save_dir is not None and distributed.current().is_main:  # (only rank 0 writes)
+            # every input checked: lock the directory for the run, clean up what a crash left
+            prepare_save_dir(plan.save_dir, f"--save {args.save}" if args.save else f"--resume {args.resume}")
+        if plan.resume_dir is not None and plan.pending is None:
+            plan.resume = load_resume_state(plan.resume_dir, plan.task, plan.cfg, plan.data["train"], framework)
+    return plans
+
+
+def _check_flags(args, tasks: list[str]) -> None:
+    """The flags that can be checked without any task's configuration: output paths, the LM
+    checkpoints a classifier starts from, the directory to resume."""
     own_text.check_flags(args, tasks)  # --train-text / --dev-text
     check_output_json(args.output_json)
     check_plot_output(args.plot)
     check_dir_output(args.save)
     check_dir_output(args.resume, "--resume")
-    plans = []
     if (args.zero_shot_lm or args.init_from_lm) and "classify" not in tasks:
         raise ValueError(f"--{'zero-shot-lm' if args.zero_shot_lm else 'init-from-lm'} applies to the classifier: "
                          "use --task classify or both")
@@ -82,50 +97,62 @@ def plan_run(framework: str, args) -> list[TaskPlan]:
         raise ckpt.CheckpointError(f"--zero-shot-lm {args.zero_shot_lm}: not a language-model checkpoint")
     if args.resume and not Path(args.resume).is_dir():
         raise ckpt.CheckpointError(f"{args.resume}: checkpoint directory not found (nothing to resume)")
-    for task in tasks:
-        plan = TaskPlan(task, {})
-        if args.resume:
-            root = Path(args.resume)
-            rdir = root / task if multi else root
-            if not multi and not (root / "config.json").exists() and not (root / "resume" / PENDING).exists() \
-                    and (root / task).is_dir():
-                rdir = root / task  # --task lm --resume ROOT of a two-task run
-            if not rdir.exists():
-                raise ckpt.CheckpointError(f"{rdir}: checkpoint directory not found (nothing to resume)")
-            pending = rdir / "resume" / PENDING
-            plan.pending = pending if not (rdir / "config.json").exists() and pending.is_file() else None
-            if plan.pending is None and not (rdir / "config.json").exists():
-                raise ckpt.CheckpointError(f"{rdir / 'config.json'}: file not found (not a checkpoint directory?); "
-                                           "nothing to resume: if its first save never finished, start the run "
-                                           f"again with --save {rdir}")
-            plan.cfg = _resume_config(args, task, rdir, plan.pending)
-            plan.resume_dir = rdir
-            plan.cfg["normalize"] = bool(args.normalize or plan.cfg.get("normalize", False))
-        else:
-            plan.cfg = resolve_config(args, task)
-            plan.cfg["normalize"] = bool(args.normalize)
-            if task == "classify" and args.init_from_lm:
-                # the classifier takes the LM's sizes, so its embedding and recurrent weights fit
-                lm_cfg = ckpt.read_config(args.init_from_lm)
-                if lm_cfg["task"] != "lm":
-                    raise ckpt.CheckpointError(f"--init-from-lm {args.init_from_lm}: is a {lm_cfg['task']!r} "
-                                               "checkpoint, not an LM")
-                for key in ("embed_dim", "hidden_size", "num_layers", "cell"):
-                    plan.cfg[key] = lm_cfg.get(key, "lstm")
-                plan.cfg["init_from_lm"] = str(Path(args.init_from_lm).resolve())
-        if task == "lm":
-            own_text.configure(plan.cfg, args, resumed=plan.resume_dir is not None)
-        if task == "lm" and (getattr(args, "corpus", None) or plan.cfg.get("corpus")):
-            # --corpus NAME PATH: the LM trains on a whole corpus file, streamed (mlx_rnn/core/corpus.py)
-            plan.cfg["corpus"] = ([args.corpus[0], str(Path(args.corpus[1]).resolve())] if args.corpus
-                                  else plan.cfg["corpus"])
-        if args.save:
-            plan.save_dir = Path(args.save) / task if multi else Path(args.save)
-        elif plan.resume_dir is not None:
-            plan.save_dir = plan.resume_dir
-        plans.append(plan)
-    check_save_dirs(plans, args, multi, distributed.current().is_main)
 
+
+def _plan_task(args, task: str, multi: bool) -> TaskPlan:
+    """One task's configuration (resumed or from the flags) and where it is saved."""
+    plan = TaskPlan(task, {})
+    if args.resume:
+        _plan_resume(plan, args, multi)
+        plan.cfg["normalize"] = bool(args.normalize or plan.cfg.get("normalize", False))
+    else:
+        plan.cfg = resolve_config(args, task)
+        plan.cfg["normalize"] = bool(args.normalize)
+        if task == "classify" and args.init_from_lm:
+            # the classifier takes the LM's sizes, so its embedding and recurrent weights fit
+            lm_cfg = ckpt.read_config(args.init_from_lm)
+            if lm_cfg["task"] != "lm":
+                raise ckpt.CheckpointError(f"--init-from-lm {args.init_from_lm}: is a {lm_cfg['task']!r} "
+                                           "checkpoint, not an LM")
+            for key in ("embed_dim", "hidden_size", "num_layers", "cell"):
+                plan.cfg[key] = lm_cfg[key]  # (read_config fills "cell" of older checkpoints)
+            plan.cfg["init_from_lm"] = str(Path(args.init_from_lm).resolve())
+    if task == "lm":
+        own_text.configure(plan.cfg, args, resumed=plan.resume_dir is not None)
+    if task == "lm" and (getattr(args, "corpus", None) or plan.cfg.get("corpus")):
+        # --corpus NAME PATH: the LM trains on a whole corpus file, streamed (mlx_rnn/core/corpus.py)
+        plan.cfg["corpus"] = ([args.corpus[0], str(Path(args.corpus[1]).resolve())] if args.corpus
+                              else plan.cfg["corpus"])
+    if args.save:
+        plan.save_dir = Path(args.save) / task if multi else Path(args.save)
+    elif plan.resume_dir is not None:
+        plan.save_dir = plan.resume_dir
+    return plan
+
+
+def _plan_resume(plan: TaskPlan, args, multi: bool) -> None:
+    """``--resume``: the task's directory, its configuration (or the pending one of a task not
+    started yet) with the flags a resumed run may change."""
+    root = Path(args.resume)
+    rdir = root / plan.task if multi else root
+    if not multi and not (root / "config.json").exists() and not (root / "resume" / PENDING).exists() \
+            and (root / plan.task).is_dir():
+        rdir = root / plan.task  # --task lm --resume ROOT of a two-task run
+    if not rdir.exists():
+        raise ckpt.CheckpointError(f"{rdir}: checkpoint directory not found (nothing to resume)")
+    pending = rdir / "resume" / PENDING
+    plan.pending = pending if not (rdir / "config.json").exists() and pending.is_file() else None
+    if plan.pending is None and not (rdir / "config.json").exists():
+        raise ckpt.CheckpointError(f"{rdir / 'config.json'}: file not found (not a checkpoint directory?); "
+                                   "nothing to resume: if its first save never finished, start the run "
+                                   f"again with --save {rdir}")
+    plan.cfg = _resume_config(args, plan.task, rdir, plan.pending)
+    plan.resume_dir = rdir
+
+
+def _read_data(plans: list[TaskPlan], args) -> None:
+    """Read (and with ``--download`` first build) every task's data; check it can train and fits
+    in memory. Sets ``plan.data`` and ``plan.read_time_s``."""
     data_dir = resolve_data_dir(args.data_dir)
     needed = sorted({f for plan in plans for f in task_files(plan.task)
                      if not (plan.task == "lm" and (plan.cfg.get("corpus") or plan.cfg.get("train_text")))})
@@ -155,13 +182,6 @@ def plan_run(framework: str, args) -> list[TaskPlan]:
         if not (plan.task == "classify" and args.zero_shot_lm):
             check_fits(plan.task, cfg)  # before any model or optimizer state is allocated
         plan.read_time_s = time.perf_counter() - t
-    for plan in plans:
-        if plan.save_dir is not None and distributed.current().is_main:  # (only rank 0 writes)
-            # every input checked: lock the directory for the run, clean up what a crash left
-            prepare_save_dir(plan.save_dir, f"--save {args.save}" if args.save else f"--resume {args.resume}")
-        if plan.resume_dir is not None and plan.pending is None:
-            plan.resume = load_resume_state(plan.resume_dir, plan.task, plan.cfg, plan.data["train"], framework)
-    return plans
 
 
 def download_data(data_dir: Path, quiet: bool) -> None:

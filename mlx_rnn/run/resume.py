@@ -1,5 +1,6 @@
 """Resuming: the saved training state, restoring it, the checkpoint configuration a resumed run
-continues with (older checkpoints migrated), and the list of tasks still pending.
+continues with (read and migrated by :func:`mlx_rnn.core.checkpoint.read_config`), and the list
+of tasks still pending.
 """
 
 from __future__ import annotations
@@ -80,31 +81,28 @@ PENDING = "pending_config.json"
 
 
 def _read_pending(path: Path) -> dict:
-    try:
-        cfg = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ckpt.CheckpointError(f"{path}: corrupt JSON ({e})") from None
-    if not isinstance(cfg, dict) or cfg.get("task") not in ckpt.TASKS:
+    """The configuration of a task not started yet, migrated and checked like a checkpoint's."""
+    cfg = ckpt.read_json_object(path)
+    if cfg.get("task") not in ckpt.TASKS:
         raise ckpt.CheckpointError(f"{path}: not a task configuration")
-    return cfg
+    return ckpt.check_config(cfg, path)
 
 
 def _resume_config(args, task: str, resume_dir: Path, pending: Path | None) -> dict:
-    """The configuration of the run being resumed, with the flags a resumed run may change."""
+    """The configuration of the run being resumed (read, migrated and checked by
+    :mod:`mlx_rnn.core.checkpoint`), with the flags a resumed run may change.
+
+    Raises:
+        CheckpointError: a missing, bad or other task's configuration (naming the file).
+        ValueError: a flag that differs from the run's setting, or a bad value of one it may change.
+    """
     if pending is not None:
         cfg, where = _read_pending(pending), pending
     else:
         cfg, where = ckpt.read_config(resume_dir), resume_dir / "config.json"
     if cfg["task"] != task:
         raise ckpt.CheckpointError(f"{resume_dir}: checkpoint is for task {cfg['task']!r}, not {task!r}")
-    # settings added later: a checkpoint written before them was trained without them
-    cfg.setdefault("weight_drop", 0.0)
-    cfg.setdefault("input_dropout", cfg.get("dropout"))  # older runs dropped the embedding at --dropout
-    if task == "lm":
-        cfg.setdefault("calibrate", False)
     cfg.pop("calibration_temperature", None)  # fitted again at the end of the resumed run
-    if task == "classify":
-        cfg.setdefault("prefix_weight", 0.0)
     keys = set(TASK_DEFAULTS[task]) | set(COMMON_DEFAULTS)
     missing = sorted(k for k in keys if k not in cfg)
     if missing:
@@ -122,12 +120,7 @@ def _resume_config(args, task: str, resume_dir: Path, pending: Path | None) -> d
     for key in RESUME_OVERRIDABLE:
         if getattr(args, key, None) is not None and (key != "calibrate" or task == "lm"):
             cfg[key] = getattr(args, key)
-    try:
-        validate_config(cfg)
-    except ValueError as e:
-        if any(getattr(args, k, None) is not None for k in RESUME_OVERRIDABLE):
-            raise
-        raise ckpt.CheckpointError(f"{where}: bad setting: {e}") from None
+    validate_config(cfg)  # the file's settings passed already: only a changed flag can fail, named as one
     return cfg
 
 

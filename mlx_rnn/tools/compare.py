@@ -239,7 +239,7 @@ def train_checkpoints(args, data_dir: Path, tasks: list[str], save_root: Path, l
     from mlx_rnn.core.config import resolve_config
     from mlx_rnn.core import backend
     from mlx_rnn.core.taskdata import load_task_data
-    from mlx_rnn.run.fit import train_task
+    from mlx_rnn.run.fit import Outputs, train_task
 
     from mlx_rnn.core.outputs import check_dir_output
     from mlx_rnn.core.savedir import prepare_save_dir
@@ -264,7 +264,7 @@ def train_checkpoints(args, data_dir: Path, tasks: list[str], save_root: Path, l
         save_dir = save_root / task
         log(f"[{task}] training with {fw.FRAMEWORK} {fw.framework_version()} on {device} "
             f"({args.epochs} epoch(s), hidden {args.hidden_size}) -> {save_dir}")
-        bundle = train_task(fw, task, cfg, data, save_dir, None, True, lambda: False, log=log)
+        bundle = train_task(fw, cfg, data, Outputs(save_dir, quiet=True, log=log), lambda: False)
         out[task] = (save_dir, bundle)
     return out
 
@@ -310,47 +310,9 @@ def main(argv=None) -> int:
             raise ValueError(f"--epochs must be at least 1 (got {args.epochs})")
         if args.train and args.hidden_size < 1:
             raise ValueError(f"--hidden-size must be at least 1 (got {args.hidden_size})")
-        data_dir = resolve_data_dir(args.data_dir)
-        try:
-            import torch
-        except ImportError as e:
-            raise ValueError(f"PyTorch is not installed ({e}); install the 'torch' extra") from None
-        import mlx.core as mx
-
-        mlx_device, torch_device = _select_devices(args.device_mlx, args.device_torch)
-        trained = {}
-        if args.train:
-            tasks = list(TASKS) if args.task == "both" else [args.task]
-            if args.save:
-                save_root = Path(args.save)
-            else:
-                tmp = tempfile.TemporaryDirectory(prefix="mlx_rnn_compare_")
-                save_root = Path(tmp.name)
-            trained = train_checkpoints(args, data_dir, tasks, save_root)
-            found = {t: d for t, (d, _) in trained.items()}
-            # training may have switched a framework's device: put both back as asked
-            mlx_device, torch_device = _select_devices(args.device_mlx, args.device_torch)
-        else:
-            found = find_checkpoints(args.checkpoint, args.task)
-        result = {}
-        for task, path in found.items():
-            t_task = time.perf_counter()
-            bundle = compare_checkpoint(task, path, data_dir)
-            config = ckpt.read_config(path)
-            tb = trained.get(task, (None, {}))[1]
-            bundle.update(
-                framework="mlx+torch", device=f"{mlx_device}+{torch_device}",
-                frameworks={"mlx": mx.__version__, "torch": torch.__version__},
-                devices={"mlx": mlx_device, "torch": torch_device},
-                checkpoint=str(path),
-                epochs=tb.get("epochs"), epoch_times_s=tb.get("epoch_times_s", []),
-                train_time_s=tb.get("train_time_s"), total_time_s=time.perf_counter() - t_task,
-                config=config)
-            result[task] = bundle
-            for line in summary_lines(task, bundle):
-                print(line, flush=True)
-        if len(result) == 1:
-            next(iter(result.values()))["total_time_s"] = time.perf_counter() - t0
+        if args.train and not args.save:
+            tmp = tempfile.TemporaryDirectory(prefix="mlx_rnn_compare_")
+        result = compare_all(args, Path(args.save) if args.save else Path(tmp.name) if tmp else None, t0)
         print_result(result, args.output_json)
         failed = [t for t, b in result.items() if not b["passed"]]
         if failed:
@@ -371,3 +333,45 @@ def main(argv=None) -> int:
     finally:
         if tmp is not None:
             tmp.cleanup()
+
+
+def compare_all(args, save_root: Path | None, t0: float) -> dict:
+    """Compare every checkpoint asked for (``--train``: first trained into ``save_root``) and
+    print each task's summary; returns the result JSON keyed by task (``t0``: the start, for the
+    total time of a one-task run)."""
+    data_dir = resolve_data_dir(args.data_dir)
+    try:
+        import torch
+    except ImportError as e:
+        raise ValueError(f"PyTorch is not installed ({e}); install the 'torch' extra") from None
+    import mlx.core as mx
+
+    mlx_device, torch_device = _select_devices(args.device_mlx, args.device_torch)
+    trained = {}
+    if args.train:
+        tasks = list(TASKS) if args.task == "both" else [args.task]
+        trained = train_checkpoints(args, data_dir, tasks, save_root)
+        found = {t: d for t, (d, _) in trained.items()}
+        # training may have switched a framework's device: put both back as asked
+        mlx_device, torch_device = _select_devices(args.device_mlx, args.device_torch)
+    else:
+        found = find_checkpoints(args.checkpoint, args.task)
+    result = {}
+    for task, path in found.items():
+        t_task = time.perf_counter()
+        bundle = compare_checkpoint(task, path, data_dir)
+        tb = trained.get(task, (None, {}))[1]
+        bundle.update(
+            framework="mlx+torch", device=f"{mlx_device}+{torch_device}",
+            frameworks={"mlx": mx.__version__, "torch": torch.__version__},
+            devices={"mlx": mlx_device, "torch": torch_device},
+            checkpoint=str(path),
+            epochs=tb.get("epochs"), epoch_times_s=tb.get("epoch_times_s", []),
+            train_time_s=tb.get("train_time_s"), total_time_s=time.perf_counter() - t_task,
+            config=ckpt.read_config(path))
+        result[task] = bundle
+        for line in summary_lines(task, bundle):
+            print(line, flush=True)
+    if len(result) == 1:
+        next(iter(result.values()))["total_time_s"] = time.perf_counter() - t0
+    return result

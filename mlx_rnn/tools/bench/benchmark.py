@@ -1,7 +1,8 @@
 """Timing benchmark: MLX against PyTorch on identical configurations (``scripts/benchmark.py``).
 
-Framework-neutral: this driver imports neither mlx nor torch. For each configuration
-it starts one worker process per framework (:mod:`mlx_rnn.tools.bench.worker`), so each
+Framework-neutral: this module imports neither mlx nor torch. For each configuration
+it starts one worker process per framework (:mod:`mlx_rnn.tools.bench.worker`, driven by
+:mod:`mlx_rnn.tools.bench.driver`), so each
 framework's peak memory is its own and neither shares a BLAS or thread pool with
 the other. Each worker trains with the framework's real ``Trainer`` on the real
 data (or synthetic data of the same shape), runs an untimed warm-up (the first
@@ -12,35 +13,31 @@ phases of a shared machine hit both frameworks alike. Every time is
 ``mx.synchronize`` / ``torch.cuda|mps.synchronize``), without data reading or
 evaluation.
 
-Output: a Markdown report on stdout (environment, table, ratios, FLOP rates, notes),
+Output: a Markdown report on stdout (environment, table, ratios, FLOP rates, notes;
+:mod:`mlx_rnn.tools.bench.report`, from the rows of :mod:`mlx_rnn.tools.bench.figures`),
 optionally a JSON file (``--output-json``) and a PNG bar chart (``--plot``).
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 import json
 import os
 import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 from mlx_rnn.core.config import OneLineParser, prog_name
+from .driver import SIZE_KEYS, Timing, WorkerError, time_config
+from .figures import compute_ratios, result_row
 
-ROOT = Path(__file__).resolve().parents[3]  # the repository root (mlx_rnn/tools/bench/<file>)
-MARK = "@@bench "
 #: "mlx" runs whatever path MLX_RNN_LSTM_IMPL picks (default: the native primitives on the CPU);
 #: "mlx-op" forces the Python-level op and mlx.optimizers' AdamW (the path before the primitives).
 FRAMEWORKS = ("mlx", "mlx-op", "torch")
 FRAMEWORK_NAMES = {"mlx": "MLX", "mlx-op": "MLX op", "torch": "PyTorch"}
-#: Environment of each framework variant's worker, and the framework it runs.
-VARIANT_ENV = {"mlx-op": {"MLX_RNN_LSTM_IMPL": "op", "MLX_RNN_ADAMW": "mlx", "MLX_RNN_LAYERS": "mlx"}}
-BASE_FRAMEWORK = {"mlx": "mlx", "mlx-op": "mlx", "torch": "torch"}
-SIZE_KEYS = ("embed_dim", "hidden_size", "num_layers", "batch_size", "seq_len")
 #: The standard configurations: the trainers' defaults of both tasks (classify, lm) and the
 #: longer-sequence LM that the benchmark measured before the defaults changed (lm-t100).
 STANDARD_CONFIGS = {
@@ -52,46 +49,9 @@ STANDARD_CONFIGS = {
 QUICK_BATCHES = {"classify": 10, "lm": 4}
 #: --quick: untimed warm-up batches (the first includes tracing and compilation).
 QUICK_WARMUP = {"classify": 3, "lm": 2}
-#: Pause before each timed repeat, so the previous worker's spinning BLAS/OpenMP threads go to sleep.
-SETTLE_S = 0.25
-VOCAB_SIZE = 27
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
               "OMP_WAIT_POLICY", "MLX_RNN_BLAS", "MLX_RNN_LSTM_ACT")
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-
-
-class WorkerError(RuntimeError):
-    """A worker failed; ``kind`` is "bad input", "diverged" or "failure"."""
-
-    def __init__(self, message: str, kind: str = "failure"):
-        super().__init__(message)
-        self.kind = kind
-
-
-# ----- FLOPs ---------------------------------------------------------------------------------
-def matmul_flops_per_step(task: str, embed_dim: int, hidden_size: int, num_layers: int, batch_size: int,
-                          seq_len: int, vocab_size: int = VOCAB_SIZE) -> int:
-    """Matrix-multiply FLOPs of one training step (forward + backward), one multiply-add = 2 FLOPs.
-
-    With B batch, T steps, E embedding size, H hidden size, ``in`` = E for layer 0
-    and H above, per layer:
-
-    - input projection, all steps at once: (B*T, in) x (in, 4H) -> 2*B*T*in*4H;
-    - recurrent, per step (B, H) x (H, 4H), T steps -> 2*B*T*H*4H;
-
-    and the output layer: 2*B*T*H*V for the LM (logits at every step), 2*B*H*1 for
-    the classifier (one logit from the last step). The backward pass of a matmul
-    Y = X W costs two matmuls of the same size (dX = dY W^T, dW = X^T dY), so
-    forward + backward = 3 x forward. Element-wise work (gates, softmax, Adam)
-    is not counted: this is the work a BLAS could do, to compare with sgemm peak.
-    """
-    B, T, E, H, L = batch_size, seq_len, embed_dim, hidden_size, num_layers
-    fwd = 0
-    for layer in range(L):
-        inp = E if layer == 0 else H
-        fwd += 2 * B * T * inp * 4 * H + 2 * B * T * H * 4 * H
-    fwd += 2 * B * T * H * vocab_size if task == "lm" else 2 * B * H * 1
-    return 3 * fwd
 
 
 # ----- command line --------------------------------------------------------------------------
@@ -245,78 +205,6 @@ def machine_environment() -> dict:
     return env
 
 
-# ----- workers ---------------------------------------------------------------------------------
-class Worker:
-    """One framework x configuration process, driven over stdin/stdout."""
-
-    def __init__(self, framework: str, name: str, settings: dict, args, synthetic: bool, batches: int,
-                 warmup_batches: int, thread_env: dict):
-        self.framework, self.name = framework, name
-        self.base = BASE_FRAMEWORK[framework]
-        device = args.device_mlx if self.base == "mlx" else args.device_torch
-        sizes = {k: settings[k] for k in SIZE_KEYS}
-        cmd = [sys.executable, "-m", "mlx_rnn.tools.bench.worker", "--framework", self.base, "--task", settings["task"],
-               "--settings", json.dumps(sizes), "--device", device, "--repeats", str(args.repeats),
-               "--seed", str(args.seed), "--sgemm-n", str(args.sgemm_n)]
-        if batches:
-            cmd += ["--batches", str(batches), "--warmup-batches", str(warmup_batches)]
-        if synthetic:
-            cmd.append("--synthetic")
-        elif args.data_dir:
-            cmd += ["--data-dir", str(Path(args.data_dir).resolve())]
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-        env.update(thread_env)
-        env.update(VARIANT_ENV.get(framework, {}))
-        self.stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")
-        self.t0 = time.perf_counter()
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self.stderr, text=True, bufsize=1)
-
-    def _stderr_tail(self, n: int = 8) -> str:
-        self.stderr.seek(0)
-        lines = [ln.rstrip() for ln in self.stderr.read().splitlines() if ln.strip()]
-        return " | ".join(lines[-n:])
-
-    def read(self) -> dict:
-        """The next message; WorkerError if the worker reports an error or dies."""
-        while True:
-            line = self.proc.stdout.readline()
-            if not line:
-                rc = self.proc.wait()
-                tail = self._stderr_tail()
-                raise WorkerError(f"[{self.name}] {self.framework} worker exited with code {rc}"
-                                  + (f": {tail}" if tail else ""))
-            if not line.startswith(MARK):
-                continue
-            msg = json.loads(line[len(MARK):])
-            if msg.get("event") == "error":
-                self.proc.wait()
-                text = str(msg.get("message")).replace("--device ", f"--device-{self.base} ")
-                raise WorkerError(f"[{self.name}] {self.framework}: {text}", msg.get("kind", "failure"))
-            return msg
-
-    def send(self, command: str) -> None:
-        try:
-            self.proc.stdin.write(command + "\n")
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError):
-            pass  # read() reports the exit
-
-    def finish(self) -> dict:
-        self.send("quit")
-        msg = self.read()
-        self.proc.wait()
-        self.stderr.close()
-        return msg
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self.stderr.close()
-
-
 # ----- the run --------------------------------------------------------------------------------
 def _resolve_data(args, names: list[str], log) -> tuple[dict, list[str]]:
     """Per config: True for synthetic data. Returns (that dict, notes)."""
@@ -341,43 +229,6 @@ def _resolve_data(args, names: list[str], log) -> tuple[dict, list[str]]:
     return out, notes
 
 
-def time_config(name, settings, frameworks, args, synthetic, batches, warmup, thread_env, log):
-    """Start one worker per framework, run ``args.repeats`` timed repeats A B A B ..., stop them.
-
-    Returns (ready messages, timed runs, final messages), each keyed by framework."""
-    workers, ready = [], {}
-    try:
-        for fw in frameworks:
-            log(f"[{name}] {fw}: starting, warm-up "
-                + (f"{warmup} batch{'es' if warmup != 1 else ''}" if batches else "1 epoch") + " (not timed)")
-            w = Worker(fw, name, settings, args, synthetic, batches, warmup, thread_env)
-            workers.append(w)
-            msg = w.read()
-            msg["startup_s"] = time.perf_counter() - w.t0
-            ready[fw] = msg
-            log(f"[{name}] {fw} {msg['backend']['version']} on {msg['device']}: ready in {msg['startup_s']:.1f} s "
-                f"(warm-up {msg['warmup_steps']} steps {msg['warmup_s']:.1f} s); sgemm "
-                f"{msg['sgemm_gflops']:.1f} GFLOP/s")
-        runs: dict[str, list[dict]] = {fw: [] for fw in frameworks}
-        for r in range(args.repeats):
-            for w in workers:  # A B A B ...
-                time.sleep(SETTLE_S)
-                w.send("run")
-                msg = w.read()
-                runs[w.framework].append(msg)
-                log(f"[{name}] repeat {r + 1}/{args.repeats} {w.framework}: {msg['steps']} steps in "
-                    f"{msg['time_s']:.3f} s")
-        finals = {w.framework: w.finish() for w in workers}
-    finally:
-        for w in workers:
-            w.kill()
-    return ready, runs, finals
-
-
-def _summary(times: list[float]) -> dict:
-    return {"median_epoch_s": statistics.median(times), "min_epoch_s": min(times), "max_epoch_s": max(times)}
-
-
 def run_benchmark(args, log=lambda *a: None) -> dict:
     """Run every configuration and framework; returns the report dict (the JSON)."""
     t_start = time.perf_counter()
@@ -387,34 +238,8 @@ def run_benchmark(args, log=lambda *a: None) -> dict:
         thread_env = {k: str(args.threads) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                                                       "VECLIB_MAXIMUM_THREADS")}
         env["thread_env"].update(thread_env)
-    synthetic, notes = _resolve_data(args, args.configs, log)
-    results = []
-    frameworks_env: dict[str, dict] = {}
-    for name in args.configs:
-        settings = config_settings(name, args)
-        task = settings["task"]
-        if task == "classify" and not synthetic[name] and settings["seq_len"] != 20:
-            note = (f"{name}: --seq-len {settings['seq_len']} ignored: the real classification examples are "
-                    "20 characters (use --synthetic for other lengths)")
-            notes.append(note)
-            log(f"note: {note}")
-            settings["seq_len"] = 20
-        batches = (args.quick_batches or QUICK_BATCHES[task]) if args.quick else 0
-        warmup = (args.warmup_batches or QUICK_WARMUP[task]) if args.quick else 0
-        ready, runs, finals = time_config(name, settings, args.frameworks, args, synthetic[name], batches, warmup,
-                                          thread_env, log)
-        for fw in args.frameworks:
-            results.append(_result(name, settings, fw, ready[fw], runs[fw], finals[fw], batches, synthetic[name]))
-            b = ready[fw]["backend"]
-            fe = frameworks_env.setdefault(fw, {
-                "version": b["version"], "device": ready[fw]["device"], "device_name": b.get("device_name"),
-                "blas": b["blas"], "blas_info": b["blas_info"], "threads": b.get("threads"),
-                "interop_threads": b.get("interop_threads"), "describe_backend": ready[fw]["describe_backend"],
-                "sgemm_gflops": [], "sgemm_n": ready[fw]["sgemm_n"]})
-            fe["sgemm_gflops"].append(ready[fw]["sgemm_gflops"])
-    for fe in frameworks_env.values():
-        fe["sgemm_gflops"] = statistics.median(fe["sgemm_gflops"])
-    env["frameworks"] = frameworks_env
+    timing = Timing.from_args(args, thread_env)
+    results, env["frameworks"], notes = time_standard_configs(args, timing, log)
     if hasattr(os, "getloadavg"):
         env["load_average_end"] = list(os.getloadavg())
     ratios = compute_ratios(results, args.configs)
@@ -422,19 +247,8 @@ def run_benchmark(args, log=lambda *a: None) -> dict:
     if getattr(args, "sweep", False):  # the sweep's frameworks are MLX (default path) and PyTorch
         from .sweep import run_sweep
 
-        sweep = run_sweep(args, thread_env, log)
-    scaling, scaling_details = [], {}
-    if getattr(args, "distributed", False):
-        from .scaling import measure_scaling
-
-        for fw in args.frameworks:
-            log(f"[scaling] {fw}: LM training on 1 and 2 ranks (1 thread per rank)")
-            try:
-                details = measure_scaling(fw, (1, 2), threads_per_rank=1)
-            except RuntimeError as e:  # one line (bench_scaling.failure_line), not a traceback
-                raise WorkerError(str(e)) from None
-            scaling_details[fw] = details
-            scaling += [dict(row, framework=fw) for row in details["scaling"]]
+        sweep = run_sweep(timing, log)
+    scaling, scaling_details = run_scaling(args, log)
     scoring_rows = run_scoring(args, log)
     return {
         "environment": env,
@@ -456,59 +270,55 @@ def run_benchmark(args, log=lambda *a: None) -> dict:
     }
 
 
-def compute_ratios(results: list[dict], names) -> dict:
-    """Epoch-time ratios per config: MLX / PyTorch (median, fastest, paired), MLX op / PyTorch
-    and MLX / MLX op, for the frameworks that ran."""
-    out = {"ratios": {}, "ratios_min": {}, "ratios_paired": {}, "ratios_op": {}, "ratios_native_vs_op": {}}
-    for name in names:
-        by_fw = {r["framework"]: r for r in results if r["config"] == name}
-        m, o, t = by_fw.get("mlx"), by_fw.get("mlx-op"), by_fw.get("torch")
-        if m and t:
-            out["ratios"][name] = m["median_epoch_s"] / t["median_epoch_s"]
-            out["ratios_min"][name] = m["min_epoch_s"] / t["min_epoch_s"]
-            out["ratios_paired"][name] = statistics.median(
-                a / b for a, b in zip(m["epoch_times_s"], t["epoch_times_s"]))
-        if o and t:
-            out["ratios_op"][name] = o["median_epoch_s"] / t["median_epoch_s"]
-        if m and o:
-            out["ratios_native_vs_op"][name] = m["median_epoch_s"] / o["median_epoch_s"]
-    return out
+def time_standard_configs(args, timing: Timing, log) -> tuple[list[dict], dict, list[str]]:
+    """Time ``args.configs`` for ``args.frameworks``: (result rows, per-framework environment
+    (version, device, BLAS, threads, median sgemm GFLOP/s), notes)."""
+    synthetic, notes = _resolve_data(args, args.configs, log)
+    results = []
+    frameworks_env: dict[str, dict] = {}
+    for name in args.configs:
+        settings = config_settings(name, args)
+        task = settings["task"]
+        if task == "classify" and not synthetic[name] and settings["seq_len"] != 20:
+            note = (f"{name}: --seq-len {settings['seq_len']} ignored: the real classification examples are "
+                    "20 characters (use --synthetic for other lengths)")
+            notes.append(note)
+            log(f"note: {note}")
+            settings["seq_len"] = 20
+        batches = (args.quick_batches or QUICK_BATCHES[task]) if args.quick else 0
+        warmup = (args.warmup_batches or QUICK_WARMUP[task]) if args.quick else 0
+        timing_c = replace(timing, synthetic=synthetic[name], batches=batches, warmup_batches=warmup)
+        ready, runs, finals = time_config(name, settings, args.frameworks, timing_c, log)
+        for fw in args.frameworks:
+            results.append(result_row(name, settings, fw, timing_c, ready[fw], runs[fw], finals[fw]))
+            b = ready[fw]["backend"]
+            fe = frameworks_env.setdefault(fw, {
+                "version": b["version"], "device": ready[fw]["device"], "device_name": b.get("device_name"),
+                "blas": b["blas"], "blas_info": b["blas_info"], "threads": b.get("threads"),
+                "interop_threads": b.get("interop_threads"), "describe_backend": ready[fw]["describe_backend"],
+                "sgemm_gflops": [], "sgemm_n": ready[fw]["sgemm_n"]})
+            fe["sgemm_gflops"].append(ready[fw]["sgemm_gflops"])
+    for fe in frameworks_env.values():
+        fe["sgemm_gflops"] = statistics.median(fe["sgemm_gflops"])
+    return results, frameworks_env, notes
 
 
-def _result(name, settings, fw, ready, runs, final, batches, synthetic) -> dict:
-    spe = ready["steps_per_epoch"]
-    batch_times = [m["time_s"] / m["steps"] for m in runs]
-    if batches:
-        epoch_times = [t * spe for t in batch_times]
-        wu = ready["warmup_steps"]
-        timing = f"quick: {batches} batches x scaled to {spe} steps/epoch (warm-up {wu} batch{'es' if wu != 1 else ''})"
-    else:
-        epoch_times = [m["time_s"] for m in runs]
-        timing = "full epochs (warm-up 1 epoch)"
-    out = {"config": name, "settings": dict(settings), "framework": fw,
-           "framework_version": ready["backend"]["version"], "device": ready["device"], "timing": timing,
-           "data": "synthetic" if synthetic else "real",
-           "repeats": len(runs), "steps_per_epoch": spe, "epoch_times_s": epoch_times, "batch_times_s": batch_times,
-           "timed_steps": [m["steps"] for m in runs]}
-    out.update(_summary(epoch_times))
-    out["median_batch_s"] = statistics.median(batch_times)
-    out["steps_per_s"] = spe / out["median_epoch_s"]
-    out["chars_per_s"] = out["steps_per_s"] * settings["batch_size"] * settings["seq_len"]
-    out["peak_memory_bytes"] = final["peak_memory_bytes"]
-    out["peak_memory_source"] = final["peak_memory_source"]
-    out["peak_rss_bytes"] = final["peak_rss_bytes"]
-    out["sgemm_gflops"] = ready["sgemm_gflops"]
-    flops = matmul_flops_per_step(settings["task"], *(settings[k] for k in SIZE_KEYS))
-    out["matmul_gflop_per_step"] = flops / 1e9
-    out["effective_gflops"] = flops * spe / out["median_epoch_s"] / 1e9
-    out["effective_fraction_of_sgemm"] = out["effective_gflops"] / out["sgemm_gflops"] if out["sgemm_gflops"] else None
-    out["warmup_s"] = ready["warmup_s"]
-    out["warmup_steps"] = ready["warmup_steps"]
-    out["blas"] = ready["backend"]["blas"]
-    out["recurrence"] = ready["backend"].get("recurrence")
-    out["fused_adamw"] = ready["backend"].get("fused_adamw")
-    out["final_mean_loss"] = runs[-1].get("mean_loss") if runs else None
-    return out
+def run_scaling(args, log) -> tuple[list[dict], dict]:
+    """``--distributed``: LM training on 1 and 2 ranks per framework: (rows, details per framework)."""
+    scaling, scaling_details = [], {}
+    if not getattr(args, "distributed", False):
+        return scaling, scaling_details
+    from .scaling import measure_scaling
+
+    for fw in args.frameworks:
+        log(f"[scaling] {fw}: LM training on 1 and 2 ranks (1 thread per rank)")
+        try:
+            details = measure_scaling(fw, (1, 2), threads_per_rank=1)
+        except RuntimeError as e:  # one line (bench_scaling.failure_line), not a traceback
+            raise WorkerError(str(e)) from None
+        scaling_details[fw] = details
+        scaling += [dict(row, framework=fw) for row in details["scaling"]]
+    return scaling, scaling_details
 
 
 # ----- entry point ---------------------------------------------------------------------------

@@ -87,18 +87,38 @@ def _flop_lines(report: dict) -> list[str]:
 
 
 def format_markdown(report: dict) -> str:
-    env = report["environment"]
+    """The whole report as Markdown: heading, environment, results table, ratios, FLOP rates,
+    what the figures mean, then the sweep, scaling and scoring sections that ran."""
     lines = [f"## MLX vs PyTorch training benchmark ({report['mode']}: "
              + ("fixed batches per repeat, scaled to an epoch" if report["mode"] == "quick" else "whole epochs")
              + f", {report['repeats']} repeat{'s' if report['repeats'] != 1 else ''} per framework, alternating)",
              "", "Environment:", ""]
+    lines += _environment_lines(report)
+    lines += [""] + _results_table(report) + [""]
+    lines += _ratio_lines(report)
+    lines += _flop_lines(report)
+    lines += [_meaning(report), "", f"Wall time: {report['wall_time_s']:.1f} s."]
+    if report.get("sweep"):
+        from .sweep import sweep_markdown
+
+        lines += [""] + sweep_markdown(report["sweep"])
+    if report.get("scaling"):
+        lines += _scaling_lines(report)
+    lines += scoring_markdown(report)
+    return "\n".join(lines)
+
+
+def _environment_lines(report: dict) -> list[str]:
+    """The environment list: OS, CPU and load, each framework's device, threads, BLAS and sgemm rate,
+    thread variables, data, notes."""
+    env = report["environment"]
     cpu = f"{env['cpu_model']} ({env['cpu_count']} logical CPUs" + (
         f", {env['cpus_usable']} usable" if env.get("cpus_usable") not in (None, env["cpu_count"]) else "") + ")"
     load = ""
     if env.get("load_average_start"):
         load = (f"; load average {env['load_average_start'][0]:.1f} at start, "
                 f"{env.get('load_average_end', [float('nan')])[0]:.1f} at end (1 min)")
-    lines.append(f"- OS: {env['os']}, Python {env['python']}; CPU: {cpu}{load}")
+    lines = [f"- OS: {env['os']}, Python {env['python']}; CPU: {cpu}{load}"]
     for fw, fe in env.get("frameworks", {}).items():
         dev = fe["device"] + (f" ({fe['device_name']})" if fe.get("device_name") and fe["device"] != "cpu" else "")
         threads = f"; {fe['threads']} intra-op / {fe['interop_threads']} inter-op threads" if fe.get("threads") else ""
@@ -118,21 +138,26 @@ def format_markdown(report: dict) -> str:
         lines.append(f"- Note: the machine was busy (load average above its {cpus} CPUs): absolute times are "
                      "inflated, and the ratios shift too, since code that runs thread pools (PyTorch's OpenMP, "
                      "OpenBLAS) suffers most from contention; --threads 1 gives single-threaded figures to compare")
-    lines += ["", "| config | sizes | framework | device | timing | median epoch (s) | min (s) | max (s) "
-                  "| steps/s | chars/s | peak memory | peak RSS | sgemm GFLOP/s |",
-              "|---|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    return lines
+
+
+def _results_table(report: dict) -> list[str]:
+    """One table row per configuration and framework: times (s), rates, memory, sgemm."""
+    lines = ["| config | sizes | framework | device | timing | median epoch (s) | min (s) | max (s) "
+             "| steps/s | chars/s | peak memory | peak RSS | sgemm GFLOP/s |",
+             "|---|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for r in report["results"]:
-        s = r["settings"]
-        sizes = _sizes(s)
-        lines.append(f"| {r['config']} | {sizes} | {FRAMEWORK_NAMES[r['framework']]} {r['framework_version']} "
-                     f"| {r['device']} | {r['timing']} | {_sig(r['median_epoch_s'])} | {_sig(r['min_epoch_s'])} "
-                     f"| {_sig(r['max_epoch_s'])} | {_sig(r['steps_per_s'])} | {r['chars_per_s']:,.0f} "
-                     f"| {_mib(r['peak_memory_bytes'])} ({_mem_tag(r['peak_memory_source'])}) "
-                     f"| {_mib(r['peak_rss_bytes'])} | {r['sgemm_gflops']:.1f} |")
-    lines.append("")
-    lines += _ratio_lines(report)
-    lines += _flop_lines(report)
-    lines += [
+        lines.append(f"| {r['config']} | {_sizes(r['settings'])} | {FRAMEWORK_NAMES[r['framework']]} "
+                     f"{r['framework_version']} | {r['device']} | {r['timing']} | {_sig(r['median_epoch_s'])} "
+                     f"| {_sig(r['min_epoch_s'])} | {_sig(r['max_epoch_s'])} | {_sig(r['steps_per_s'])} "
+                     f"| {r['chars_per_s']:,.0f} | {_mib(r['peak_memory_bytes'])} "
+                     f"({_mem_tag(r['peak_memory_source'])}) | {_mib(r['peak_rss_bytes'])} | {r['sgemm_gflops']:.1f} |")
+    return lines
+
+
+def _meaning(report: dict) -> str:
+    """The paragraph that says what the figures mean and how they were taken."""
+    return (
         "What the figures mean: the ratio is MLX's median epoch time divided by PyTorch's on the same "
         "configuration, data and batches (below 1: MLX is faster). Each epoch time is the real Trainer's "
         "train_epoch time, synchronised at both ends (mx.eval + mx.synchronize for MLX; "
@@ -144,24 +169,19 @@ def format_markdown(report: dict) -> str:
            else "")
         + " Effective FLOP rate counts only matmul FLOPs (input projection, recurrent and output layer, x3 for "
         "forward + backward). Peak memory: MLX's allocator peak (mx.get_peak_memory); PyTorch's allocator peak on "
-        "CUDA/MPS, peak RSS on CPU; peak RSS (whole process, libraries included) is given for both.",
-        "",
-        f"Wall time: {report['wall_time_s']:.1f} s.",
-    ]
-    if report.get("sweep"):
-        from .sweep import sweep_markdown
+        "CUDA/MPS, peak RSS on CPU; peak RSS (whole process, libraries included) is given for both.")
 
-        lines += [""] + sweep_markdown(report["sweep"])
-    if report.get("scaling"):
-        lines += ["", "Data-parallel scaling (LM, per-rank batch fixed, 1 thread per rank; efficiency = "
-                      "chars/s(N) / (N x chars/s(1))):", "", "| framework | ranks | chars/s | efficiency |",
-                  "|---|--:|--:|--:|"]
-        for row in report["scaling"]:
-            lines.append(f"| {FRAMEWORK_NAMES[row['framework']]} | {row['ranks']} | {row['chars_per_s']:,.0f} "
-                         f"| {row['efficiency']:.2f} |")
-        lines.append(f"- {next(iter(report['scaling_details'].values()))['note']}")
-    lines += scoring_markdown(report)
-    return "\n".join(lines)
+
+def _scaling_lines(report: dict) -> list[str]:
+    """The data-parallel scaling table (``--distributed``)."""
+    lines = ["", "Data-parallel scaling (LM, per-rank batch fixed, 1 thread per rank; efficiency = "
+                 "chars/s(N) / (N x chars/s(1))):", "", "| framework | ranks | chars/s | efficiency |",
+             "|---|--:|--:|--:|"]
+    for row in report["scaling"]:
+        lines.append(f"| {FRAMEWORK_NAMES[row['framework']]} | {row['ranks']} | {row['chars_per_s']:,.0f} "
+                     f"| {row['efficiency']:.2f} |")
+    lines.append(f"- {next(iter(report['scaling_details'].values()))['note']}")
+    return lines
 
 
 def write_plot(report: dict, path) -> None:

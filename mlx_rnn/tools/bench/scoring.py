@@ -78,7 +78,7 @@ def measure_scoring(frameworks, lengths, sizes: dict | None = None, threads: int
         env.update({k: str(threads) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
     rows = []
     for n in lengths:
-        for fw in frameworks:  # "mlx-op": MLX on the Python-level op (benchmark.VARIANT_ENV)
+        for fw in frameworks:  # "mlx-op": MLX on the Python-level op (driver.VARIANT_ENV)
             base = "mlx" if fw.startswith("mlx") else fw
             cmd = [sys.executable, "-m", "mlx_rnn.tools.bench.scoring", "--framework", base, "--chars", str(n),
                    "--sizes", json.dumps(sizes)]

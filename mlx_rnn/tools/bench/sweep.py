@@ -2,7 +2,7 @@
 
 Around each task's default configuration, one size varies at a time: the hidden size H over
 128-1024 (the other sizes at the defaults) and the sequence length T over 20-200. Every
-point is timed as the benchmark times a configuration (:func:`mlx_rnn.tools.bench.benchmark.time_config`:
+point is timed as the benchmark times a configuration (:func:`mlx_rnn.tools.bench.driver.time_config`:
 one worker process per framework, warm-up not timed, repeats alternating, synchronised
 timers), on synthetic data of the same shape (the real classification windows are 20
 characters long). Reported per point: median time per training step of MLX (the default
@@ -11,7 +11,10 @@ path: the native primitives on the CPU) and PyTorch, and their ratio.
 
 from __future__ import annotations
 
+from dataclasses import replace
 import statistics
+
+from .driver import Timing, time_config
 
 HIDDEN_SIZES = (128, 256, 512, 1024)
 SEQ_LENS = (20, 50, 100, 200)
@@ -32,15 +35,16 @@ def sweep_points(standard: dict) -> list[tuple[str, str, int, dict]]:
     return points
 
 
-def run_sweep(args, thread_env: dict, log) -> list[dict]:
-    """Time every sweep point for MLX and PyTorch; one row per point."""
-    from .benchmark import STANDARD_CONFIGS, time_config
+def run_sweep(timing: Timing, log) -> list[dict]:
+    """Time every sweep point for MLX and PyTorch (repeats, devices, threads as ``timing`` says;
+    synthetic data, the sweep's own batch counts); one row per point."""
+    from .benchmark import STANDARD_CONFIGS
 
     rows = []
     for task, vary, value, settings in sweep_points(STANDARD_CONFIGS):
         name = f"{task} {vary}={value}"
-        ready, runs, _ = time_config(name, settings, SWEEP_FRAMEWORKS, args, True, SWEEP_BATCHES[task],
-                                     SWEEP_WARMUP[task], thread_env, log)
+        point = replace(timing, synthetic=True, batches=SWEEP_BATCHES[task], warmup_batches=SWEEP_WARMUP[task])
+        ready, runs, _ = time_config(name, settings, SWEEP_FRAMEWORKS, point, log)
         step = {fw: statistics.median(m["time_s"] / m["steps"] for m in runs[fw]) for fw in SWEEP_FRAMEWORKS}
         chars = settings["batch_size"] * settings["seq_len"]
         rows.append({"task": task, "vary": vary, "value": value, "settings": settings,
