@@ -29,7 +29,6 @@ from mlx.utils import tree_flatten, tree_unflatten
 
 from mlx_rnn.core import distributed
 from mlx_rnn.core.distributed import DistInfo
-from . import native
 
 
 def _backend_name() -> str:
@@ -105,9 +104,7 @@ def _share_cores(rank: int, hostfile: str | None) -> None:
         return
     local = _ranks_on_this_host(rank, hostfile)
     if local > 1:
-        threads = max(1, (os.cpu_count() or 1) // local)
-        _blas.set_num_threads(threads)
-        native.set_num_threads(threads)  # the native AdamW, norm and dropout kernels likewise
+        _blas.set_num_threads(max(1, (os.cpu_count() or 1) // local))
 
 
 def setup_model(model, config: dict, dist: DistInfo) -> None:

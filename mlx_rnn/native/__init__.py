@@ -3,7 +3,8 @@
 The extension holds the LSTM and GRU recurrences over a whole sequence (forward and
 backward as two primitives each, for the CPU stream, float32), the fused AdamW update, the
 squared gradient norm for clipping and dropout masks. The elementwise kernels (AdamW, norm,
-masks) use as many threads as the BLAS does (``MLX_RNN_NUM_THREADS`` overrides).
+masks) run on one thread unless ``MLX_RNN_NUM_THREADS`` asks for more (on the 2-core test
+machine a second thread did not pay: the arrays are small and memory-bound).
 ``setup.py`` builds it at install time; an install without a compiler still works: then
 :func:`available` is False, :func:`unavailable_reason` says why in one line, and the
 models use the Python-level op (``mlx_rnn/lstm_op.py``), which also serves the GPU.
@@ -48,7 +49,7 @@ def _load():
 
 
 def _default_threads() -> int:
-    """$MLX_RNN_NUM_THREADS, else the preloaded BLAS's thread count, else the CPU count.
+    """$MLX_RNN_NUM_THREADS, else 1.
 
     Raises:
         ValueError: $MLX_RNN_NUM_THREADS is not a positive integer.
@@ -58,9 +59,7 @@ def _default_threads() -> int:
         if not raw.isdigit() or int(raw) < 1:
             raise ValueError(f"{THREADS_ENV}={raw!r}: expected a positive integer")
         return int(raw)
-    from .. import _blas
-
-    return _blas.get_num_threads() or os.cpu_count() or 1
+    return 1
 
 
 def set_num_threads(n: int) -> None:

@@ -118,7 +118,7 @@ inline void sigmoid_inplace(float* x, int n, bool approx) {
 }
 
 // Threads the elementwise kernels may use (AdamW, the sum of squares, dropout masks); set from
-// Python to the BLAS thread count (mlx_rnn/native/__init__.py), 1 until then. n < 1 means 1.
+// Python ($MLX_RNN_NUM_THREADS, default 1: mlx_rnn/native/__init__.py). n < 1 means 1.
 int num_threads();
 void set_num_threads(int n);
 
