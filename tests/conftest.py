@@ -1,4 +1,5 @@
-"""Shared fixtures: the real data directory (skip without it, fail under CI=true)."""
+"""Shared fixtures: the real data directory (skip without it, fail under CI=true), a small
+generated one, and one torch thread."""
 
 import os
 import sys
@@ -34,6 +35,14 @@ def data_dir() -> Path:
             pytest.fail(msg + " (CI=true: the data must be present)")
         pytest.skip(msg)
     return d
+
+
+@pytest.fixture(scope="module")
+def good_data(tmp_path_factory) -> Path:
+    """A small generated data directory (tests/synthetic.py), one per test module."""
+    from tests.synthetic import make_data_dir
+
+    return make_data_dir(tmp_path_factory.mktemp("data"))
 
 
 @pytest.fixture(scope="module")
