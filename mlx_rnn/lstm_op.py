@@ -173,8 +173,14 @@ def _gate_u(z: mx.array, s: mx.array) -> mx.array:
 
 
 def _use_approx(dtype) -> bool:
-    """Approximate activations for float32 on the CPU (see module docstring)."""
-    mode = os.environ.get("MLX_RNN_LSTM_ACT", "auto").strip().lower()
+    """Approximate activations for float32 on the CPU (see module docstring).
+
+    Raises:
+        ValueError: ``MLX_RNN_LSTM_ACT`` is not auto, exact or approx.
+    """
+    mode = os.environ.get("MLX_RNN_LSTM_ACT", "auto").strip().lower() or "auto"
+    if mode not in ("auto", "exact", "approx"):
+        raise ValueError(f"MLX_RNN_LSTM_ACT={mode!r}: expected auto, exact or approx")
     if mode == "exact" or dtype != mx.float32:
         return False  # the coefficients under/overflow in float16/bfloat16
     if mode == "approx":

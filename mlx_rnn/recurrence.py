@@ -34,8 +34,10 @@ def requested() -> str:
     """The implementation asked for by ``MLX_RNN_LSTM_IMPL`` (default ``auto``).
 
     Raises:
-        ValueError: an unknown value, or ``native`` where the extension is unavailable.
+        ValueError: an unknown value, or ``native`` where the extension is unavailable; also an
+            unknown ``MLX_RNN_LSTM_ACT`` (checked here, so that it fails before training starts).
     """
+    _use_approx(mx.float32)
     impl = os.environ.get(IMPL_ENV, "auto").strip().lower() or "auto"
     impl = _ALIASES.get(impl, impl)
     if impl not in CHOICES:

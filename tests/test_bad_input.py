@@ -113,6 +113,16 @@ def test_trainer_bad_example_file_fails_before_the_other_task_trains(script, goo
     assert "epoch" not in proc.stdout and not (tmp_path / "ck").exists()
 
 
+def test_classifier_says_why_it_has_no_heldout_figure(good_data, tmp_path):
+    """An unreadable text8-dev.txt only drops the classifier's held-out figure, with a note naming it."""
+    d = copy_data(good_data, tmp_path / "data")
+    (d / LMDEV).write_bytes(b"\xff\xfe not text")
+    proc = run_script("train_mlx", "--task", "classify", "--data-dir", d, "--epochs", "1", *TINY)
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(rf"\[classify\] note: no held-out accuracy: {re.escape(str(d / LMDEV))}:1:1: not valid UTF-8",
+                     proc.stderr), proc.stderr
+
+
 EVAL_CASES = {
     "bad-char": ("classify", "--vowel", _bad_char, r"{p}:3:5: character 'X' \(U\+0058\) is not in the vocabulary$"),
     "short-line": ("classify", "--consonant", _short_line, r"{p}:5:20: line has 19 characters, expected exactly 20$"),

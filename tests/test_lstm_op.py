@@ -223,3 +223,12 @@ def test_bad_shapes_raise():
         lstm_recurrence(xw, h0, c0[:1], w)
     with pytest.raises(ValueError):
         lstm_recurrence(xw[0], h0, c0, w)
+
+
+def test_unknown_activation_mode_is_refused(monkeypatch):
+    """MLX_RNN_LSTM_ACT other than auto / exact / approx: a ValueError naming it, before training."""
+    from mlx_rnn import recurrence
+
+    monkeypatch.setenv("MLX_RNN_LSTM_ACT", "bogus")
+    with pytest.raises(ValueError, match="MLX_RNN_LSTM_ACT='bogus'"):
+        recurrence.requested()

@@ -110,6 +110,16 @@ def test_zip_member_checks(members, message, tmp_path):
     assert not out.exists()
 
 
+def test_truncated_zip_is_reported_as_a_damaged_archive(tmp_path):
+    """A zip cut short (no central directory) is named a damaged archive, not read as text."""
+    whole = make_zip(tmp_path / "whole.zip", {"text8": "the quick brown fox " * 500}).read_bytes()
+    z = tmp_path / "text8.zip"
+    z.write_bytes(whole[: len(whole) // 2])
+    out = tmp_path / "out"
+    assert_error(run("--text8", z, "--out", out), 2, str(z), "not a readable zip archive")
+    assert not out.exists()
+
+
 def test_member_too_large_and_bad_characters(tmp_path):
     z = make_zip(tmp_path / "big.zip", {"text8": "a" * 1001})
     with pytest.raises(DataError, match="more than text8's 1,000"):

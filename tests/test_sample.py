@@ -69,3 +69,7 @@ def test_sample_script(checkpoint):
     bad = subprocess.run([sys.executable, "scripts/sample.py", "--checkpoint", str(checkpoint), "--prime", "a!"],
                          cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode == 2 and "'!'" in bad.stderr and "Traceback" not in bad.stderr
+    for flag in ("--length", "--seed", "--top-k"):
+        neg = subprocess.run([sys.executable, "scripts/sample.py", "--checkpoint", str(checkpoint), flag, "-1"],
+                             cwd=ROOT, capture_output=True, text=True)
+        assert neg.returncode == 2 and neg.stderr.strip() == f"error: {flag} must be >= 0 (got -1)", neg.stderr

@@ -27,8 +27,9 @@ def load_task_data(task: str, data_dir: Path, vocab: Indexer, val_fraction: floa
     """Read and encode one task's files; carve the validation slice from the training data.
 
     ``normalize`` maps the LM text files onto the vocabulary first (``--normalize``).
-    Returns a dict with "train" (as the Trainer expects), "val", "dev" and raw texts.
-    Raises DataError for missing or bad files.
+    Returns a dict with "train" (as the Trainer expects), "val", "dev", raw texts and "notes"
+    (one line for each optional file that could not be used: the classifier's held-out windows
+    and contamination counts come from the LM files). Raises DataError for missing or bad files.
     """
     data_dir = Path(data_dir)
     check_data_dir(data_dir, task_files(task))
@@ -43,17 +44,19 @@ def load_task_data(task: str, data_dir: Path, vocab: Indexer, val_fraction: floa
         out = {"train": (train.x[train_idx], train.y[train_idx]),
                "val": ([train.texts[i] for i in val_idx], train.y[val_idx]),
                "dev": (dev.texts, dev.y),
-               "train_texts": [train.texts[i] for i in train_idx]}
-        # Only for the contamination figures: a missing or unreadable LM file just drops them.
+               "train_texts": [train.texts[i] for i in train_idx], "notes": []}
+        # Only for the contamination figures: a missing or unreadable LM file drops them, with a note.
         try:
             out["lm_text"] = read_text(data_dir / LM_FILES["train"], vocab, normalize=normalize)
-        except DataError:
+        except DataError as e:
             out["lm_text"] = None
+            out["notes"].append(f"no contamination counts: {e}")
         # Honest held-out windows: text8-dev.txt is not inside text8-100k.txt (mlx_rnn/core/transfer.py).
         try:
             out["heldout"] = heldout_windows(read_text(data_dir / LM_FILES["dev"], vocab, normalize=normalize))
-        except DataError:
+        except DataError as e:
             out["heldout"] = None
+            out["notes"].append(f"no held-out accuracy: {e}")
         return out
     text = read_text(data_dir / LM_FILES["train"], vocab, normalize=normalize)
     dev = read_text(data_dir / LM_FILES["dev"], vocab, normalize=normalize)

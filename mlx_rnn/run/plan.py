@@ -182,6 +182,9 @@ def _read_data(plans: list[TaskPlan], args) -> None:
         if not (plan.task == "classify" and args.zero_shot_lm):
             check_fits(plan.task, cfg)  # before any model or optimizer state is allocated
         plan.read_time_s = time.perf_counter() - t
+    for plan in plans:  # after every task's data read: an error in one says it all, without notes
+        for note in plan.data.get("notes", []):
+            print(f"[{plan.task}] note: {note}", file=sys.stderr, flush=True)
 
 
 def download_data(data_dir: Path, quiet: bool) -> None:

@@ -32,6 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    for flag, value in (("--length", args.length), ("--seed", args.seed), ("--top-k", args.top_k)):
+        if value < 0:
+            print(f"error: {flag} must be >= 0 (got {value})", file=sys.stderr)
+            return EXIT_BAD_INPUT
     try:
         config = ckpt.read_config(args.checkpoint)
         if config["task"] != "lm":

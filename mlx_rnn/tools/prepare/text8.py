@@ -83,6 +83,9 @@ def load_text8(path, *, member: str = TEXT8_MEMBER, max_chars: int = TEXT8_CHARS
     if path.is_dir():
         raise DataError(path, "is a directory, expected text8.zip or the text8 file")
     if not zipfile.is_zipfile(path):
+        with open(path, "rb") as f:
+            if f.read(4) == b"PK\x03\x04":  # a zip's first local header, but no readable directory
+                raise DataError(path, "not a readable zip archive (truncated or damaged?)")
         size = path.stat().st_size
         if size > max_chars:
             raise DataError(path, f"has {size:,} bytes, more than text8's {max_chars:,}")
