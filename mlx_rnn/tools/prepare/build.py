@@ -98,9 +98,10 @@ def prepare(out_dir, *, text8=None, text=None, url: str = TEXT8_URL, sha256: str
         ds = build_dataset(data, seed=seed, fractions=fractions)
     except DataError as e:
         raise DataError(where, e.cause) from None
-    if text is not None and len(ds.lm_train) < LM_TRAIN_CHARS:
+    if len(ds.lm_train) < LM_TRAIN_CHARS:  # a short source: not the standard file, whatever its start
         ds.notes.append(f"note: {LM_FILES['train']} has {len(ds.lm_train):,} characters "
-                        f"(the whole training part), not {LM_TRAIN_CHARS:,}")
+                        f"(the whole training part), not {LM_TRAIN_CHARS:,}"
+                        + ("" if text is not None else ", so it is not the standard text8-100k.txt"))
     for note in ds.notes:
         log(note)
     paths = write_files(ds.files(), out, force=force)
