@@ -21,7 +21,7 @@ import os
 from .. import device  # noqa: F401  (before mlx.core: preloads OpenBLAS on Linux)
 import mlx.core as mx
 
-__all__ = ["available", "unavailable_reason", "ext", "can_run", "set_num_threads", "get_num_threads"]
+__all__ = ["available", "unavailable_reason", "ext", "can_run"]
 
 THREADS_ENV = "MLX_RNN_NUM_THREADS"
 
@@ -61,16 +61,6 @@ def _default_threads() -> int:
         return int(raw)
     return 1
 
-
-def set_num_threads(n: int) -> None:
-    """Threads for the native elementwise kernels (a no-op without the extension)."""
-    if available():
-        ext().set_num_threads(int(n))
-
-
-def get_num_threads() -> int:
-    """Threads of the native elementwise kernels (1 without the extension)."""
-    return ext().get_num_threads() if available() else 1
 
 
 def available() -> bool:
