@@ -4,7 +4,8 @@ Three paths, chosen per call by ``MLX_RNN_LSTM_IMPL`` (read at call time; it app
 the LSTM and the GRU):
 
 - ``native``: the C++ primitives of :mod:`mlx_rnn.native` (forward and backward over the
-  whole sequence, one sgemm per step); CPU stream, float32 only.
+  whole sequence; on x86-64 the LSTM on a thread team with its weight packed once, else one
+  sgemm per step); CPU stream, float32 only.
 - ``op``: the Python-level op with a hand-written VJP (:mod:`mlx_rnn.lstm_op`) for the LSTM,
   the plain per-step loop for the GRU; any device and dtype (the GPU path).
 - ``reference``: the plain per-step loop differentiated by MLX (LSTM; the ground truth).
@@ -60,7 +61,7 @@ def describe(dtype=mx.float32) -> str:
     impl = requested()
     path = path_for(dtype)
     if path == "native":
-        return "native (C++ LSTM/GRU primitives, CPU float32)"
+        return f"native (C++ LSTM/GRU primitives, CPU float32; {native.describe_kernels()})"
     if impl != "auto":
         return f"{path} ({IMPL_ENV}={impl})"
     if not native.available():

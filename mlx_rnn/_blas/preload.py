@@ -16,6 +16,13 @@ from typing import Any
 from .loader import _object_path_of
 
 ENV_VAR = "MLX_RNN_BLAS"
+# OpenBLAS's idle threads spin (sched_yield) for 2**28 cycles after each call by default,
+# about 0.1 s: between MLX's matmuls they never sleep and take the second core from the native
+# LSTM's own thread team (mlx_rnn/native/src/packed.h). 2**4 cycles puts them to sleep at once;
+# measured on the 2-core test VM: default LM step 170 -> 142 ms with the team (docs/native.md).
+# OpenBLAS reads it when it loads; a value the user set is kept.
+TIMEOUT_ENV = "OPENBLAS_THREAD_TIMEOUT"
+TIMEOUT_DEFAULT = "4"
 _OPT_OUT = {"reference", "ref", "none", "off", "0", "no", "false"}
 _INSTALL_HINT = (
     "install Debian's libopenblas0-pthread as root: apt-get install libopenblas0-pthread"
@@ -69,6 +76,19 @@ def _try_load(name: str) -> tuple[Any | None, str]:
     except OSError as exc:  # pragma: no cover - already opened once
         return None, f"{name}: {exc}"
     return glob, ""
+
+
+def _load_with_timeout(name: str) -> tuple[Any | None, str]:
+    """:func:`_try_load` with $OPENBLAS_THREAD_TIMEOUT set for OpenBLAS's start-up (unless the
+    user set it), then removed again, so that child processes see the user's environment."""
+    ours = TIMEOUT_ENV not in os.environ
+    if ours:
+        os.environ[TIMEOUT_ENV] = TIMEOUT_DEFAULT
+    try:
+        return _try_load(name)
+    finally:
+        if ours:
+            os.environ.pop(TIMEOUT_ENV, None)
 
 
 def _candidates() -> list[str]:
@@ -132,7 +152,7 @@ def preload() -> dict:
         names = [req] if req else _candidates()
         errors: list[str] = []
         for name in names:
-            lib, err = _try_load(name)
+            lib, err = _load_with_timeout(name)
             if lib is not None:
                 _HANDLES.append(lib)
                 state["preloaded"] = True

@@ -2,9 +2,11 @@
 
 The extension holds the LSTM and GRU recurrences over a whole sequence (forward and
 backward as two primitives each, for the CPU stream, float32), the fused AdamW update, the
-squared gradient norm for clipping and dropout masks. The elementwise kernels (AdamW, norm,
-masks) run on one thread unless ``MLX_RNN_NUM_THREADS`` asks for more (on the 2-core test
-machine a second thread did not pay: the arrays are small and memory-bound).
+squared gradient norm for clipping and dropout masks. On x86-64 (AVX2 and FMA) the LSTM
+recurrence runs on a team of threads over its recurrent weight, packed once per sequence
+(``packed_gemm`` in ``src/packed.h``; ``MLX_RNN_PACKED=0`` turns it off, then one BLAS call per
+step). The team and the elementwise kernels (AdamW, norm, masks) use ``MLX_RNN_NUM_THREADS``
+threads, default the CPUs this process may run on (at most 8).
 ``setup.py`` builds it at install time; an install without a compiler still works: then
 :func:`available` is False, :func:`unavailable_reason` says why in one line, and the
 models use the Python-level op (``mlx_rnn/lstm_op.py``), which also serves the GPU.
@@ -21,9 +23,11 @@ import os
 from .. import device  # noqa: F401  (before mlx.core: preloads OpenBLAS on Linux)
 import mlx.core as mx
 
-__all__ = ["available", "unavailable_reason", "ext", "can_run"]
+__all__ = ["available", "unavailable_reason", "ext", "can_run", "describe_kernels"]
 
 THREADS_ENV = "MLX_RNN_NUM_THREADS"
+PACKED_ENV = "MLX_RNN_PACKED"
+MAX_DEFAULT_THREADS = 8
 
 _STATE: dict = {}
 
@@ -44,12 +48,13 @@ def _load():
         else:
             ext = mod
             ext.set_num_threads(_default_threads())
+            ext.set_packed_gemm(_packed_requested())
     _STATE["ext"], _STATE["reason"] = ext, reason
     return ext, reason
 
 
 def _default_threads() -> int:
-    """$MLX_RNN_NUM_THREADS, else 1.
+    """$MLX_RNN_NUM_THREADS, else the CPUs this process may use (at most 8).
 
     Raises:
         ValueError: $MLX_RNN_NUM_THREADS is not a positive integer.
@@ -59,7 +64,23 @@ def _default_threads() -> int:
         if not raw.isdigit() or int(raw) < 1:
             raise ValueError(f"{THREADS_ENV}={raw!r}: expected a positive integer")
         return int(raw)
-    return 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # macOS has no sched_getaffinity
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, MAX_DEFAULT_THREADS))
+
+
+def _packed_requested() -> bool:
+    """$MLX_RNN_PACKED: 1 (default) or 0.
+
+    Raises:
+        ValueError: another value.
+    """
+    raw = os.environ.get(PACKED_ENV, "1").strip() or "1"
+    if raw not in ("0", "1"):
+        raise ValueError(f"{PACKED_ENV}={raw!r}: expected 1 (packed LSTM kernels, default) or 0")
+    return raw == "1"
 
 
 
@@ -85,3 +106,17 @@ def can_run(dtype) -> bool:
     """Whether the native kernels serve this call: extension available, default device the
     CPU, and float32 data (other cases use the Python-level op)."""
     return available() and dtype == mx.float32 and mx.default_device() == mx.cpu
+
+
+def describe_kernels() -> str:
+    """How the native LSTM runs here, e.g. "packed weights, 2 threads" or "one BLAS call per
+    step (the packed kernels need x86-64 with AVX2 and FMA)"; "" when unavailable."""
+    mod = _load()[0]
+    if mod is None:
+        return ""
+    n = mod.get_num_threads()
+    if mod.packed_gemm_enabled():
+        return f"LSTM on packed weights, {n} thread{'s' if n != 1 else ''}"
+    if not mod.packed_gemm_available():
+        return "one BLAS call per step (the packed kernels need x86-64 with AVX2 and FMA)"
+    return f"one BLAS call per step ({PACKED_ENV}=0)"

@@ -8,6 +8,7 @@
 #include "dropout.h"
 #include "gru.h"
 #include "lstm.h"
+#include "packed.h"
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -49,4 +50,9 @@ NB_MODULE(_ext, m) {
   m.def("set_num_threads", &mlx_rnn::set_num_threads, "n"_a,
         "Threads for the elementwise kernels (AdamW, sum_squares, dropout_mask).");
   m.def("get_num_threads", &mlx_rnn::num_threads, "Threads for the elementwise kernels.");
+  m.def("packed_gemm_available", &mlx_rnn::packed_gemm_available,
+        "Whether this CPU runs the packed recurrent kernels (x86-64 with AVX2 and FMA).");
+  m.def("set_packed_gemm", &mlx_rnn::set_packed_gemm, "on"_a,
+        "Use the packed recurrent kernels on a thread team where available (default on).");
+  m.def("packed_gemm_enabled", &mlx_rnn::packed_gemm_enabled, "Whether the packed kernels run.");
 }

@@ -100,6 +100,17 @@ inline float tanh_exact(float x) {
   return ax < 0.625f ? small : signed_big;
 }
 
+// The two activations of one mode: kApprox for training, else evaluation (as approx below).
+template <bool kApprox>
+inline float tanh_act(float x) {
+  return kApprox ? tanh_approx(x) : tanh_exact(x);
+}
+
+template <bool kApprox>
+inline float sigmoid_act(float x) {
+  return kApprox ? sigmoid_approx(x) : sigmoid_exact(x);
+}
+
 // In-place activations over n contiguous floats.
 inline void tanh_inplace(float* x, int n, bool approx) {
   if (approx) {

@@ -1,0 +1,52 @@
+// The LSTM kernels behind the primitives of lstm.h: one thread with a BLAS call per step
+// (lstm_kernels.cpp, every platform) or a thread team on packed weights (lstm_packed.cpp,
+// x86-64). Layouts: xw, dxw (B, T, 4H); hs, dhs (B, T, H); gates (T, B, 4H) activated
+// [i f g o]; cells (T, B, H); w (4H, H) row-major; all float32, row-contiguous.
+#pragma once
+
+#include "common.h"
+
+namespace mlx_rnn {
+
+struct Dims {
+  int B, T, H;
+};
+
+struct ForwardArgs {
+  const float *xw, *w, *h0, *c0;
+  float *hs, *h_T, *c_T;
+  float *gates, *cells;  // (T, B, 4H) and (T, B, H) when save; unused otherwise
+  Dims d;
+  bool approx, save;
+};
+
+struct BackwardIn {
+  const float *dhs, *dh_T, *dc_T, *w, *h0, *c0, *hs, *gates, *cells;
+};
+
+struct BackwardOut {
+  float *dxw, *dw, *dh0, *dc0;
+};
+
+// dz of one step and batch row for n units; a, dz have stride `stride` between gates (4 blocks),
+// dh (in), dc (in: dc_t, out: dc_{t-1}); no two of the arrays overlap.
+void lstm_gate_grads(const float* a, const float* c, const float* c_prev, const float* dh,
+                     float* dc, float* dz, int stride, int n, bool approx);
+
+// Single thread, one sgemm per step.
+void lstm_forward_blas(const ForwardArgs& a);
+void lstm_backward_blas(const BackwardIn& in, const BackwardOut& out, const Dims& d, bool approx);
+
+// dW_hh = dZ^T H_prev (one sgemm over all B T rows); needs out.dxw complete.
+void lstm_weight_grad(const BackwardIn& in, const BackwardOut& out, const Dims& d);
+
+// Team size for the packed path at these dimensions (gates per unit: 4 LSTM), 0 when it
+// does not run (not available, disabled, or T < 4, where packing the weight does not pay).
+int packed_team_size(const Dims& d, int gates);
+
+// The same results on a team of `threads` (packed.h); the backward leaves out.dw to lstm_weight_grad.
+void lstm_forward_packed(const ForwardArgs& a, int threads);
+void lstm_backward_packed(const BackwardIn& in, const BackwardOut& out, const Dims& d, bool approx,
+                          int threads);
+
+}  // namespace mlx_rnn

@@ -1,0 +1,48 @@
+// The recurrent product of the native LSTM with its weight packed once per sequence
+// (x86-64 with AVX2+FMA or AVX-512); the threads that share it are in team.h.
+//
+// Why: at the recurrence's shapes (B = 32 rows against a 512 x 2048 weight) a BLAS call packs
+// the whole weight again at every step, and its threads are woken and put back for every step.
+// Here the weight is packed once into 32-column panels and each team thread owns a fixed set
+// of hidden units: it computes their gate pre-activations (its panels) and their gate math,
+// and the team meets once per step. Same arithmetic as sgemm, summed in k order with fused
+// multiply-adds (results differ from a BLAS in the last bits, like two BLAS libraries do).
+#pragma once
+
+#include <cstdint>
+
+#include "mlx/allocator.h"
+
+namespace mlx_rnn {
+
+constexpr int kPanel = 32;  // columns per packed panel
+
+// True when this CPU runs the packed kernels (x86-64 with AVX2 and FMA) and they are enabled
+// (set_packed_gemm; default on).
+bool packed_gemm_available();
+bool packed_gemm_enabled();
+void set_packed_gemm(bool on);
+
+// C (m x 32 per panel, ldc) = C0 + A (m x k, lda) * panel, for the panels [p0, p1) of P (each
+// k x 32 floats, panel q at P + q * k * 32, written to C + q * 32). C0 (rows ld0 apart) holds
+// panel p0's initial values, panel q's at c0 + (q - p0) * 32; c0 may alias C; nullptr means
+// zero. Requires packed_gemm_available().
+void panel_gemm(int m, int k, const float* a, int lda, const float* p, int p0, int p1, float* c,
+                int ldc, const float* c0, int64_t ld0);
+
+// One panel from rows of a row-major matrix: panel[k' 32 + c] = src[c ld + k'] for c < rows,
+// 0 for rows <= c < 32, k' < k (the transpose of a 32-row strip).
+void pack_transposed(const float* src, int64_t ld, int rows, int k, float* panel);
+
+// Float buffer from MLX's allocator (pooled), uninitialised, freed on scope exit.
+class Scratch {
+ public:
+  explicit Scratch(int64_t n);
+  float* data() { return ptr_; }
+
+ private:
+  mlx::core::allocator::Data data_;
+  float* ptr_;
+};
+
+}  // namespace mlx_rnn
