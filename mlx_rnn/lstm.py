@@ -104,27 +104,30 @@ class LSTM(nn.Module):
             if self.weight_drop > 0:
                 w_hh = self.weight_dropout(w_hh)  # identity in eval mode
             bias = getattr(self, f"bias_ih_l{layer}") + getattr(self, f"bias_hh_l{layer}")
-            # Input projection for all time steps in one matmul: (B, T, 4H).
-            xw = mx.addmm(bias, x.reshape(-1, x.shape[-1]), w_ih.T).reshape(B, -1, 4 * H)
-            x, h_t, c_t = self._recurrence(xw, h0s[layer], c0s[layer], w_hh)
+            x, h_t, c_t = self._layer(x, w_ih, bias, h0s[layer], c0s[layer], w_hh)
             h_n.append(h_t)
             c_n.append(c_t)
             if layer < self.num_layers - 1 and self.dropout_p > 0:
                 x = self.inter_dropout(x)
         return x, (mx.stack(h_n), mx.stack(c_n))
 
-    def _recurrence(self, xw, h, c, w_hh):
-        """The recurrence over (B, T, 4H) by the path :mod:`mlx_rnn.recurrence` picks.
+    def _layer(self, x, w_ih, bias, h, c, w_hh):
+        """One layer over x (B, T, in): the input projection xw = x W_ih^T + bias for all
+        steps in one matmul, then the recurrence by the path :mod:`mlx_rnn.recurrence` picks.
 
-        Native: one primitive for any T. The Python-level op is unrolled over time, so one
-        very long sequence (scoring a whole text) would build a huge graph; it runs in
-        chunks of ``CHUNK`` steps carrying (h, c). Equal results.
+        Native: one primitive for any T, which adds the bias itself (an addmm would first copy
+        the broadcast bias into its output, on one thread). The Python-level op is unrolled over
+        time, so one very long sequence (scoring a whole text) would build a huge graph; it
+        runs in chunks of ``CHUNK`` steps carrying (h, c). Equal results.
         """
-        T = xw.shape[1]
+        B, T, H = x.shape[0], x.shape[1], self.hidden_size
         exact = not self.training  # approximate activations speed up training only
-        path = recurrence.path_for(xw.dtype)
+        path = recurrence.path_for(x.dtype)
+        x2d = x.reshape(-1, x.shape[-1])
         if path == "native":
-            return recurrence.lstm_native(xw, h, c, w_hh, exact=exact, save=self.training)
+            xw = (x2d @ w_ih.T).reshape(B, T, 4 * H)
+            return recurrence.lstm_native(xw, h, c, w_hh, exact=exact, save=self.training, bias=bias)
+        xw = mx.addmm(bias, x2d, w_ih.T).reshape(B, T, 4 * H)
         impl = _op_impl(path)
         if T <= self.CHUNK:
             return impl(xw, h, c, w_hh, exact=exact)

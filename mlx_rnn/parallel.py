@@ -27,6 +27,7 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
 
+from mlx_rnn import native
 from mlx_rnn.core import distributed
 from mlx_rnn.core.distributed import DistInfo
 
@@ -93,7 +94,8 @@ def _ranks_on_this_host(rank: int, hostfile: str | None) -> int:
 
 
 def _share_cores(rank: int, hostfile: str | None) -> None:
-    """Give each of the k ranks on one machine cores/k OpenBLAS threads (Linux CPU back end).
+    """Give each of the k ranks on one machine cores/k OpenBLAS threads and native-kernel threads
+    (Linux CPU back end).
 
     Left alone, every rank starts as many BLAS threads as the machine has cores and k ranks
     oversubscribe the cores k-fold (measured on 2 cores: 4x slower). ``OPENBLAS_NUM_THREADS``
@@ -104,7 +106,10 @@ def _share_cores(rank: int, hostfile: str | None) -> None:
         return
     local = _ranks_on_this_host(rank, hostfile)
     if local > 1:
-        _blas.set_num_threads(max(1, (os.cpu_count() or 1) // local))
+        share = max(1, (os.cpu_count() or 1) // local)
+        _blas.set_num_threads(share)
+        if native.available() and not os.environ.get(native.THREADS_ENV):
+            native.ext().set_num_threads(share)  # the native LSTM's thread team likewise
 
 
 def setup_model(model, config: dict, dist: DistInfo) -> None:

@@ -4,7 +4,7 @@ Three paths, chosen per call by ``MLX_RNN_LSTM_IMPL`` (read at call time; it app
 the LSTM and the GRU):
 
 - ``native``: the C++ primitives of :mod:`mlx_rnn.native` (forward and backward over the
-  whole sequence; on x86-64 the LSTM on a thread team with its weight packed once, else one
+  whole sequence; on x86-64 on a thread team with the recurrent weight packed once, else one
   sgemm per step); CPU stream, float32 only.
 - ``op``: the Python-level op with a hand-written VJP (:mod:`mlx_rnn.lstm_op`) for the LSTM,
   the plain per-step loop for the GRU; any device and dtype (the GPU path).
@@ -70,17 +70,18 @@ def describe(dtype=mx.float32) -> str:
 
 
 def lstm_native(xw: mx.array, h0: mx.array, c0: mx.array, w_hh: mx.array, exact: bool = False,
-                save: bool = True):
+                save: bool = True, bias: mx.array | None = None):
     """The LSTM recurrence by the C++ primitive; same arguments and result as
     :func:`mlx_rnn.lstm_op.lstm_recurrence`: xw (B, T, 4H), h0, c0 (B, H), w_hh (4H, H), all
     float32 on the CPU -> ``(hs (B, T, H), h_T (B, H), c_T (B, H))``.
 
     ``exact``: std::tanh/exp instead of the rational approximation (evaluation). ``save``:
     keep the gate activations for the backward pass (training); without, a gradient re-runs
-    the forward first. Raises ValueError for bad shapes, dtypes or a non-CPU device.
+    the forward first. ``bias`` (4H,), optional: added to ``xw`` inside the primitive (the
+    caller then needs no broadcast add of its own; gradient: dxw summed over B and T). Raises ValueError for bad shapes, dtypes or a non-CPU device.
     """
     approx = _use_approx(xw.dtype) and not exact
-    hs, h_T, c_T, _, _ = native.ext().lstm_forward(xw, w_hh, h0, c0, approx, save)
+    hs, h_T, c_T, _, _ = native.ext().lstm_forward(xw, w_hh, h0, c0, approx, save, bias=bias)
     return hs, h_T, c_T
 
 

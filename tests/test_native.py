@@ -95,6 +95,26 @@ def test_lstm_gradients_match_reference(B, T, H, compiled):
         assert _rel(g, r) <= 1e-5, name
 
 
+@pytest.mark.parametrize("B,T,H", [(3, 1, 4), (4, 7, 13), (5, 20, 64)])
+@pytest.mark.parametrize("save", [True, False])
+def test_lstm_bias_inside_the_primitive(B, T, H, save):
+    """bias= adds to xw inside the primitive: the same outputs as adding it first, and its
+    gradient is the xw gradient summed over B and T."""
+    xw, h0, c0, w = _lstm_inputs(B, T, H, seed=B * T)
+    bias = mx.array(np.random.default_rng(5).standard_normal(4 * H).astype(np.float32))
+    inside = recurrence.lstm_native(xw, h0, c0, w, exact=True, save=save, bias=bias)
+    outside = recurrence.lstm_native(xw + bias, h0, c0, w, exact=True, save=save)
+    for a, b in zip(inside, outside):
+        assert float(mx.abs(a - b).max()) <= 1e-6
+    loss = _weighted_loss(lambda *a: recurrence.lstm_native(*a, exact=True, save=save), B, T, H)
+    loss_bias = _weighted_loss(lambda xw_, h0_, c0_, w_: recurrence.lstm_native(
+        xw_[0], h0_, c0_, w_, exact=True, save=save, bias=xw_[1]), B, T, H)
+    g_in = mx.grad(lambda pair: loss_bias(pair, h0, c0, w))((xw, bias))
+    g_out = mx.grad(loss, argnums=0)(xw + bias, h0, c0, w)
+    assert _rel(g_in[0], g_out) <= 1e-5
+    assert _rel(g_in[1], g_out.sum(axis=(0, 1))) <= 1e-5
+
+
 def test_lstm_approximate_activations_match_the_op():
     """Training mode: the rational tanh/sigmoid of the native kernels and of the op agree."""
     B, T, H = 4, 25, 32

@@ -1,7 +1,7 @@
-"""The native LSTM's packed path (x86-64): a thread team over the recurrent weight packed once
-per sequence (mlx_rnn/native/src/packed.h). Against the single-thread BLAS path of the same
-extension and the plain autodiff loop, for team sizes 1-3 and shapes that leave partial
-panels (H not a multiple of 32) and partial row blocks (B not a multiple of 12 or 6)."""
+"""The native LSTM's and GRU's packed path (x86-64): a thread team over the recurrent weight
+packed once per sequence (mlx_rnn/native/src/packed.h, team.h). Against the single-thread BLAS
+path of the same extension and the plain autodiff loop, for team sizes 1-3 and shapes that
+leave partial panels (H not a multiple of 32) and partial row blocks (B not a multiple of 12 or 6)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ mx = pytest.importorskip("mlx.core")
 from mlx_rnn import native, recurrence  # noqa: E402
 from mlx_rnn.lstm_op import lstm_recurrence_reference  # noqa: E402
 
-from test_native import _lstm_inputs, _rel, _weighted_loss  # noqa: E402
+from mlx_rnn.gru import _gru_loop  # noqa: E402
+from test_native import _gru_inputs, _gru_loss, _lstm_inputs, _rel, _weighted_loss  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
     not (native.available() and native.ext().packed_gemm_available()),
@@ -97,3 +98,45 @@ def test_packed_is_described(kernels):
     assert "packed weights, 2 threads" in recurrence.describe()
     kernels(False)
     assert "one BLAS call per step" in recurrence.describe()
+
+
+def _gru_run(args, exact, save, B, T, H):
+    fn = lambda *a: recurrence.gru_native(*a, exact=exact, save=save)  # noqa: E731
+    outs = fn(*args)
+    grads = mx.grad(_gru_loss(fn, B, T, H), argnums=(0, 1, 2, 3))(*args)
+    mx.eval(outs, grads)
+    return outs, grads
+
+
+@pytest.mark.parametrize("B,T,H", [(1, 4, 8), (13, 6, 37), (32, 25, 64), (3, 5, 1)])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_gru_packed_matches_blas_path_and_loop(kernels, B, T, H, threads):
+    args = _gru_inputs(B, T, H, seed=B + T + H)
+    kernels(False)
+    blas_out, blas_grads = _gru_run(args, True, True, B, T, H)
+    kernels(True, threads)
+    out, grads = _gru_run(args, True, True, B, T, H)
+    ref_fn = lambda xw, w, b, h0: _gru_loop(xw, w, b, h0)  # noqa: E731
+    ref = ref_fn(*args)
+    ref_grads = mx.grad(_gru_loss(ref_fn, B, T, H), argnums=(0, 1, 2, 3))(*args)
+    for o, b, r in zip(out, blas_out, ref):
+        assert float(mx.abs(o - b).max()) <= 1e-6
+        assert float(mx.abs(o - r).max()) <= 1e-5
+    for g, b, r, name in zip(grads, blas_grads, ref_grads, ("xw", "w_hh", "b_hh", "h0")):
+        assert _rel(g, b) <= 1e-5, name
+        assert _rel(g, r) <= 1e-5, name
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_gru_packed_training_activations_and_no_saving(kernels, threads):
+    B, T, H = 5, 12, 40
+    args = _gru_inputs(B, T, H, seed=9)
+    kernels(False)
+    want = [_gru_run(args, e, s, B, T, H) for e in (False, True) for s in (False, True)]
+    kernels(True, threads)
+    got = [_gru_run(args, e, s, B, T, H) for e in (False, True) for s in (False, True)]
+    for (g_out, g_grads), (w_out, w_grads) in zip(got, want):
+        for g, w in zip(g_out, w_out):
+            assert float(mx.abs(g - w).max()) <= 1e-6
+        for g, w in zip(g_grads, w_grads):
+            assert _rel(g, w) <= 1e-5

@@ -2,11 +2,12 @@
 
 The extension holds the LSTM and GRU recurrences over a whole sequence (forward and
 backward as two primitives each, for the CPU stream, float32), the fused AdamW update, the
-squared gradient norm for clipping and dropout masks. On x86-64 (AVX2 and FMA) the LSTM
-recurrence runs on a team of threads over its recurrent weight, packed once per sequence
-(``packed_gemm`` in ``src/packed.h``; ``MLX_RNN_PACKED=0`` turns it off, then one BLAS call per
-step). The team and the elementwise kernels (AdamW, norm, masks) use ``MLX_RNN_NUM_THREADS``
-threads, default the CPUs this process may run on (at most 8).
+squared gradient norm for clipping and dropout masks. On x86-64 (AVX2 and FMA) the LSTM and
+GRU recurrences run on a team of threads over the recurrent weight, packed once per sequence
+(``panel_gemm`` in ``src/packed.h``, the team in ``src/team.h``; ``MLX_RNN_PACKED=0`` turns it
+off, then one BLAS call per step). The team and the elementwise kernels (AdamW, norm, masks)
+use ``MLX_RNN_NUM_THREADS`` threads; default: ``OPENBLAS_NUM_THREADS`` or ``OMP_NUM_THREADS``
+when set, else the CPUs this process may run on (at most 8).
 ``setup.py`` builds it at install time; an install without a compiler still works: then
 :func:`available` is False, :func:`unavailable_reason` says why in one line, and the
 models use the Python-level op (``mlx_rnn/lstm_op.py``), which also serves the GPU.
@@ -54,7 +55,9 @@ def _load():
 
 
 def _default_threads() -> int:
-    """$MLX_RNN_NUM_THREADS, else the CPUs this process may use (at most 8).
+    """$MLX_RNN_NUM_THREADS; else $OPENBLAS_NUM_THREADS or $OMP_NUM_THREADS (the BLAS's own
+    limit, so that one setting bounds both, as ``benchmark.py --threads`` and the distributed
+    ranks use it); else the CPUs this process may use (at most 8).
 
     Raises:
         ValueError: $MLX_RNN_NUM_THREADS is not a positive integer.
@@ -64,6 +67,10 @@ def _default_threads() -> int:
         if not raw.isdigit() or int(raw) < 1:
             raise ValueError(f"{THREADS_ENV}={raw!r}: expected a positive integer")
         return int(raw)
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        raw = os.environ.get(var, "").strip()
+        if raw.isdigit() and int(raw) >= 1:
+            return int(raw)
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # macOS has no sched_getaffinity
@@ -109,14 +116,14 @@ def can_run(dtype) -> bool:
 
 
 def describe_kernels() -> str:
-    """How the native LSTM runs here, e.g. "packed weights, 2 threads" or "one BLAS call per
+    """How the native recurrences run here, e.g. "packed weights, 2 threads" or "one BLAS call per
     step (the packed kernels need x86-64 with AVX2 and FMA)"; "" when unavailable."""
     mod = _load()[0]
     if mod is None:
         return ""
     n = mod.get_num_threads()
     if mod.packed_gemm_enabled():
-        return f"LSTM on packed weights, {n} thread{'s' if n != 1 else ''}"
+        return f"packed weights, {n} thread{'s' if n != 1 else ''}"
     if not mod.packed_gemm_available():
         return "one BLAS call per step (the packed kernels need x86-64 with AVX2 and FMA)"
     return f"one BLAS call per step ({PACKED_ENV}=0)"

@@ -1,5 +1,6 @@
 // Python bindings of the native primitives (module mlx_rnn.native._ext).
 #include <nanobind/nanobind.h>
+#include <nanobind/stl/optional.h>
 #include <nanobind/stl/variant.h>
 #include <nanobind/stl/vector.h>
 
@@ -17,8 +18,9 @@ NB_MODULE(_ext, m) {
   m.doc() = "mlx-rnn native primitives: LSTM and GRU recurrences, fused AdamW, squared norm, dropout masks (CPU)";
   m.attr("built_with_mlx") = MLX_RNN_BUILT_WITH_MLX;
   m.def("lstm_forward", &mlx_rnn::lstm_forward, "xw"_a, "w_hh"_a, "h0"_a, "c0"_a, "approx"_a,
-        "save"_a, nb::kw_only(), "stream"_a = nb::none(),
-        "LSTM recurrence: (hs (B,T,H), h_T, c_T (B,H), gates (T,B,4H), cells (T,B,H)).");
+        "save"_a, nb::kw_only(), "bias"_a = nb::none(), "stream"_a = nb::none(),
+        "LSTM recurrence (bias (4H,) optional, added to xw): (hs (B,T,H), h_T, c_T (B,H), gates "
+        "(T,B,4H), cells (T,B,H)).");
   m.def("lstm_backward", &mlx_rnn::lstm_backward, "dhs"_a, "dh_T"_a, "dc_T"_a, "w_hh"_a, "h0"_a,
         "c0"_a, "hs"_a, "gates"_a, "cells"_a, "approx"_a, nb::kw_only(), "stream"_a = nb::none(),
         "LSTM backward: (dxw (B,T,4H), dw_hh (4H,H), dh0, dc0 (B,H)).");

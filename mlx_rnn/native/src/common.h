@@ -25,6 +25,14 @@ namespace mx = mlx::core;
 #define MLX_RNN_KERNEL
 #endif
 
+// For helpers of the hot kernels: inlined into each clone, so they take its instruction set
+// (a helper compiled on its own would get the baseline SSE2 code).
+#if defined(__GNUC__)
+#define MLX_RNN_INLINE inline __attribute__((always_inline))
+#else
+#define MLX_RNN_INLINE inline
+#endif
+
 namespace mlx_rnn {
 
 // C = alpha op(A) op(B) + beta C, row-major, float32 (CBLAS semantics).
@@ -34,7 +42,7 @@ void sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const f
 // tanh by Eigen's rational approximation (generic_fast_tanh_float: x P(x^2) / Q(x^2),
 // degrees 13/6, clamped to |x| <= 7.9053); |error| <= 5e-7 against float64. NaN stays NaN
 // (both comparisons are false). The same function as mlx_rnn/lstm_op.py's training path.
-inline float tanh_approx(float x) {
+MLX_RNN_INLINE float tanh_approx(float x) {
   constexpr float k = 7.90531110763549805f;
   x = x < -k ? -k : (x > k ? k : x);
   const float x2 = x * x;
@@ -53,14 +61,14 @@ inline float tanh_approx(float x) {
 }
 
 // sigmoid(x) = (1 + tanh(x / 2)) / 2; |error| <= 3e-7.
-inline float sigmoid_approx(float x) {
+MLX_RNN_INLINE float sigmoid_approx(float x) {
   return 0.5f * tanh_approx(0.5f * x) + 0.5f;
 }
 
 // exp(x) by Cephes' expf (range reduction x = n ln2 + r, degree-6 polynomial in r, 2^n from
 // the exponent bits); within 2 ulp of the true value, vectorisable (no library call). Inputs
 // are clamped to [-87.3, 88.4]: exp underflows to FLT_MIN there and overflows to 2.2e38.
-inline float exp_accurate(float x) {
+MLX_RNN_INLINE float exp_accurate(float x) {
   constexpr float hi = 88.3762626647949f, lo = -87.3365447504f;
   x = x < lo ? lo : (x > hi ? hi : x);
   constexpr float shifter = 12582912.0f;  // 1.5 * 2^23: adding and subtracting it rounds to an integer
@@ -80,13 +88,13 @@ inline float exp_accurate(float x) {
 }
 
 // sigmoid(x) = 1 / (1 + exp(-x)); within 2-3 ulp (evaluation mode).
-inline float sigmoid_exact(float x) {
+MLX_RNN_INLINE float sigmoid_exact(float x) {
   return 1.0f / (1.0f + exp_accurate(-x));
 }
 
 // tanh(x): Cephes' tanhf, an odd polynomial for |x| < 0.625 and 1 - 2 / (exp(2|x|) + 1) above
 // (sign restored); within 3 ulp, vectorisable. NaN stays NaN.
-inline float tanh_exact(float x) {
+MLX_RNN_INLINE float tanh_exact(float x) {
   const float z = x * x;
   float p = -5.70498872745e-3f;
   p = p * z + 2.06390887954e-2f;
@@ -102,17 +110,17 @@ inline float tanh_exact(float x) {
 
 // The two activations of one mode: kApprox for training, else evaluation (as approx below).
 template <bool kApprox>
-inline float tanh_act(float x) {
+MLX_RNN_INLINE float tanh_act(float x) {
   return kApprox ? tanh_approx(x) : tanh_exact(x);
 }
 
 template <bool kApprox>
-inline float sigmoid_act(float x) {
+MLX_RNN_INLINE float sigmoid_act(float x) {
   return kApprox ? sigmoid_approx(x) : sigmoid_exact(x);
 }
 
 // In-place activations over n contiguous floats.
-inline void tanh_inplace(float* x, int n, bool approx) {
+MLX_RNN_INLINE void tanh_inplace(float* x, int n, bool approx) {
   if (approx) {
     for (int j = 0; j < n; ++j) x[j] = tanh_approx(x[j]);
   } else {
@@ -120,7 +128,7 @@ inline void tanh_inplace(float* x, int n, bool approx) {
   }
 }
 
-inline void sigmoid_inplace(float* x, int n, bool approx) {
+MLX_RNN_INLINE void sigmoid_inplace(float* x, int n, bool approx) {
   if (approx) {
     for (int j = 0; j < n; ++j) x[j] = sigmoid_approx(x[j]);
   } else {
@@ -129,7 +137,7 @@ inline void sigmoid_inplace(float* x, int n, bool approx) {
 }
 
 // Threads the elementwise kernels may use (AdamW, the sum of squares, dropout masks); set from
-// Python ($MLX_RNN_NUM_THREADS, default 1: mlx_rnn/native/__init__.py). n < 1 means 1.
+// Python ($MLX_RNN_NUM_THREADS, default the usable CPUs: mlx_rnn/native/__init__.py). n < 1 means 1.
 int num_threads();
 void set_num_threads(int n);
 

@@ -1,5 +1,7 @@
-// Native GRU recurrence: kernels, the two primitives and their ops.
+// Native GRU recurrence: the single-thread kernels, the two primitives and their ops.
 #include "gru.h"
+
+#include "gru_kernels.h"
 
 #include <cstring>
 #include <stdexcept>
@@ -9,98 +11,114 @@ namespace mlx_rnn {
 
 namespace {
 
-struct Dims {
-  int B, T, H;
-};
-
-// One step's gates for one batch row: x (3H) from xw, hw (3H) = h W^T + b; writes h (H) and,
-// into s (4H), [r, z, n, hw_n].
-MLX_RNN_KERNEL void gru_gates(const float* x, const float* hw, const float* hp, float* h, float* s, int H,
-               bool approx) {
-  float* r = s;
-  float* z = s + H;
-  float* n = s + 2 * H;
-  for (int j = 0; j < 2 * H; ++j) r[j] = x[j] + hw[j];  // r and z pre-activations
-  sigmoid_inplace(r, 2 * H, approx);
-  for (int j = 0; j < H; ++j) n[j] = x[2 * H + j] + r[j] * hw[2 * H + j];
-  tanh_inplace(n, H, approx);
-  for (int j = 0; j < H; ++j) {
-    s[3 * H + j] = hw[2 * H + j];
-    h[j] = (1.0f - z[j]) * n[j] + z[j] * hp[j];
+template <bool kApprox>
+MLX_RNN_INLINE void gates_impl(const float* __restrict x, int xs, const float* __restrict hw, int hs_,
+                               const float* __restrict hp, float* __restrict h, float* __restrict s,
+                               int ss, int n) {
+  for (int j = 0; j < n; ++j) {  // one fused loop, as lstm_packed.cpp's forward_units
+    const float r = sigmoid_act<kApprox>(x[j] + hw[j]);
+    const float z = sigmoid_act<kApprox>(x[xs + j] + hw[hs_ + j]);
+    const float hn = hw[2 * hs_ + j];
+    const float nv = tanh_act<kApprox>(x[2 * xs + j] + r * hn);
+    s[j] = r, s[ss + j] = z, s[2 * ss + j] = nv, s[3 * ss + j] = hn;
+    h[j] = (1.0f - z) * nv + z * hp[j];
   }
 }
 
-MLX_RNN_KERNEL void gru_forward_kernel(const float* xw, const float* w, const float* bias, const float* h0,
-                        float* hs, float* h_T, float* saved, Dims d, bool approx, bool save) {
-  const int B = d.B, T = d.T, H = d.H, G = 3 * d.H;
-  std::vector<float> hw(int64_t(B) * G), scratch(save ? 0 : 4 * H);
+}  // namespace
+
+MLX_RNN_KERNEL void gru_gates(const float* x, int xs, const float* hw, int hs_, const float* hp,
+                              float* h, float* s, int ss, int n, bool approx) {
+  if (approx) {
+    gates_impl<true>(x, xs, hw, hs_, hp, h, s, ss, n);
+  } else {
+    gates_impl<false>(x, xs, hw, hs_, hp, h, s, ss, n);
+  }
+}
+
+namespace {
+
+MLX_RNN_KERNEL void gru_forward_kernel(const GruForwardArgs& a) {
+  const int B = a.d.B, T = a.d.T, H = a.d.H, G = 3 * a.d.H;
+  std::vector<float> hw(int64_t(B) * G), scratch(a.save ? 0 : 4 * H);
   for (int t = 0; t < T; ++t) {
-    for (int b = 0; b < B; ++b) std::memcpy(hw.data() + int64_t(b) * G, bias, sizeof(float) * G);
-    const float* h_prev = t == 0 ? h0 : hs + int64_t(t - 1) * H;
+    for (int b = 0; b < B; ++b) std::memcpy(hw.data() + int64_t(b) * G, a.bias, sizeof(float) * G);
+    const float* h_prev = t == 0 ? a.h0 : a.hs + int64_t(t - 1) * H;
     const int ldh = t == 0 ? H : T * H;
-    sgemm(false, true, B, G, H, 1.0f, h_prev, ldh, w, H, 1.0f, hw.data(), G);
+    sgemm(false, true, B, G, H, 1.0f, h_prev, ldh, a.w, H, 1.0f, hw.data(), G);
     for (int b = 0; b < B; ++b) {
-      float* s = save ? saved + (int64_t(t) * B + b) * 4 * H : scratch.data();
-      gru_gates(xw + (int64_t(b) * T + t) * G, hw.data() + int64_t(b) * G,
-                h_prev + int64_t(b) * ldh, hs + (int64_t(b) * T + t) * H, s, H, approx);
+      float* s = a.save ? a.saved + (int64_t(t) * B + b) * 4 * H : scratch.data();
+      gru_gates(a.xw + (int64_t(b) * T + t) * G, H, hw.data() + int64_t(b) * G, H,
+                h_prev + int64_t(b) * ldh, a.hs + (int64_t(b) * T + t) * H, s, H, H, a.approx);
     }
   }
   for (int b = 0; b < B; ++b) {
-    std::memcpy(h_T + int64_t(b) * H, hs + (int64_t(b) * T + T - 1) * H, sizeof(float) * H);
+    std::memcpy(a.h_T + int64_t(b) * H, a.hs + (int64_t(b) * T + T - 1) * H, sizeof(float) * H);
   }
 }
 
-// One step, one batch row: from dh (total dL/dh_t) and s = [r, z, n, hw_n] write dx (3H),
-// dhw (3H) and dh_direct = dh z (the part of dh_{t-1} that skips W_hh).
-MLX_RNN_KERNEL void gru_step_grads(const float* s, const float* hp, const float* dh, float* dx, float* dhw,
-                    float* dh_direct, int H) {
-  const float *r = s, *z = s + H, *n = s + 2 * H, *hn = s + 3 * H;
-  for (int j = 0; j < H; ++j) {
-    const float dan = dh[j] * (1.0f - z[j]) * (1.0f - n[j] * n[j]);
+}  // namespace
+
+MLX_RNN_KERNEL void gru_step_grads(const float* s, int ss, const float* hp, const float* dh, float* dx,
+                                   float* dhw, int ds, float* dh_direct, int n) {
+  const float *r = s, *z = s + ss, *nv = s + 2 * ss, *hn = s + 3 * ss;
+  for (int j = 0; j < n; ++j) {
+    const float dan = dh[j] * (1.0f - z[j]) * (1.0f - nv[j] * nv[j]);
     const float dar = dan * hn[j] * r[j] * (1.0f - r[j]);
-    const float daz = dh[j] * (hp[j] - n[j]) * z[j] * (1.0f - z[j]);
+    const float daz = dh[j] * (hp[j] - nv[j]) * z[j] * (1.0f - z[j]);
     dx[j] = dar;
-    dx[H + j] = daz;
-    dx[2 * H + j] = dan;
+    dx[ds + j] = daz;
+    dx[2 * ds + j] = dan;
     dhw[j] = dar;
-    dhw[H + j] = daz;
-    dhw[2 * H + j] = dan * r[j];
+    dhw[ds + j] = daz;
+    dhw[2 * ds + j] = dan * r[j];
     dh_direct[j] = dh[j] * z[j];
   }
 }
 
-struct BackwardIn {
-  const float *dhs, *dh_T, *w, *h0, *hs, *saved;
-};
+namespace {
 
-MLX_RNN_KERNEL void gru_backward_kernel(const BackwardIn& in, float* dxw, float* dw, float* db, float* dh0,
-                         Dims d) {
-  const int B = d.B, T = d.T, H = d.H, G = 3 * d.H;
-  std::vector<float> dhw(int64_t(B) * T * G), dh(int64_t(B) * H), h_prev(int64_t(B) * T * H);
-  std::memcpy(dh.data(), in.dh_T, sizeof(float) * B * H);
-  for (int b = 0; b < B; ++b) {  // H_prev[b, t] = t ? hs[b, t-1] : h0[b]
+// H_prev (B, T, H): H_prev[b, t] = t ? hs[b, t-1] : h0[b].
+std::vector<float> previous_states(const GruBackwardIn& in, const Dims& d) {
+  const int B = d.B, T = d.T, H = d.H;
+  std::vector<float> h_prev(int64_t(B) * T * H);
+  for (int b = 0; b < B; ++b) {
     float* dst = h_prev.data() + int64_t(b) * T * H;
     std::memcpy(dst, in.h0 + int64_t(b) * H, sizeof(float) * H);
     if (T > 1) std::memcpy(dst + H, in.hs + int64_t(b) * T * H, sizeof(float) * (T - 1) * H);
   }
+  return h_prev;
+}
+
+MLX_RNN_KERNEL void gru_backward_blas(const GruBackwardIn& in, float* dxw, float* dhw, float* dh0,
+                                      const Dims& d) {
+  const int B = d.B, T = d.T, H = d.H, G = 3 * d.H;
+  std::vector<float> dh(int64_t(B) * H);
+  const std::vector<float> h_prev = previous_states(in, d);
+  std::memcpy(dh.data(), in.dh_T, sizeof(float) * B * H);
   for (int t = T - 1; t >= 0; --t) {
     for (int b = 0; b < B; ++b) {
       float* dhb = dh.data() + int64_t(b) * H;
       const float* dhs_bt = in.dhs + (int64_t(b) * T + t) * H;
       for (int j = 0; j < H; ++j) dhb[j] += dhs_bt[j];
       const int64_t bt = int64_t(b) * T + t;
-      gru_step_grads(in.saved + (int64_t(t) * B + b) * 4 * H, h_prev.data() + bt * H, dhb,
-                     dxw + bt * G, dhw.data() + bt * G, dhb, H);
+      gru_step_grads(in.saved + (int64_t(t) * B + b) * 4 * H, H, h_prev.data() + bt * H, dhb,
+                     dxw + bt * G, dhw + bt * G, H, dhb, H);
     }
     // dh_{t-1} = dh z + dhw_t W_hh
-    sgemm(false, false, B, H, G, 1.0f, dhw.data() + int64_t(t) * G, T * G, in.w, H, 1.0f,
-          dh.data(), H);
+    sgemm(false, false, B, H, G, 1.0f, dhw + int64_t(t) * G, T * G, in.w, H, 1.0f, dh.data(), H);
   }
   std::memcpy(dh0, dh.data(), sizeof(float) * B * H);
-  sgemm(true, false, G, H, B * T, 1.0f, dhw.data(), G, h_prev.data(), H, 0.0f, dw, H);
+}
+
+// dW_hh = dHW^T H_prev (one sgemm), db_hh = the column sums of dHW.
+void gru_weight_grads(const GruBackwardIn& in, const float* dhw, float* dw, float* db, const Dims& d) {
+  const int B = d.B, T = d.T, H = d.H, G = 3 * d.H;
+  const std::vector<float> h_prev = previous_states(in, d);
+  sgemm(true, false, G, H, B * T, 1.0f, dhw, G, h_prev.data(), H, 0.0f, dw, H);
   for (int j = 0; j < G; ++j) db[j] = 0.0f;
   for (int64_t r = 0; r < int64_t(B) * T; ++r) {
-    const float* row = dhw.data() + r * G;
+    const float* row = dhw + r * G;
     for (int j = 0; j < G; ++j) db[j] += row[j];
   }
 }
@@ -112,11 +130,16 @@ void GRUForward::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::
   const auto& xw = inputs[0];
   const Dims d = {int(xw.shape(0)), int(xw.shape(1)), int(xw.shape(2) / 3)};
   auto& enc = begin_cpu_eval(*this, inputs, outputs);
-  enc.dispatch([x = xw.data<float>(), w = inputs[1].data<float>(), bias = inputs[2].data<float>(),
-                h0 = inputs[3].data<float>(), hs = outputs[0].data<float>(),
-                h_T = outputs[1].data<float>(), saved = outputs[2].data<float>(), d,
-                approx = approx_, save = save_]() {
-    gru_forward_kernel(x, w, bias, h0, hs, h_T, saved, d, approx, save);
+  const GruForwardArgs args{xw.data<float>(), inputs[1].data<float>(), inputs[2].data<float>(),
+                            inputs[3].data<float>(), outputs[0].data<float>(), outputs[1].data<float>(),
+                            outputs[2].data<float>(), d, approx_, save_};
+  enc.dispatch([args]() {
+    const int team = packed_team_size(args.d, 3);
+    if (team > 0) {
+      gru_forward_packed(args, team);
+    } else {
+      gru_forward_kernel(args);
+    }
   });
 }
 
@@ -148,11 +171,19 @@ void GRUBackward::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx:
   const auto& hs = inputs[4];
   const Dims d = {int(hs.shape(0)), int(hs.shape(1)), int(hs.shape(2))};
   auto& enc = begin_cpu_eval(*this, inputs, outputs);
-  BackwardIn in{inputs[0].data<float>(), inputs[1].data<float>(), inputs[2].data<float>(),
-                inputs[3].data<float>(), inputs[4].data<float>(), inputs[5].data<float>()};
+  const GruBackwardIn in{inputs[0].data<float>(), inputs[1].data<float>(), inputs[2].data<float>(),
+                         inputs[3].data<float>(), inputs[4].data<float>(), inputs[5].data<float>()};
   enc.dispatch([in, dxw = outputs[0].data<float>(), dw = outputs[1].data<float>(),
-                db = outputs[2].data<float>(), dh0 = outputs[3].data<float>(),
-                d]() { gru_backward_kernel(in, dxw, dw, db, dh0, d); });
+                db = outputs[2].data<float>(), dh0 = outputs[3].data<float>(), d]() {
+    std::vector<float> dhw(int64_t(d.B) * d.T * 3 * d.H);
+    const int team = packed_team_size(d, 3);
+    if (team > 0) {
+      gru_backward_packed(in, dxw, dhw.data(), dh0, d, team);
+    } else {
+      gru_backward_blas(in, dxw, dhw.data(), dh0, d);
+    }
+    gru_weight_grads(in, dhw.data(), dw, db, d);
+  });
 }
 
 std::vector<mx::Shape> GRUBackward::output_shapes(const std::vector<mx::array>& inputs) {

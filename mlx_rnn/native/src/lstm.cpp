@@ -27,7 +27,7 @@ void LSTMForward::eval_cpu(const std::vector<mx::array>& inputs,
   const ForwardArgs args{inputs[0].data<float>(), inputs[1].data<float>(), inputs[2].data<float>(),
                          inputs[3].data<float>(), outputs[0].data<float>(), outputs[1].data<float>(),
                          outputs[2].data<float>(), outputs[3].data<float>(), outputs[4].data<float>(),
-                         d, approx_, save_};
+                         has_bias_ ? inputs[4].data<float>() : nullptr, d, approx_, save_};
   enc.dispatch([args]() {
     const int team = packed_team_size(args.d, 4);
     if (team > 0) {
@@ -46,14 +46,23 @@ std::vector<mx::array> LSTMForward::vjp(const std::vector<mx::array>& primals,
   const auto& w = primals[1];
   const auto& h0 = primals[2];
   const auto& c0 = primals[3];
+  std::optional<mx::array> bias;
+  if (has_bias_) bias = primals[4];
   std::vector<mx::array> fwd = outputs;
-  if (!save_) fwd = lstm_forward(xw, w, h0, c0, approx_, true, stream());
+  if (!save_) fwd = lstm_forward(xw, w, h0, c0, approx_, true, bias, stream());
   auto grads = lstm_backward(cotangents[0], cotangents[1], cotangents[2], w, h0, c0, fwd[0],
                              fwd[3], fwd[4], approx_, stream());
-  // grads are (dxw, dw_hh, dh0, dc0), in the order of the primals
+  // grads are (dxw, dw_hh, dh0, dc0), in the order of the primals; then the bias: dxw summed
   std::vector<mx::array> out;
-  for (int i : argnums) out.push_back(grads[i]);
+  for (int i : argnums) {
+    out.push_back(i < 4 ? grads[i] : mx::sum(grads[0], std::vector<int>{0, 1}, false, stream()));
+  }
   return out;
+}
+
+bool LSTMForward::is_equivalent(const mx::Primitive& other) const {
+  return CpuPrimitive::is_equivalent(other) &&
+         static_cast<const LSTMForward&>(other).has_bias_ == has_bias_;
 }
 
 std::vector<mx::Shape> LSTMForward::output_shapes(const std::vector<mx::array>& inputs) {
@@ -94,7 +103,8 @@ std::vector<mx::Shape> LSTMBackward::output_shapes(const std::vector<mx::array>&
 
 std::vector<mx::array> lstm_forward(const mx::array& xw, const mx::array& w_hh,
                                     const mx::array& h0, const mx::array& c0, bool approx,
-                                    bool save, mx::StreamOrDevice s) {
+                                    bool save, const std::optional<mx::array>& bias,
+                                    mx::StreamOrDevice s) {
   const char* op = "lstm_forward";
   auto stream = mx::to_stream(s);
   const auto [B, T, H] = check_sequence(op, "xw", xw, 4);
@@ -102,8 +112,13 @@ std::vector<mx::array> lstm_forward(const mx::array& xw, const mx::array& w_hh,
   check_shape(op, "w_hh", w_hh, {4 * H, H});
   check_shape(op, "h0", h0, {B, H});
   check_shape(op, "c0", c0, {B, H});
-  return make_outputs(op, std::make_shared<LSTMForward>(stream, approx, save), {xw, w_hh, h0, c0},
-                      stream);
+  std::vector<mx::array> inputs = {xw, w_hh, h0, c0};
+  if (bias) {
+    check_shape(op, "bias", *bias, {4 * H});
+    inputs.push_back(*bias);
+  }
+  return make_outputs(op, std::make_shared<LSTMForward>(stream, approx, save, bias.has_value()),
+                      inputs, stream);
 }
 
 std::vector<mx::array> lstm_backward(const mx::array& dhs, const mx::array& dh_T,

@@ -7,6 +7,8 @@
 // for dh, dW_hh = dZ^T H_prev as one sgemm after the loop.
 #pragma once
 
+#include <optional>
+
 #include "common.h"
 
 namespace mlx_rnn {
@@ -14,9 +16,12 @@ namespace mlx_rnn {
 // Outputs: hs (B, T, H), h_T (B, H), c_T (B, H), gates (T, B, 4H) activated [i f g o],
 // cells (T, B, H). With save = false, gates and cells are empty (0,) and the VJP re-runs the
 // forward to get them. approx: Eigen's rational tanh/sigmoid (training); else Cephes' accurate tanh/exp (common.h).
+// bias (4H,), optional: added to xw at every step (so the caller's input projection needs no
+// broadcast add); its gradient is dxw summed over B and T.
 std::vector<mx::array> lstm_forward(const mx::array& xw, const mx::array& w_hh,
                                     const mx::array& h0, const mx::array& c0, bool approx,
-                                    bool save, mx::StreamOrDevice s = {});
+                                    bool save, const std::optional<mx::array>& bias = std::nullopt,
+                                    mx::StreamOrDevice s = {});
 
 // Outputs: dxw (B, T, 4H), dw_hh (4H, H), dh0 (B, H), dc0 (B, H).
 std::vector<mx::array> lstm_backward(const mx::array& dhs, const mx::array& dh_T,
@@ -28,7 +33,8 @@ std::vector<mx::array> lstm_backward(const mx::array& dhs, const mx::array& dh_T
 
 class LSTMForward : public CpuPrimitive {
  public:
-  LSTMForward(mx::Stream stream, bool approx, bool save) : CpuPrimitive(stream, approx, save) {}
+  LSTMForward(mx::Stream stream, bool approx, bool save, bool has_bias)
+      : CpuPrimitive(stream, approx, save), has_bias_(has_bias) {}
   void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
   std::vector<mx::array> vjp(const std::vector<mx::array>& primals,
                              const std::vector<mx::array>& cotangents,
@@ -36,6 +42,10 @@ class LSTMForward : public CpuPrimitive {
                              const std::vector<mx::array>& outputs) override;
   std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override;
   const char* name() const override { return "MlxRnnLSTMForward"; }
+  bool is_equivalent(const mx::Primitive& other) const override;
+
+ private:
+  bool has_bias_;
 };
 
 class LSTMBackward : public CpuPrimitive {

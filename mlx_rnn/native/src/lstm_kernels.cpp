@@ -15,7 +15,11 @@ MLX_RNN_KERNEL void lstm_forward_kernel(const ForwardArgs& p, float* gates, floa
     float* a = gates + (p.save ? int64_t(t) * B * G : 0);
     float* c = cells + (p.save ? int64_t(t) * B * H : 0);
     for (int b = 0; b < B; ++b) {
-      std::memcpy(a + int64_t(b) * G, p.xw + (int64_t(b) * T + t) * G, sizeof(float) * G);
+      float* ab = a + int64_t(b) * G;
+      std::memcpy(ab, p.xw + (int64_t(b) * T + t) * G, sizeof(float) * G);
+      if (p.bias != nullptr) {
+        for (int j = 0; j < G; ++j) ab[j] += p.bias[j];
+      }
     }
     // a += h_{t-1} W_hh^T: h_{t-1} is h0 (ld H) or hs[:, t-1] (ld T*H)
     const float* h_prev = t == 0 ? p.h0 : p.hs + int64_t(t - 1) * H;
@@ -58,7 +62,7 @@ namespace {
 
 // One fused loop, so that the activations of the unit's gates overlap (see lstm_gate_grads).
 template <bool kApprox>
-inline void gate_grads(const float* __restrict a, const float* __restrict c,
+MLX_RNN_INLINE void gate_grads(const float* __restrict a, const float* __restrict c,
                        const float* __restrict c_prev, const float* __restrict dh,
                        float* __restrict dc, float* __restrict dz, int S, int n) {
   for (int j = 0; j < n; ++j) {

@@ -5,17 +5,15 @@
 #pragma once
 
 #include "common.h"
+#include "packed.h"
 
 namespace mlx_rnn {
-
-struct Dims {
-  int B, T, H;
-};
 
 struct ForwardArgs {
   const float *xw, *w, *h0, *c0;
   float *hs, *h_T, *c_T;
   float *gates, *cells;  // (T, B, 4H) and (T, B, H) when save; unused otherwise
+  const float* bias;     // (4H,) added to xw at every step, or nullptr
   Dims d;
   bool approx, save;
 };
@@ -39,10 +37,6 @@ void lstm_backward_blas(const BackwardIn& in, const BackwardOut& out, const Dims
 
 // dW_hh = dZ^T H_prev (one sgemm over all B T rows); needs out.dxw complete.
 void lstm_weight_grad(const BackwardIn& in, const BackwardOut& out, const Dims& d);
-
-// Team size for the packed path at these dimensions (gates per unit: 4 LSTM), 0 when it
-// does not run (not available, disabled, or T < 4, where packing the weight does not pay).
-int packed_team_size(const Dims& d, int gates);
 
 // The same results on a team of `threads` (packed.h); the backward leaves out.dw to lstm_weight_grad.
 void lstm_forward_packed(const ForwardArgs& a, int threads);

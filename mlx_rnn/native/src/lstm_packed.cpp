@@ -12,40 +12,12 @@ namespace mlx_rnn {
 
 namespace {
 
-int unit_blocks(int H) { return (H + kPanel - 1) / kPanel; }
-
-// Forward panels, in the order (unit block, gate): panel ub * 4 + g holds, for k < H, the
-// 32 weights W_hh[g H + ub 32 + c, k] (0 past H), so a thread's panels are contiguous.
-void pack_forward(const float* w, int H, int ub0, int ub1, float* packed) {
-  for (int ub = ub0; ub < ub1; ++ub) {
-    const int rows = std::min(kPanel, H - ub * kPanel);
-    for (int g = 0; g < 4; ++g) {
-      pack_transposed(w + (int64_t(g) * H + ub * kPanel) * H, H, rows, H,
-                      packed + int64_t(ub * 4 + g) * H * kPanel);
-    }
-  }
-}
-
-// Backward panels: panel ub holds, for k < 4H, the 32 weights W_hh[k, ub 32 + c] (0 past H).
-void pack_backward(const float* w, int H, int ub0, int ub1, float* packed) {
-  const int G = 4 * H;
-  for (int ub = ub0; ub < ub1; ++ub) {
-    float* panel = packed + int64_t(ub) * G * kPanel;
-    const int j0 = ub * kPanel, n = std::min(kPanel, H - j0);
-    for (int k = 0; k < G; ++k) {
-      float* dst = panel + int64_t(k) * kPanel;
-      std::memcpy(dst, w + int64_t(k) * H + j0, sizeof(float) * n);
-      std::fill(dst + n, dst + kPanel, 0.0f);
-    }
-  }
-}
-
 // One step's gate math for batch row b and unit block ub: z holds the block's four gate
 // pre-activations, 32 each (i f g o), activated in place; n <= 32 units are real. One fused loop,
 // so that the four gates' polynomial chains overlap (four separate passes over 32 floats left
 // most of the time in their latency). No two arrays overlap.
 template <bool kApprox>
-inline void forward_units(float* __restrict z, const float* __restrict c_prev, float* __restrict c,
+MLX_RNN_INLINE void forward_units(float* __restrict z, const float* __restrict c_prev, float* __restrict c,
                           float* __restrict h, int n) {
   float *zi = z, *zf = z + kPanel, *zg = z + 2 * kPanel, *zo = z + 3 * kPanel;
   for (int j = 0; j < n; ++j) {
@@ -77,7 +49,7 @@ struct ForwardTeam {
   float* cells;  // without saving: two (B, H) cell states, steps alternate between them
   int nub;
 
-  // z = xw[:, t] in panel order (zero past H).
+  // z = xw[:, t] (+ bias) in panel order (zero past H).
   void copy_inputs(int t, int ub0, int ub1) const {
     const int B = a.d.B, T = a.d.T, H = a.d.H, G = 4 * H;
     for (int b = 0; b < B; ++b) {
@@ -86,7 +58,13 @@ struct ForwardTeam {
         const int j0 = ub * kPanel, n = std::min(kPanel, H - j0);
         for (int g = 0; g < 4; ++g) {
           float* dst = a_z(b, ub, g);
-          std::memcpy(dst, x + int64_t(g) * H + j0, sizeof(float) * n);
+          const float* src = x + int64_t(g) * H + j0;
+          if (a.bias != nullptr) {
+            const float* bias = a.bias + int64_t(g) * H + j0;
+            for (int j = 0; j < n; ++j) dst[j] = src[j] + bias[j];
+          } else {
+            std::memcpy(dst, src, sizeof(float) * n);
+          }
           std::fill(dst + n, dst + kPanel, 0.0f);
         }
       }
@@ -130,13 +108,6 @@ struct ForwardTeam {
 
 }  // namespace
 
-int packed_team_size(const Dims& d, int gates) {
-  if (!packed_gemm_enabled() || d.T < 4) return 0;
-  const int64_t flops_per_step = 2LL * d.B * gates * d.H * d.H;
-  const int64_t by_work = std::max<int64_t>(1, flops_per_step / (1 << 20));
-  return int(std::max<int64_t>(1, std::min<int64_t>({num_threads(), unit_blocks(d.H), by_work})));
-}
-
 void lstm_forward_packed(const ForwardArgs& a, int threads) {
   const int B = a.d.B, T = a.d.T, H = a.d.H, nub = unit_blocks(H);
   Scratch packed(int64_t(nub) * 4 * H * kPanel);
@@ -146,7 +117,7 @@ void lstm_forward_packed(const ForwardArgs& a, int threads) {
   run_team(threads, [&](int q, int n, Barrier& barrier) {
     int ub0, ub1;
     team_share(nub, q, n, ub0, ub1);
-    pack_forward(a.w, H, ub0, ub1, packed.data());
+    pack_gate_panels(a.w, H, 4, ub0, ub1, packed.data());
     for (int t = 0; t < T; ++t) {
       team.step(t, ub0, ub1);
       barrier.wait();  // h_t complete before any thread reads it
@@ -169,7 +140,7 @@ void lstm_backward_packed(const BackwardIn& in, const BackwardOut& out, const Di
   run_team(threads, [&](int q, int n, Barrier& barrier) {
     int ub0, ub1;
     team_share(nub, q, n, ub0, ub1);
-    pack_backward(in.w, H, ub0, ub1, packed.data());
+    pack_unit_panels(in.w, H, G, ub0, ub1, packed.data());
     const int j0 = ub0 * kPanel, j1 = std::min(H, ub1 * kPanel), nj = std::max(0, j1 - j0);
     for (int b = 0; b < B; ++b) {
       std::memcpy(dh.data() + int64_t(b) * hp + j0, in.dh_T + int64_t(b) * H + j0, sizeof(float) * nj);

@@ -1,8 +1,11 @@
 // Packed-panel GEMM micro-kernels (AVX-512, AVX2+FMA), packing and scratch buffers.
 #include "packed.h"
 
+#include "common.h"
+
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -104,21 +107,35 @@ void avx2_rows(int mr, int k, const float* a, int lda, const float* p, float* c,
   kernel_avx2<MR>(k, a, lda, p, c, ldc, c0, ld0);
 }
 
+// k is split into chunks of kChunk, so that a chunk of the panel (32 KiB) stays in L1 while
+// every row block passes over it; C carries the partial sums between chunks.
+constexpr int kChunk = 256;
+
 void panel_avx512(int m, int k, const float* a, int lda, const float* p, float* c, int ldc,
                   const float* c0, int64_t ld0) {
-  row_blocks<12>(m, [&](int row, int size) {
-    avx512_rows(size, k, a + int64_t(row) * lda, lda, p, c + int64_t(row) * ldc, ldc,
-                init_at(c0, ld0, row, 0), ld0);
-  });
+  for (int k0 = 0; k0 < k; k0 += kChunk) {
+    const int kc = std::min(kChunk, k - k0);
+    const float* init = k0 == 0 ? c0 : c;
+    const int64_t ld = k0 == 0 ? ld0 : ldc;
+    row_blocks<12>(m, [&](int row, int size) {
+      avx512_rows(size, kc, a + int64_t(row) * lda + k0, lda, p + int64_t(k0) * kPanel,
+                  c + int64_t(row) * ldc, ldc, init_at(init, ld, row, 0), ld);
+    });
+  }
 }
 
 void panel_avx2(int m, int k, const float* a, int lda, const float* p, float* c, int ldc,
                 const float* c0, int64_t ld0) {
-  for (int half = 0; half < kPanel; half += 16) {
-    row_blocks<6>(m, [&](int row, int size) {
-      avx2_rows(size, k, a + int64_t(row) * lda, lda, p + half, c + int64_t(row) * ldc + half, ldc,
-                init_at(c0, ld0, row, half), ld0);
-    });
+  for (int k0 = 0; k0 < k; k0 += kChunk) {
+    const int kc = std::min(kChunk, k - k0);
+    const float* init = k0 == 0 ? c0 : c;
+    const int64_t ld = k0 == 0 ? ld0 : ldc;
+    for (int half = 0; half < kPanel; half += 16) {
+      row_blocks<6>(m, [&](int row, int size) {
+        avx2_rows(size, kc, a + int64_t(row) * lda + k0, lda, p + int64_t(k0) * kPanel + half,
+                  c + int64_t(row) * ldc + half, ldc, init_at(init, ld, row, half), ld);
+      });
+    }
   }
 }
 
@@ -215,6 +232,35 @@ void pack_transposed(const float* src, int64_t ld, int rows, int k, float* panel
     for (int c = 0; c < kPanel; ++c) panel[int64_t(kk) * kPanel + c] = c < rows ? src[int64_t(c) * ld + kk] : 0.0f;
   }
 #endif
+}
+
+void pack_gate_panels(const float* w, int H, int gates, int ub0, int ub1, float* packed) {
+  for (int ub = ub0; ub < ub1; ++ub) {
+    const int rows = std::min(kPanel, H - ub * kPanel);
+    for (int g = 0; g < gates; ++g) {
+      pack_transposed(w + (int64_t(g) * H + ub * kPanel) * H, H, rows, H,
+                      packed + int64_t(ub * gates + g) * H * kPanel);
+    }
+  }
+}
+
+void pack_unit_panels(const float* w, int H, int rows, int ub0, int ub1, float* packed) {
+  for (int ub = ub0; ub < ub1; ++ub) {
+    float* panel = packed + int64_t(ub) * rows * kPanel;
+    const int j0 = ub * kPanel, n = std::min(kPanel, H - j0);
+    for (int k = 0; k < rows; ++k) {
+      float* dst = panel + int64_t(k) * kPanel;
+      std::memcpy(dst, w + int64_t(k) * H + j0, sizeof(float) * n);
+      std::fill(dst + n, dst + kPanel, 0.0f);
+    }
+  }
+}
+
+int packed_team_size(const Dims& d, int gates) {
+  if (!packed_gemm_enabled() || d.T < 4) return 0;
+  const int64_t flops_per_step = 2LL * d.B * gates * d.H * d.H;
+  const int64_t by_work = std::max<int64_t>(1, flops_per_step / (1 << 20));
+  return int(std::max<int64_t>(1, std::min<int64_t>({num_threads(), unit_blocks(d.H), by_work})));
 }
 
 Scratch::Scratch(int64_t n)

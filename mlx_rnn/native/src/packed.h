@@ -34,6 +34,27 @@ void panel_gemm(int m, int k, const float* a, int lda, const float* p, int p0, i
 // 0 for rows <= c < 32, k' < k (the transpose of a 32-row strip).
 void pack_transposed(const float* src, int64_t ld, int rows, int k, float* panel);
 
+// Sizes of a recurrence: batch rows, time steps, hidden units.
+struct Dims {
+  int B, T, H;
+};
+
+// Team size for the packed path at these dimensions (gates per unit: 4 LSTM, 3 GRU), 0 when it
+// does not run (not available, disabled, or T < 4, where packing the weight does not pay).
+int packed_team_size(const Dims& d, int gates);
+
+// Blocks of 32 hidden units: unit block ub holds units [32 ub, 32 ub + 32) (those past H are
+// padding, with zero weights).
+inline int unit_blocks(int H) { return (H + kPanel - 1) / kPanel; }
+
+// Panels of a recurrent weight W (gates H, H) for the product h W^T, grouped by unit block:
+// panel ub * gates + g holds, for k < H, the 32 weights W[g H + 32 ub + c, k]. So the panels
+// of one unit block (all its gates) are contiguous. Writes the panels of [ub0, ub1).
+void pack_gate_panels(const float* w, int H, int gates, int ub0, int ub1, float* packed);
+
+// Panels of W (rows, H) for the product dz W: panel ub holds, for k < rows, W[k, 32 ub + c].
+void pack_unit_panels(const float* w, int H, int rows, int ub0, int ub1, float* packed);
+
 // Float buffer from MLX's allocator (pooled), uninitialised, freed on scope exit.
 class Scratch {
  public:
