@@ -20,7 +20,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from . import recurrence
-from .layers import Dropout
+from .layers import Dropout, projection
 from .lstm import init_recurrent_parameters
 
 
@@ -62,7 +62,8 @@ class GRU(nn.Module):
             if self.weight_drop > 0:
                 w_hh = self.weight_dropout(w_hh)  # identity in eval mode
             b_hh = getattr(self, f"bias_hh_l{layer}")
-            xw = mx.addmm(getattr(self, f"bias_ih_l{layer}"), x.reshape(-1, x.shape[-1]), w_ih.T)
+            # projection: the weight gradient comes out row-contiguous (mlx_rnn/layers.py)
+            xw = projection(x.reshape(-1, x.shape[-1]), w_ih) + getattr(self, f"bias_ih_l{layer}")
             xw = xw.reshape(B, -1, 3 * H)
             h = mx.zeros((B, H), dtype=x.dtype) if state is None else state[0][layer]
             if recurrence.path_for(xw.dtype) == "native":

@@ -22,7 +22,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from . import recurrence
-from .layers import Dropout
+from .layers import Dropout, projection
 from .lstm_op import lstm_recurrence, lstm_recurrence_reference
 from .recurrence import IMPL_ENV  # noqa: F401  (MLX_RNN_LSTM_IMPL: native | op | reference | auto)
 
@@ -125,7 +125,7 @@ class LSTM(nn.Module):
         path = recurrence.path_for(x.dtype)
         x2d = x.reshape(-1, x.shape[-1])
         if path == "native":
-            xw = (x2d @ w_ih.T).reshape(B, T, 4 * H)
+            xw = projection(x2d, w_ih).reshape(B, T, 4 * H)
             return recurrence.lstm_native(xw, h, c, w_hh, exact=exact, save=self.training, bias=bias)
         xw = mx.addmm(bias, x2d, w_ih.T).reshape(B, T, 4 * H)
         impl = _op_impl(path)

@@ -10,7 +10,7 @@ mx = pytest.importorskip("mlx.core")
 nn = pytest.importorskip("mlx.nn")
 
 from mlx_rnn import native  # noqa: E402
-from mlx_rnn.layers import ENV_VAR, Dropout, native_masks, one_hot_embedding  # noqa: E402
+from mlx_rnn.layers import ENV_VAR, Dropout, native_masks, one_hot_embedding, projection  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not native.available(), reason=f"native extension: {native.unavailable_reason()}")
 
@@ -105,3 +105,17 @@ def test_embedding_equals_mlx_gather_forward_and_backward(rows):
     g = mx.grad(lambda w: (w[ids] * up).sum())(emb.weight)
     mine = nn.value_and_grad(emb, lambda i: (emb(i) * up).sum())(ids)[1]["weight"]
     np.testing.assert_allclose(np.array(mine), np.array(g), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_projection_equals_matmul_forward_and_backward(compiled):
+    """projection(x, w) = x @ w.T; its VJP (dy @ w, dy.T @ x) gives MLX's gradients."""
+    rng = np.random.default_rng(4)
+    x, w, dy = (mx.array(rng.standard_normal(s).astype(np.float32)) for s in ((7, 5), (12, 5), (7, 12)))
+    assert np.allclose(np.array(projection(x, w)), np.array(x @ w.T), atol=1e-6)
+    grad = mx.grad(lambda x, w: (projection(x, w) * dy).sum(), argnums=(0, 1))
+    want = mx.grad(lambda x, w: ((x @ w.T) * dy).sum(), argnums=(0, 1))(x, w)
+    got = (mx.compile(grad) if compiled else grad)(x, w)
+    for g, r in zip(got, want):
+        assert g.shape == r.shape
+        assert np.allclose(np.array(g), np.array(r), atol=1e-5)

@@ -28,7 +28,7 @@ void Barrier::wait() {
   }
   int spins = 0;
   while (generation_.load(std::memory_order_acquire) == gen) {
-    if (++spins < 4000) {
+    if (++spins < 1000) {
       MLX_RNN_PAUSE();
     } else {
       std::this_thread::yield();  // more threads than free cores: let the others run
@@ -74,7 +74,7 @@ class Pool {
     wake_.notify_all();
     fn(0, size, barrier);
     for (int spins = 0; remaining_.load(std::memory_order_acquire) > 0; ++spins) {
-      if (spins < 4000) {
+      if (spins < 1000) {
         MLX_RNN_PAUSE();
       } else {
         std::this_thread::yield();
