@@ -157,7 +157,8 @@ def main(argv=None) -> int:
             task = task or _task_of(metrics, records)
             dest = out.with_name(f"{out.stem}-{task}{out.suffix}") if len(runs) > 1 else out
             plot_history(records, dest, task, args.title or f"{task}: {metrics.parent}")
-            print(f"wrote {dest} ({len(records)} epochs of {metrics})")
+            n = len(records)
+            print(f"wrote {dest} ({n} epoch{'' if n == 1 else 's'} of {metrics})")
     except (DataError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
