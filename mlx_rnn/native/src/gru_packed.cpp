@@ -67,11 +67,8 @@ void gru_forward_packed(const GruForwardArgs& a, int threads) {
       team.step(t, ub0, ub1);
       barrier.wait();  // h_t complete before any thread reads it
     }
-    const int j0 = ub0 * kPanel, j1 = std::min(H, ub1 * kPanel);
-    for (int b = 0; b < B && j1 > j0; ++b) {
-      std::memcpy(a.h_T + int64_t(b) * H + j0, a.hs + (int64_t(b) * T + T - 1) * H + j0,
-                  sizeof(float) * (j1 - j0));
-    }
+    const int j0 = ub0 * kPanel, nj = std::max(0, std::min(H, ub1 * kPanel) - j0);
+    copy_units(a.h_T, H, a.hs + int64_t(T - 1) * H, int64_t(T) * H, B, j0, nj);
   });
 }
 
@@ -85,9 +82,7 @@ void gru_backward_packed(const GruBackwardIn& in, float* dxw, float* dhw, float*
     team_share(nub, q, n, ub0, ub1);
     pack_unit_panels(in.w, H, G, ub0, ub1, packed.data());
     const int j0 = ub0 * kPanel, j1 = std::min(H, ub1 * kPanel), nj = std::max(0, j1 - j0);
-    for (int b = 0; b < B; ++b) {
-      std::memcpy(dh.data() + int64_t(b) * hp + j0, in.dh_T + int64_t(b) * H + j0, sizeof(float) * nj);
-    }
+    copy_units(dh.data(), hp, in.dh_T, H, B, j0, nj);
     for (int t = T - 1; t >= 0; --t) {
       for (int b = 0; b < B; ++b) {
         const int64_t bt = int64_t(b) * T + t;
@@ -106,9 +101,7 @@ void gru_backward_packed(const GruBackwardIn& in, float* dxw, float* dhw, float*
       panel_gemm(B, G, dhw + int64_t(t) * G, T * G, packed.data(), ub0, ub1, dh.data(), hp,
                  dh.data() + ub0 * kPanel, hp);
     }
-    for (int b = 0; b < B; ++b) {
-      std::memcpy(dh0 + int64_t(b) * H + j0, dh.data() + int64_t(b) * hp + j0, sizeof(float) * nj);
-    }
+    copy_units(dh0, H, dh.data(), hp, B, j0, nj);
   });
 }
 

@@ -122,13 +122,9 @@ void lstm_forward_packed(const ForwardArgs& a, int threads) {
       team.step(t, ub0, ub1);
       barrier.wait();  // h_t complete before any thread reads it
     }
-    const int j0 = ub0 * kPanel, j1 = std::min(H, ub1 * kPanel);
-    const float* c_last = team.cell_state(T - 1);
-    for (int b = 0; b < B && j1 > j0; ++b) {
-      std::memcpy(a.c_T + int64_t(b) * H + j0, c_last + int64_t(b) * H + j0, sizeof(float) * (j1 - j0));
-      std::memcpy(a.h_T + int64_t(b) * H + j0, a.hs + (int64_t(b) * T + T - 1) * H + j0,
-                  sizeof(float) * (j1 - j0));
-    }
+    const int j0 = ub0 * kPanel, nj = std::max(0, std::min(H, ub1 * kPanel) - j0);
+    copy_units(a.c_T, H, team.cell_state(T - 1), H, B, j0, nj);
+    copy_units(a.h_T, H, a.hs + int64_t(T - 1) * H, int64_t(T) * H, B, j0, nj);
   });
 }
 
@@ -142,10 +138,8 @@ void lstm_backward_packed(const BackwardIn& in, const BackwardOut& out, const Di
     team_share(nub, q, n, ub0, ub1);
     pack_unit_panels(in.w, H, G, ub0, ub1, packed.data());
     const int j0 = ub0 * kPanel, j1 = std::min(H, ub1 * kPanel), nj = std::max(0, j1 - j0);
-    for (int b = 0; b < B; ++b) {
-      std::memcpy(dh.data() + int64_t(b) * hp + j0, in.dh_T + int64_t(b) * H + j0, sizeof(float) * nj);
-      std::memcpy(out.dc0 + int64_t(b) * H + j0, in.dc_T + int64_t(b) * H + j0, sizeof(float) * nj);
-    }
+    copy_units(dh.data(), hp, in.dh_T, H, B, j0, nj);
+    copy_units(out.dc0, H, in.dc_T, H, B, j0, nj);
     for (int t = T - 1; t >= 0; --t) {
       for (int b = 0; b < B; ++b) {
         for (int j = j0; j < j1; j += kPanel) {
@@ -162,9 +156,7 @@ void lstm_backward_packed(const BackwardIn& in, const BackwardOut& out, const Di
       barrier.wait();  // dz_t complete before any thread multiplies by it
       panel_gemm(B, G, out.dxw + int64_t(t) * G, T * G, packed.data(), ub0, ub1, dh.data(), hp, nullptr, 0);
     }
-    for (int b = 0; b < B; ++b) {
-      std::memcpy(out.dh0 + int64_t(b) * H + j0, dh.data() + int64_t(b) * hp + j0, sizeof(float) * nj);
-    }
+    copy_units(out.dh0, H, dh.data(), hp, B, j0, nj);
   });
 }
 

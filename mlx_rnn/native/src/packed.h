@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 
 #include "mlx/allocator.h"
 
@@ -54,6 +55,13 @@ void pack_gate_panels(const float* w, int H, int gates, int ub0, int ub1, float*
 
 // Panels of W (rows, H) for the product dz W: panel ub holds, for k < rows, W[k, 32 ub + c].
 void pack_unit_panels(const float* w, int H, int rows, int ub0, int ub1, float* packed);
+
+// Columns [j0, j0 + n) of `rows` rows: dst[r ldd + j] = src[r lds + j] (a team thread's units).
+inline void copy_units(float* dst, int64_t ldd, const float* src, int64_t lds, int rows, int j0, int n) {
+  for (int r = 0; r < rows && n > 0; ++r) {
+    std::memcpy(dst + r * ldd + j0, src + r * lds + j0, sizeof(float) * n);
+  }
+}
 
 // Float buffer from MLX's allocator (pooled), uninitialised, freed on scope exit.
 class Scratch {
