@@ -153,3 +153,20 @@ def test_native_threads_follow_the_environment(monkeypatch):
     monkeypatch.setenv(native.THREADS_ENV, "zero")
     with pytest.raises(ValueError, match=native.THREADS_ENV):
         native._default_threads()
+
+
+def test_native_threads_default_to_the_blas_limit_then_the_cpus(monkeypatch):
+    monkeypatch.delenv(native.THREADS_ENV, raising=False)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
+    assert native._default_threads() == 1
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert 1 <= native._default_threads() <= native.MAX_DEFAULT_THREADS
+
+
+def test_packed_setting_is_checked(monkeypatch):
+    monkeypatch.setenv(native.PACKED_ENV, "0")
+    assert native._packed_requested() is False
+    monkeypatch.setenv(native.PACKED_ENV, "yes")
+    with pytest.raises(ValueError, match=native.PACKED_ENV):
+        native._packed_requested()

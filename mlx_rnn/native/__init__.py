@@ -86,7 +86,7 @@ def _packed_requested() -> bool:
     """
     raw = os.environ.get(PACKED_ENV, "1").strip() or "1"
     if raw not in ("0", "1"):
-        raise ValueError(f"{PACKED_ENV}={raw!r}: expected 1 (packed LSTM kernels, default) or 0")
+        raise ValueError(f"{PACKED_ENV}={raw!r}: expected 1 (the packed recurrent kernels, default) or 0")
     return raw == "1"
 
 
