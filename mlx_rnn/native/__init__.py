@@ -116,14 +116,15 @@ def can_run(dtype) -> bool:
 
 
 def describe_kernels() -> str:
-    """How the native recurrences run here, e.g. "packed weights, 2 threads" or "one BLAS call per
-    step (the packed kernels need x86-64 with AVX2 and FMA)"; "" when unavailable."""
+    """How the native recurrences run here, e.g. "packed weights, up to 2 threads" (a team also
+    keeps to one thread per 32 hidden units and per 2^20 flops of a step) or "one BLAS call
+    per step (the packed kernels need x86-64 with AVX2 and FMA)"; "" when unavailable."""
     mod = _load()[0]
     if mod is None:
         return ""
     n = mod.get_num_threads()
     if mod.packed_gemm_enabled():
-        return f"packed weights, {n} thread{'s' if n != 1 else ''}"
+        return f"packed weights, up to {n} thread{'s' if n != 1 else ''}"
     if not mod.packed_gemm_available():
         return "one BLAS call per step (the packed kernels need x86-64 with AVX2 and FMA)"
     return f"one BLAS call per step ({PACKED_ENV}=0)"
