@@ -139,3 +139,36 @@ def test_import_is_safe_and_idempotent():
     assert a == b
     assert set(a) >= {"preloaded", "library", "reason"}
     assert isinstance(blas.describe(), str)
+
+
+THREAD_TIMEOUT_CHILD = textwrap.dedent(
+    """
+    import importlib, json, os
+    preload = importlib.import_module("mlx_rnn._blas.preload")  # the module (the package re-exports a function of that name)
+    seen = {}
+    real = preload._try_load
+    def spy(name):
+        seen.setdefault("during_load", os.environ.get("OPENBLAS_THREAD_TIMEOUT"))
+        return real(name)
+    preload._try_load = spy
+    preload._load_with_timeout("libopenblas.so.0")
+    seen["after_load"] = os.environ.get("OPENBLAS_THREAD_TIMEOUT")
+    print(json.dumps(seen))
+    """
+)
+
+
+@pytest.mark.parametrize("user_value", [None, "12"])
+def test_openblas_thread_timeout_is_set_only_while_loading(user_value):
+    """OpenBLAS reads OPENBLAS_THREAD_TIMEOUT when it loads: the preload sets 4 then (its idle
+    threads sleep at once, docs/native.md) unless the user chose a value, and removes its own
+    value afterwards, so child processes see the user's environment."""
+    _require_openblas()
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    if user_value is not None:
+        env["OPENBLAS_THREAD_TIMEOUT"] = user_value
+    out = subprocess.run([sys.executable, "-c", THREAD_TIMEOUT_CHILD], capture_output=True, text=True,
+                         env=env, timeout=120, check=True).stdout
+    seen = json.loads(out.strip().splitlines()[-1])
+    assert seen["during_load"] == (user_value or "4")
+    assert seen["after_load"] == user_value
