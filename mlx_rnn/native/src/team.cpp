@@ -19,6 +19,23 @@
 
 namespace mlx_rnn {
 
+namespace {
+
+// Wait until done(): spin (pause) a while, then yield, in case there are more threads than
+// free cores and the one we wait for needs ours.
+template <typename Done>
+void spin_until(const Done& done) {
+  for (int spins = 0; !done(); ++spins) {
+    if (spins < 1000) {
+      MLX_RNN_PAUSE();
+    } else {
+      std::this_thread::yield();
+    }
+  }
+}
+
+}  // namespace
+
 void Barrier::wait() {
   const int gen = generation_.load(std::memory_order_acquire);
   if (count_.fetch_add(1, std::memory_order_acq_rel) + 1 == n_) {
@@ -26,14 +43,7 @@ void Barrier::wait() {
     generation_.fetch_add(1, std::memory_order_acq_rel);
     return;
   }
-  int spins = 0;
-  while (generation_.load(std::memory_order_acquire) == gen) {
-    if (++spins < 1000) {
-      MLX_RNN_PAUSE();
-    } else {
-      std::this_thread::yield();  // more threads than free cores: let the others run
-    }
-  }
+  spin_until([&] { return generation_.load(std::memory_order_acquire) != gen; });
 }
 
 namespace {
@@ -73,13 +83,7 @@ class Pool {
     }
     wake_.notify_all();
     fn(0, size, barrier);
-    for (int spins = 0; remaining_.load(std::memory_order_acquire) > 0; ++spins) {
-      if (spins < 1000) {
-        MLX_RNN_PAUSE();
-      } else {
-        std::this_thread::yield();
-      }
-    }
+    spin_until([&] { return remaining_.load(std::memory_order_acquire) == 0; });
   }
 
   std::mutex busy;  // one team at a time
