@@ -115,19 +115,19 @@ class LSTM(nn.Module):
         """One layer over x (B, T, in): the input projection xw = x W_ih^T + bias for all
         steps in one matmul, then the recurrence by the path :mod:`mlx_rnn.recurrence` picks.
 
-        Native: one primitive for any T, which adds the bias itself (an addmm would first copy
-        the broadcast bias into its output, on one thread). The Python-level op is unrolled over
+        The weight gradient comes out row-contiguous (``layers.projection``). Native: one
+        primitive for any T, which adds the bias itself (an addmm would first copy the
+        broadcast bias into its output, on one thread). The Python-level op is unrolled over
         time, so one very long sequence (scoring a whole text) would build a huge graph; it
         runs in chunks of ``CHUNK`` steps carrying (h, c). Equal results.
         """
         B, T, H = x.shape[0], x.shape[1], self.hidden_size
         exact = not self.training  # approximate activations speed up training only
         path = recurrence.path_for(x.dtype)
-        x2d = x.reshape(-1, x.shape[-1])
+        xw = projection(x.reshape(-1, x.shape[-1]), w_ih).reshape(B, T, 4 * H)
         if path == "native":
-            xw = projection(x2d, w_ih).reshape(B, T, 4 * H)
             return recurrence.lstm_native(xw, h, c, w_hh, exact=exact, save=self.training, bias=bias)
-        xw = mx.addmm(bias, x2d, w_ih.T).reshape(B, T, 4 * H)
+        xw = xw + bias
         impl = _op_impl(path)
         if T <= self.CHUNK:
             return impl(xw, h, c, w_hh, exact=exact)

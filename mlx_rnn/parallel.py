@@ -109,7 +109,7 @@ def _share_cores(rank: int, hostfile: str | None) -> None:
         share = max(1, (os.cpu_count() or 1) // local)
         _blas.set_num_threads(share)
         if native.available() and not os.environ.get(native.THREADS_ENV):
-            native.ext().set_num_threads(share)  # the native LSTM's thread team likewise
+            native.ext().set_num_threads(share)  # the native kernels' threads likewise
 
 
 def setup_model(model, config: dict, dist: DistInfo) -> None:

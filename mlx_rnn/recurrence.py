@@ -78,7 +78,8 @@ def lstm_native(xw: mx.array, h0: mx.array, c0: mx.array, w_hh: mx.array, exact:
     ``exact``: std::tanh/exp instead of the rational approximation (evaluation). ``save``:
     keep the gate activations for the backward pass (training); without, a gradient re-runs
     the forward first. ``bias`` (4H,), optional: added to ``xw`` inside the primitive (the
-    caller then needs no broadcast add of its own; gradient: dxw summed over B and T). Raises ValueError for bad shapes, dtypes or a non-CPU device.
+    caller then needs no broadcast add of its own; gradient: dxw summed over B and T).
+    Raises ValueError for bad shapes, dtypes or a non-CPU device.
     """
     approx = _use_approx(xw.dtype) and not exact
     hs, h_T, c_T, _, _ = native.ext().lstm_forward(xw, w_hh, h0, c0, approx, save, bias=bias)
