@@ -92,8 +92,12 @@ def test_chunked_scoring_equals_one_pass_and_bounds_each_pass(fw, cell):
     finally:
         type(lm.model).__call__ = model_call
     assert max(lengths) <= 97 and len(lengths) >= 3 * 8
-    assert got == pytest.approx(want, rel=1e-9) and single == got
-    assert got_raw == pytest.approx(want_raw, rel=1e-9)
+    # MLX runs the same kernels on a chunk as on the whole text; PyTorch's CPU RNNs (oneDNN) may pick
+    # another kernel for another sequence length, which moves each float32 log probability in its last
+    # bits (seen: GRU, 700 characters, 1.1e-9 relative on an AMD EPYC): float32 rounding, not a bug.
+    rel = 1e-9 if fw == "mlx" else 1e-7
+    assert got == pytest.approx(want, rel=rel) and single == got
+    assert got_raw == pytest.approx(want_raw, rel=rel)
     assert logits.shape == (len(context) + len(text) - 1, 27)
     b = lm_bundle(lm, TEXT8, text, context)
     assert b["log_prob"] == got and b["uncalibrated_perplexity"] == pytest.approx(np.exp(-want_raw / len(text)))
