@@ -14,11 +14,10 @@ from mlx_rnn.core import checkpoint as ckpt
 from mlx_rnn.core import corpus as corpus_mod
 from mlx_rnn.core import distributed
 from mlx_rnn.core import own_text
-from mlx_rnn.core.config import resolve_config
+from mlx_rnn.core.config import RUNS_DIR, resolve_config
 from mlx_rnn.core.data import corpus_alphabet, CLASSIFY_FILES, LM_FILES, MissingData, data_dir_complete, data_dir_given_by, resolve_data_dir
 from mlx_rnn.core.memory import check_fits
 from mlx_rnn.core.outputs import check_dir_output, check_plot_output
-from mlx_rnn.core.config import RUNS_DIR
 from mlx_rnn.core.savedir import (DirLocked, check_save_dirs, claim_run_dir, held_elsewhere, prepare_save_dir,
                                   run_dir_name)
 from mlx_rnn.core.taskdata import check_trainable, load_task_data, task_files
@@ -78,7 +77,7 @@ def _nothing_to_resume(root: Path) -> Exception:
     for d in (root, root / "classify", root / "lm"):
         if d.is_dir() and held_elsewhere(d):
             return DirLocked(f"--resume {root}: {d} is in use by another run, which has not saved a checkpoint "
-                             "yet (it holds the directory's lock); wait for it to finish, or stop it and resume")
+                             "yet (it holds the directory's lock); wait for it to finish")
     return ckpt.CheckpointError(f"{root}: nothing to resume: no checkpoint was committed there (no config.json, "
                                 "here or in classify/ or lm/): its first save never finished, or it is not a "
                                 f"checkpoint directory; start the run again with --save {root}")
@@ -97,7 +96,7 @@ def plan_run(framework: str, args) -> list[TaskPlan]:
     tasks = _tasks_from_args(args)
     multi = len(tasks) > 1
     _check_flags(args, tasks)
-    root = _default_root(args, tasks)
+    root = _run_root(args, tasks)
     plans = [_plan_task(args, task, multi, root) for task in tasks]
     check_save_dirs(plans, args, multi, distributed.current().is_main)
     _read_data(plans, args)
@@ -142,7 +141,7 @@ def _check_flags(args, tasks: list[str]) -> None:
         raise ckpt.CheckpointError(f"{args.resume}: checkpoint directory not found (nothing to resume)")
 
 
-def _default_root(args, tasks: list[str]) -> Path | None:
+def _run_root(args, tasks: list[str]) -> Path | None:
     """The directory the run's checkpoints go under: ``--save``, ``--resume``, else (unless
     ``--no-save``, or nothing is trained) a new ``runs/NAME-YYYYmmdd-HHMMSS`` (not created yet;
     its place is checked like a ``--save`` directory's). None: no checkpoint is written."""
@@ -161,7 +160,7 @@ def _default_root(args, tasks: list[str]) -> Path | None:
 
 def _plan_task(args, task: str, multi: bool, root: Path | None = None) -> TaskPlan:
     """One task's configuration (resumed or from the flags) and where it is saved (``root``: a
-    run's default checkpoint directory, see :func:`_default_root`)."""
+    run's default checkpoint directory, see :func:`_run_root`)."""
     plan = TaskPlan(task, {})
     if args.resume:
         _plan_resume(plan, args, multi)
