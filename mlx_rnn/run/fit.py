@@ -38,8 +38,8 @@ from mlx_rnn.core.taskdata import check_trainable, data_fingerprint
 from mlx_rnn.core.transfer import lm_init_weights
 from mlx_rnn.core.vocab import Indexer
 from .errors import Diverged, Interrupted, _log
-from .progress import Progress
 from .evaluation import calibrate_on_validation, dev_summary, final_bundle, validation_loss
+from .progress import Progress
 from .resume import ResumeState, _restore, _truncate_metrics
 
 
