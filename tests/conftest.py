@@ -53,3 +53,18 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def repository_left_clean():
+    """No test leaves checkpoints in the repository: a trainer run without --save writes under
+    ./runs (and one with --no-save, on Ctrl-C, under ./checkpoints), so tests pass --save DIR,
+    --no-save or a temporary working directory. Checked once, after the last test."""
+    def entries():
+        return {name: sorted(os.listdir(ROOT / name)) if (ROOT / name).is_dir() else None
+                for name in ("runs", "checkpoints")}
+
+    before = entries()
+    yield
+    after = entries()
+    assert after == before, f"the tests left checkpoint directories in {ROOT}: before {before}, after {after}"

@@ -156,6 +156,8 @@ def _drop_optimizer_tensor(d: Path):
 
 RESUME_CASES = dict(CKPT_CASES)
 RESUME_CASES.update({
+    # --resume names the cause: a directory without config.json never committed a checkpoint
+    "missing-config": (_remove("config.json"), r": nothing to resume: no checkpoint was committed there \(no config.json"),
     "wrong-task": (_edit_config(task="lm"), r": checkpoint is for task 'lm', not 'classify'"),
     "missing-setting": (lambda d: _edit_config()(d) or _config_drop(d, "lr"), r"/config.json: missing training settings lr"),
     "bad-setting": (_edit_config(dropout=1.5), r"/config.json: 'dropout' must be a number in \[0, 1\)"),

@@ -117,7 +117,7 @@ def test_classifier_says_why_it_has_no_heldout_figure(good_data, tmp_path):
     """An unreadable text8-dev.txt only drops the classifier's held-out figure, with a note naming it."""
     d = copy_data(good_data, tmp_path / "data")
     (d / LMDEV).write_bytes(b"\xff\xfe not text")
-    proc = run_script("train_mlx", "--task", "classify", "--data-dir", d, "--epochs", "1", *TINY)
+    proc = run_script("train_mlx", "--task", "classify", "--data-dir", d, "--epochs", "1", *TINY, "--no-save")
     assert proc.returncode == 0, proc.stderr
     assert re.search(rf"\[classify\] note: no held-out accuracy: {re.escape(str(d / LMDEV))}:1:1: not valid UTF-8",
                      proc.stderr), proc.stderr
@@ -175,7 +175,7 @@ def test_trainer_accepts_crlf_bom_no_final_newline_and_normalizes(script, good_d
     bad = run_script(script, "--data-dir", d, "--epochs", "1", *TINY)
     assert bad.returncode == 2 and f"{d / LM}:1:1: character 'T'" in error_line(bad)
     out = tmp_path / "result.json"
-    proc = run_script(script, "--data-dir", d, "--epochs", "1", *TINY, "--normalize", "--output-json", out)
+    proc = run_script(script, "--data-dir", d, "--epochs", "1", *TINY, "--normalize", "--output-json", out, "--no-save")
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
     assert result["classify"]["total"] == 40  # every dev line read, the last one without its newline
@@ -251,13 +251,14 @@ def test_download_builds_missing_data_then_trains(fake_prepare, tmp_path, capsys
     from mlx_rnn.run.cli import main
 
     d = tmp_path / "fresh"
-    rc = main("mlx", ["--task", "classify", "--data-dir", str(d), "--download", "--epochs", "1", *TINY])
+    rc = main("mlx", ["--task", "classify", "--data-dir", str(d), "--download", "--epochs", "1", *TINY, "--no-save"])
     err = capsys.readouterr().err
     assert rc == 0, err
     assert [c[0] for c in fake_prepare] == [d] and (d / TC).is_file()
     assert "--download" in err
     # the data is there now: no second preparation
-    assert main("mlx", ["--task", "classify", "--data-dir", str(d), "--download", "--epochs", "1", *TINY]) == 0
+    assert main("mlx", ["--task", "classify", "--data-dir", str(d), "--download", "--epochs", "1", *TINY,
+                        "--no-save"]) == 0
     assert len(fake_prepare) == 1
 
 

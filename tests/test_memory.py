@@ -54,6 +54,6 @@ def test_an_allocation_failure_during_training_exits_2_with_one_line(data, monke
         raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 99 bytes")
 
     monkeypatch.setattr(cli, "train_task", boom)
-    assert cli.main("mlx", ["--task", "classify", "--data-dir", str(data), *TINY]) == 2
+    assert cli.main("mlx", ["--task", "classify", "--data-dir", str(data), *TINY, "--no-save"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: out of memory: DefaultCPUAllocator")

@@ -63,7 +63,8 @@ def test_trainer_refuses_a_bad_output_path_before_training(tmp_path, data, flags
 @pytest.mark.parametrize("suffix, magic", [(".pdf", b"%PDF"), (".svg", b"<?xml"), (".png", b"\x89PNG")])
 def test_plot_writes_the_format_its_suffix_names(tmp_path, data, suffix, magic):
     out = tmp_path / "sub" / f"curves{suffix}"  # the parent is created
-    proc = run_script("train_torch", "--task", "classify", "--epochs", "1", "--data-dir", data, "--plot", out, *TINY)
+    proc = run_script("train_torch", "--task", "classify", "--epochs", "1", "--data-dir", data, "--plot", out, *TINY,
+                      "--no-save")
     assert proc.returncode == 0, proc.stderr
     assert out.read_bytes().startswith(magic) and not list(out.parent.glob(".*"))
 

@@ -159,6 +159,10 @@ def test_trainer_script_with_train_text_needs_no_data(tmp_path):
     proc = run_script("train_mlx", "--train-text", path.name, "--epochs", "1", *TINY, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "[lm] epoch   1/1" in proc.stdout and json.loads(proc.stdout[proc.stdout.index("{"):])["lm"]["sane"]
+    # no --save: the checkpoint is kept in runs/<the text's stem>-<date>-<time>, and the run says so
+    [ck] = (tmp_path / "runs").iterdir()
+    assert ck.name.startswith("poem-") and (ck / "config.json").is_file()
+    assert f"[lm] checkpoint saved in runs/{ck.name}" in proc.stderr
     bad = run_script("train_torch", "--train-text", "nowhere.txt", *TINY, cwd=tmp_path)
     assert bad.returncode == 2 and error_line(bad) == f"error: {tmp_path.resolve() / 'nowhere.txt'}: file not found"
 

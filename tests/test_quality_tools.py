@@ -61,7 +61,7 @@ def test_transfer_modes_and_plot(tmp_path, script):
 
     out = tmp_path / "init.json"
     proc = run_script(script, "--task", "classify", "--data-dir", data, "--init-from-lm", lm,
-                      "--output-json", out, *RUN)
+                      "--output-json", out, *RUN, "--no-save")
     assert proc.returncode == 0, proc.stderr
     bundle = json.loads(out.read_text())["classify"]
     assert bundle["config"]["init_from_lm"] and bundle["config"]["hidden_size"] == 16
@@ -70,8 +70,9 @@ def test_transfer_modes_and_plot(tmp_path, script):
 
     out = tmp_path / "zs.json"
     proc = run_script(script, "--task", "classify", "--data-dir", data, "--zero-shot-lm", lm,
-                      "--output-json", out, "--quiet")
+                      "--output-json", out, "--quiet", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / "runs").exists()  # nothing trained: no checkpoint directory by default
     bundle = json.loads(out.read_text())["classify"]
     assert bundle["epochs"] == 0 and bundle["total"] == 40 and bundle["heldout"]["total"] > 0
     assert "zero-shot" in proc.stdout

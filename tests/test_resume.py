@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -125,10 +126,57 @@ def test_resume_is_exact(framework, task, data, tmp_path):
     _train(fw, dict(cfg), d, tmp_path / "between", tmp_path / "between", lambda: False)
     assert max_diff(tmp_path / "ref", tmp_path / "between") <= TOL
 
-    # metrics.jsonl: one line per epoch, whatever the interruptions
+    # metrics.jsonl: one line per epoch, whatever the interruptions, and each epoch's train loss
+    # over all its steps: the interrupted epoch's first steps are counted in (saved with the state)
+    ref = [json.loads(x) for x in (tmp_path / "ref" / "metrics.jsonl").read_text().splitlines()]
     for run in ("ref", "mid", "between"):
         lines = [json.loads(x) for x in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
         assert [x["epoch"] for x in lines] == [1, 2], run
+        assert [x["steps"] for x in lines] == [spe, spe], run
+        for a, b in zip(lines, ref):
+            assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6, abs=0), (run, a["epoch"])
+
+
+def _drop_state_keys(ck: Path, *keys) -> None:
+    """Rewrite ``ck/resume`` as a trainer that predates ``keys`` would have written it."""
+    rdir = ck / "resume"
+    state = json.loads((rdir / "trainer_state.json").read_text())
+    for key in ("files", *keys):
+        state.pop(key)
+    ckpt.save_resume(ck, ckpt.load_tensors(rdir / "model.safetensors"),
+                     ckpt.load_tensors(rdir / "optimizer.safetensors"), state)
+
+
+@pytest.mark.parametrize("framework", ["mlx", "torch"])
+def test_resumed_epoch_from_an_older_state_says_its_train_loss_is_partial(framework, data, tmp_path):
+    """A state written before the partial epoch's loss was kept still resumes exactly; that
+    epoch's train loss covers only the steps after the resume, which the log and the metrics'
+    step count say; the state holds the sum and count, and a bad value of either is refused."""
+    _, fw, cfg, d = _setup(framework, "lm", data, epochs=1)
+    spe = taskdata.steps_per_epoch(cfg, d["train"])
+    with pytest.raises(errors.Interrupted):
+        _train(fw, dict(cfg), d, tmp_path / "ck", None, StopAfter(3))
+    state = json.loads((tmp_path / "ck" / "resume" / "trainer_state.json").read_text())
+    assert state["epoch_loss_steps"] == state["step"] == 3 and state["epoch_loss_sum"] > 0
+    for key, bad in (("epoch_loss_sum", float("nan")), ("epoch_loss_steps", 4), ("epoch_loss_steps", -1)):
+        odd = tmp_path / f"odd-{key}-{bad}"
+        shutil.copytree(tmp_path / "ck", odd)
+        _drop_state_keys(odd)
+        st = json.loads((odd / "resume" / "trainer_state.json").read_text())
+        st[key] = bad
+        (odd / "resume" / "trainer_state.json").write_text(json.dumps(st))
+        with pytest.raises(ckpt.CheckpointError, match=key):
+            ckpt.load_resume(odd)
+    _drop_state_keys(tmp_path / "ck", "epoch_loss_sum", "epoch_loss_steps")
+    logged = []
+    resume = load_resume_state(tmp_path / "ck", "lm", cfg, d["train"], fw.FRAMEWORK)
+    fit.train_task(fw, dict(cfg), d, fit.Outputs(tmp_path / "ck", quiet=True, log=logged.append), lambda: False,
+                   resume=resume)
+    assert any("covers the rest" in line for line in logged), logged
+    [line] = [json.loads(x) for x in (tmp_path / "ck" / "metrics.jsonl").read_text().splitlines()]
+    assert line["steps"] == spe - 3
+    _train(fw, dict(cfg), d, tmp_path / "ref", None, lambda: False)
+    assert max_diff(tmp_path / "ref", tmp_path / "ck") <= TOL
 
 
 @pytest.mark.parametrize("framework", ["mlx", "torch"])
@@ -219,13 +267,13 @@ def test_ctrl_c_saves_state_exits_130_and_resume_matches(script, data, tmp_path)
         assert [json.loads(x)["epoch"] for x in lines] == [1, 2]
 
 
-def test_ctrl_c_without_save_dir_then_resume_by_directory_alone(data, tmp_path):
-    """No --save: Ctrl-C still writes a checkpoint (under ./checkpoints) and says where; --resume
+def test_ctrl_c_with_no_save_then_resume_by_directory_alone(data, tmp_path):
+    """--no-save: Ctrl-C still writes a checkpoint (under ./checkpoints) and says where; --resume
     with that directory alone (the task is read from it) finishes the run."""
     script = "train_mlx"
     rc, out, err = _interrupt_after_first_epoch(
-        [sys.executable, str(SCRIPTS[script]), "--task", "lm", "--data-dir", str(data), "--epochs", "3", *TINY],
-        tmp_path)
+        [sys.executable, str(SCRIPTS[script]), "--task", "lm", "--data-dir", str(data), "--epochs", "3", *TINY,
+         "--no-save"], tmp_path)
     assert rc == 130, out + err
     m = re.search(r"resume with --resume (\S+)$", err.strip())
     assert m, err
@@ -237,8 +285,8 @@ def test_ctrl_c_without_save_dir_then_resume_by_directory_alone(data, tmp_path):
     assert json.loads(res.stdout[res.stdout.index("{"):])["lm"]["epochs"] == 3
 
 
-def test_interrupted_second_task_without_save_names_the_task_to_resume(data, tmp_path, monkeypatch, capsys):
-    """--task both without --save, Ctrl-C in the LM: the finished classifier was not saved, so
+def test_interrupted_second_task_with_no_save_names_the_task_to_resume(data, tmp_path, monkeypatch, capsys):
+    """--task both --no-save, Ctrl-C in the LM: the finished classifier was not saved, so
     the message says to resume the LM alone (--task lm --resume ROOT), and that works."""
     real = fit.train_task
 
@@ -248,7 +296,7 @@ def test_interrupted_second_task_without_save_names_the_task_to_resume(data, tmp
     monkeypatch.setattr(cli, "train_task", train_task)
     monkeypatch.chdir(tmp_path)
     flags = ["--data-dir", str(data), "--epochs", "1", *TINY]
-    assert cli.main("mlx", flags) == 130
+    assert cli.main("mlx", [*flags, "--no-save"]) == 130
     err = capsys.readouterr().err.strip().splitlines()[-1]
     m = re.search(r"\[lm\] interrupted at epoch 1, step 3; resume with --task lm --resume (\S+)$", err)
     assert m, err

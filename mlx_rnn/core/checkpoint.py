@@ -285,6 +285,12 @@ _STATE_KEYS = {
     "epoch_times_s": lambda v: isinstance(v, list) and all(is_finite_number(t) for t in v),
     "framework": lambda v: isinstance(v, str),
 }
+#: keys that older trainer_state.json files lack: the train loss sum and step count of the
+#: interrupted epoch so far (without them a resumed epoch's train loss covers only its rest)
+_STATE_KEYS_OPTIONAL = {
+    "epoch_loss_sum": is_finite_number,
+    "epoch_loss_steps": lambda v: is_integer(v) and v >= 0,
+}
 
 
 def load_resume(path) -> tuple[dict, dict, dict]:
@@ -306,6 +312,14 @@ def load_resume(path) -> tuple[dict, dict, dict]:
             raise CheckpointError(f"{state_path}: missing key {key!r}")
         if not ok(state[key]):
             raise CheckpointError(f"{state_path}: bad value for {key!r}: {state[key]!r:.60}")
+    for key, ok in _STATE_KEYS_OPTIONAL.items():
+        if key in state and not ok(state[key]):
+            raise CheckpointError(f"{state_path}: bad value for {key!r}: {state[key]!r:.60}")
+    if ("epoch_loss_sum" in state) != ("epoch_loss_steps" in state):
+        raise CheckpointError(f"{state_path}: has one of 'epoch_loss_sum' and 'epoch_loss_steps' without the other")
+    if state.get("epoch_loss_steps", 0) > state["step"]:
+        raise CheckpointError(f"{state_path}: 'epoch_loss_steps' {state['epoch_loss_steps']} exceeds "
+                              f"'step' {state['step']}")
     if state["best_val_loss"] is None:
         state["best_val_loss"] = math.inf
     files = state.get("files") or {}

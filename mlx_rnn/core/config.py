@@ -24,6 +24,10 @@ TASK_DEFAULTS = {
 }
 COMMON_DEFAULTS = dict(seed=0, val_fraction=0.05, patience=0, save_every=1, cell="lstm", vocab_kind="text8")
 DEVICES = {"mlx": ("auto", "gpu", "cpu"), "torch": ("auto", "mps", "cuda", "cpu")}
+#: Where a run without --save writes its checkpoints (relative to the current directory).
+RUNS_DIR = "runs"
+#: The default of --log-every: a progress line at most every 30 seconds (off a terminal).
+LOG_EVERY_DEFAULT = ("s", 30.0)
 #: Settings a resumed run may change; every other flag must match the checkpoint's config.
 RESUME_OVERRIDABLE = ("epochs", "patience", "save_every", "calibrate")
 
@@ -39,6 +43,26 @@ def prog_name(script: str) -> str:
     else ``script`` (``train_mlx.py`` for ``python scripts/train_mlx.py`` and for in-process calls)."""
     base = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
     return base if base.startswith("mlx-rnn") else script
+
+
+def log_interval(text: str) -> tuple[str, float]:
+    """``--log-every``: ``"200"`` -> ``("steps", 200)``, ``"30s"`` -> ``("s", 30.0)``, ``"0"`` -> off
+    (``("steps", 0)``).
+
+    Raises:
+        argparse.ArgumentTypeError: anything else (a negative, non-finite or malformed value).
+    """
+    t = text.strip().lower()
+    try:
+        if t.endswith("s"):
+            val = float(t[:-1])
+            if math.isfinite(val) and val >= 0:
+                return ("s", val) if val > 0 else ("steps", 0)
+        elif int(t) >= 0:
+            return ("steps", int(t))
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"expected a number of steps (e.g. 200), seconds (e.g. 30s) or 0, got {text!r}")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -61,8 +85,10 @@ def build_parser(framework: str) -> argparse.ArgumentParser:
         epilog=("Per-task defaults (a flag given on the command line applies to every task run): "
                 + "; ".join(f"{t}: " + ", ".join(f"{k}={v}" for k, v in d.items())
                             for t, d in TASK_DEFAULTS.items())
-                + ". Exit codes: 0 ok, 2 bad input or usage, 3 training diverged, 130 interrupted "
-                "(resumable state saved)."),
+                + f". Checkpoints go to --save DIR, else to a new {RUNS_DIR}/NAME-DATE-TIME directory (--no-save: "
+                "none); the run's last lines name it and the commands to use it. "
+                "Exit codes: 0 ok, 2 bad input or usage, 3 training diverged, 130 interrupted by Ctrl-C (SIGINT) "
+                "or SIGTERM (resumable state saved; --resume DIR continues)."),
     )
     _add_data_flags(p)
     _add_model_flags(p)
@@ -140,8 +166,14 @@ def _add_run_flags(p: argparse.ArgumentParser, framework: str) -> None:
     p.add_argument("--device", choices=DEVICES[framework], default="auto",
                    help="compute device (default auto: " + ("GPU if MLX has one, else CPU)" if framework == "mlx"
                                                             else "MPS, then CUDA, then CPU)"))
-    p.add_argument("--save", metavar="DIR",
-                   help="write the checkpoint here (both tasks: DIR/classify and DIR/lm)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--save", metavar="DIR",
+                       help="write the checkpoint here (both tasks: DIR/classify and DIR/lm); default: a new "
+                            f"directory {RUNS_DIR}/NAME-YYYYmmdd-HHMMSS under the current directory (NAME: the task, "
+                            "'both', or the stem of --train-text); a resumed run writes into the directory it resumes")
+    where.add_argument("--no-save", action="store_true",
+                       help="write no checkpoint (Ctrl-C or SIGTERM still saves resumable state, under "
+                            "checkpoints/interrupted-DATE)")
     p.add_argument("--save-every", type=int, help="write resumable state every N epochs (default 1)")
     p.add_argument("--resume", metavar="DIR",
                    help="continue an interrupted run from its checkpoint directory (weights, optimizer, RNG, "
@@ -156,7 +188,11 @@ def _add_run_flags(p: argparse.ArgumentParser, framework: str) -> None:
                    help="classify: train nothing; predict a vowel when this LM gives a, e, i, o, u total "
                         "probability >= 0.5")
     p.add_argument("--output-json", metavar="PATH", help="also write the result JSON here")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or progress lines")
+    p.add_argument("--log-every", type=log_interval, metavar="N|Ts", default=None,
+                   help="when stderr is not a terminal (a log file, a pipe): a progress line (steps, running mean "
+                        "train loss, characters per second, the epoch's ETA) every N steps (e.g. 200) or every T "
+                        "seconds (e.g. 30s; default 30s); 0 = none. On a terminal a progress bar shows instead")
 
 
 def _add_text_flags(p: argparse.ArgumentParser) -> None:

@@ -4,6 +4,10 @@
   directory itself, held for the whole run. The kernel drops it when the process ends, however
   it ends, so a crashed run leaves no stale lock; a second run into the same directory gets
   :class:`DirLocked` (one line, exit 2).
+- :func:`held_elsewhere`: whether another run holds a directory now (for messages).
+- :func:`claim_run_dir`: the fresh directory of a run without ``--save``
+  (``runs/NAME-DATE-TIME``, :func:`run_dir_name`); :func:`remove_if_empty` drops it again
+  when the run saved nothing.
 - :func:`recover`: run under the lock before the directory is read. It finishes or drops a
   half-written resumable state (``resume/.staged``, see :func:`mlx_rnn.core.checkpoint.save_resume`),
   removes every temporary file (``.NAME.*.tmp``) a killed run left, and, in a directory
@@ -13,8 +17,10 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -49,6 +55,67 @@ def lock_dir(path, flag: str = "--save") -> None:
         raise DirLocked(f"{flag}: {path} is in use by another run (it holds the directory's lock); "
                         "wait for it to finish or save somewhere else") from None
     _held[key] = fd
+
+
+def held_elsewhere(path) -> bool:
+    """Whether another process holds the lock of directory ``path`` now (never this process's own
+    locks; False when ``path`` cannot be opened). Takes no lock."""
+    path = Path(path)
+    if str(path.resolve()) in _held:
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # (drops the lock it may have taken)
+    return False
+
+
+def run_dir_name(tasks: list[str], train_text=None) -> str:
+    """The name of a run's default checkpoint directory, before its date: the stem of
+    ``train_text`` (letters, digits, ``.``, ``_`` and ``-`` kept, at most 40 characters), else the
+    task, or ``both`` for two."""
+    if train_text:
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(train_text).stem).strip(".-")[:40]
+        if stem:
+            return stem
+    return tasks[0] if len(tasks) == 1 else "both"
+
+
+def claim_run_dir(path) -> Path:
+    """Create the new directory ``path``, or ``path-2``, ``path-3`` ... when it exists (two runs
+    started in the same second); its parents are created. Returns the directory created.
+
+    Raises:
+        OSError: it cannot be created.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 1000):
+        d = path if n == 1 else path.with_name(f"{path.name}-{n}")
+        try:
+            d.mkdir()
+            return d
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "a thousand runs of this name exist", str(path))
+
+
+def remove_if_empty(path) -> bool:
+    """Remove directory ``path`` and its sub-directories when no file is in them (a default
+    checkpoint directory of a run that saved nothing); True when it was removed."""
+    path = Path(path)
+    if not path.is_dir() or any(p.is_file() or p.is_symlink() for p in path.rglob("*")):
+        return False
+    for d in sorted((p for p in path.rglob("*")), key=lambda p: len(p.parts), reverse=True):
+        d.rmdir()
+    path.rmdir()
+    return True
 
 
 def unlock_all() -> None:

@@ -17,23 +17,27 @@ import time
 from mlx_rnn.core import backend
 from mlx_rnn.core import checkpoint as ckpt
 from mlx_rnn.core import distributed
-from mlx_rnn.core.config import build_parser
+from mlx_rnn.core.config import LOG_EVERY_DEFAULT, build_parser
 from mlx_rnn.core.data import DataError
 from mlx_rnn.core.memory import allocation_message
-from mlx_rnn.core.savedir import unlock_all
+from mlx_rnn.core.savedir import remove_if_empty, unlock_all
 from .errors import CheckFailed, Diverged, EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_OK, Interrupted, _log, _one_line, print_result
 from .evaluation import _print_heldout, zero_shot_bundle
-from .fit import Outputs, StopFlag, train_task
+from .fit import Outputs, train_task
+from .next_steps import next_steps
 from .plan import TaskPlan, plan_run
 from .resume import _save_pending
+from .stop import StopFlag, terminate_as_interrupt
 
 
 def main(framework: str, argv=None) -> int:
     """Entry point of both trainers; returns the process exit code (docs/design.md)."""
     t0 = time.perf_counter()
     args = build_parser(framework).parse_args(argv)
+    old_term = terminate_as_interrupt()  # before training: SIGTERM ends the run like Ctrl-C (training: StopFlag)
+    plans: list[TaskPlan] = []
     try:
-        run_tasks(framework, args, t0)
+        run_tasks(framework, args, t0, plans)
         return EXIT_OK
     except CheckFailed as e:
         print(f"error: {e}", file=sys.stderr)
@@ -50,8 +54,8 @@ def main(framework: str, argv=None) -> int:
         if distributed.current().is_main:  # (rank 0 saved the state; the others wrote nothing)
             print(f"{e}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"interrupted{f' by {e}' if str(e) else ''}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except (MemoryError, RuntimeError) as e:  # an allocation that failed despite the estimate
         if allocation_message(e):
@@ -63,22 +67,27 @@ def main(framework: str, argv=None) -> int:
         return EXIT_CHECK_FAILED
     finally:
         unlock_all()  # the checkpoint directories' locks (the end of the process drops them too)
+        terminate_as_interrupt(old_term)
+        if plans and not (args.save or args.resume) and plans[0].root is not None and distributed.current().is_main:
+            remove_if_empty(plans[0].root)  # a default directory the run wrote nothing into (bad input, divergence)
 
 
-def run_tasks(framework: str, args, t0: float) -> dict:
+def run_tasks(framework: str, args, t0: float, plans: list | None = None) -> dict:
     """Plan, then train (or, with ``--zero-shot-lm``, score) every task; print and return the
-    result JSON. ``t0``: the process's start (``time.perf_counter()``), for the total time.
+    result JSON, then say where the checkpoints are and what to run next. ``t0``: the process's
+    start (``time.perf_counter()``), for the total time; ``plans``: filled with the run's plans.
 
     Raises:
         what :func:`main` turns into exit codes (bad input, CheckFailed, Diverged, Interrupted).
     """
     dist = distributed.init_from_args(framework, args)  # --distributed: rank and world size
-    plans = plan_run(framework, args)
+    plans = plans if plans is not None else []
+    plans.extend(plan_run(framework, args))
     fw = backend.train_module(framework)
     device = fw.select_device(args.device)
     multi = len(plans) > 1
-    root = Path(args.save) if args.save else Path(args.resume) if args.resume else \
-        Path("checkpoints") / f"interrupted-{datetime.now():%Y%m%d-%H%M%S}"
+    # --no-save: Ctrl-C or SIGTERM still leaves resumable state, here
+    root = plans[0].root or Path("checkpoints") / f"interrupted-{datetime.now():%Y%m%d-%H%M%S}"
     result = {}
     with StopFlag() as stop:
         for i, plan in enumerate(plans):
@@ -104,6 +113,8 @@ def run_tasks(framework: str, args, t0: float) -> dict:
                 _print_classify_notes(bundle, cfg)
     if dist.is_main:
         print_result(result, args.output_json)
+        for line in next_steps(framework, args, plans):
+            print(line, file=sys.stderr, flush=True)
     if dist.enabled and framework == "torch":
         from torch_ref.parallel import shutdown
 
@@ -122,7 +133,7 @@ def _outputs(args, plan: TaskPlan, multi: bool, root: Path) -> Outputs:
             plot_path = plot_path.with_name(f"{plot_path.stem}-{plan.task}{plot_path.suffix or '.png'}")
     return Outputs(save_dir=plan.save_dir if main_rank else None, interrupt_dir=root / plan.task if multi else None,
                    plot_path=plot_path, quiet=args.quiet or not main_rank,
-                   log=_log if main_rank else lambda *a, **k: None)
+                   log=_log if main_rank else lambda *a, **k: None, log_every=args.log_every or LOG_EVERY_DEFAULT)
 
 
 def _train_plan(fw, args, plans: list[TaskPlan], i: int, root: Path, stop) -> dict:
@@ -147,6 +158,8 @@ def _train_plan(fw, args, plans: list[TaskPlan], i: int, root: Path, stop) -> di
                           plan.task, e.save_dir) from None
     if plan.pending is not None:
         plan.pending.unlink(missing_ok=True)
+    if plan.save_dir is not None and distributed.current().is_main:
+        bundle["checkpoint"] = str(plan.save_dir)
     return bundle
 
 

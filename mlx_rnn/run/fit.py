@@ -1,6 +1,6 @@
 """The epoch loop, once for both frameworks.
 
-:func:`train_task` runs the epochs of one task (:class:`TaskRun`: SIGINT, progress,
+:func:`train_task` runs the epochs of one task (:class:`TaskRun`: Ctrl-C and SIGTERM, progress,
 ``--save-every``, model selection on the validation slice, resume, divergence and the final
 bundle), writing where :class:`Outputs` says.
 :class:`EpochLoop` is what one training epoch does around the batches.
@@ -11,7 +11,8 @@ loss sum and "first non-finite step" marker, and how to wait for queued work. Th
 contract lives here: the clock starts after the state is evaluated and the device synchronised,
 and stops after the last step's work is forced and synchronised again (docs/design.md, Timing
 rules). Nothing is read back to the host inside the loop except the non-finite marker, every
-``check_every`` steps and at the end of the epoch. This module imports neither framework.
+``check_every`` steps and at the end of the epoch, and the loss sum when a progress line is due
+(:mod:`mlx_rnn.run.progress`: every ``--log-every``). This module imports neither framework.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from datetime import datetime
 import json
 import math
 from pathlib import Path
-import signal
 import sys
 import time
 from typing import Callable
@@ -32,25 +32,30 @@ from mlx_rnn.core import checkpoint as ckpt
 from mlx_rnn.core import distributed
 from mlx_rnn.core import corpus as corpus_mod
 from mlx_rnn.core.calibration import T_RANGE
-from mlx_rnn.core.config import cell_of
+from mlx_rnn.core.config import LOG_EVERY_DEFAULT, cell_of
 from mlx_rnn.core.schedule import lr_at
 from mlx_rnn.core.taskdata import check_trainable, data_fingerprint
 from mlx_rnn.core.transfer import lm_init_weights
 from mlx_rnn.core.vocab import Indexer
 from .errors import Diverged, Interrupted, _log
 from .evaluation import calibrate_on_validation, dev_summary, final_bundle, validation_loss
+from .progress import Progress
 from .resume import ResumeState, _restore, _truncate_metrics
 
 
 @dataclass
 class EpochResult:
-    """What one training epoch did. ``time_s`` is synchronised wall time in seconds."""
+    """What one training epoch did. ``time_s`` is synchronised wall time in seconds; ``steps``
+    the steps this call ran; ``mean_loss`` = ``loss_sum / loss_steps``, the mean train loss over
+    the epoch's steps so far (a resumed epoch: those before the interruption too)."""
 
     mean_loss: float
     steps: int
     time_s: float
     nonfinite_step: int | None
     interrupted: bool
+    loss_sum: float = 0.0
+    loss_steps: int = 0
 
 
 class EpochLoop:
@@ -89,11 +94,14 @@ class EpochLoop:
         return tuple(self._zeros(shape) for _ in range(2 if cell_of(cfg) == "lstm" else 1))
 
     def train_epoch(self, epoch: int, start_step: int = 0, should_stop=lambda: False,
-                    progress=None, check_every: int = 50) -> EpochResult:
+                    progress=None, check_every: int = 50, prior: tuple[float, int] = (0.0, 0)) -> EpochResult:
         """Train one epoch from batch ``start_step`` (non-zero when resuming mid-epoch).
 
         ``should_stop()`` is polled after each step (a Python flag set by a signal
-        handler); ``progress`` (a tqdm bar or None) is advanced once per batch.
+        handler); ``progress`` (a :class:`mlx_rnn.run.progress.Progress` or None) is advanced
+        once per batch, and the loss sum read back only when it has a line due. ``prior``: the
+        train loss sum and step count of this epoch before ``start_step`` (a resumed epoch), so
+        the epoch's mean covers all its steps.
         """
         cfg = self.config
         self.model.train()
@@ -101,6 +109,8 @@ class EpochLoop:
         if self.task == "lm" and (start_step == 0 or self.carry is None):
             self.carry = self._zero_carry()
         loss_sum, bad = self._markers()
+        if prior[1]:  # the same float32 sum an uninterrupted epoch would carry on from
+            loss_sum = loss_sum + prior[0]
         self._settle()
         self.dist.arm()  # watchdog for hung peers (distributed only)
         t0 = time.perf_counter()
@@ -114,7 +124,9 @@ class EpochLoop:
             self.global_step += 1
             self.dist.after_step(self.global_step)
             if progress is not None:
-                progress.update(1)
+                progress.update()
+                if progress.due():  # every --log-every steps or seconds: the one read of the loss
+                    progress.report(float(loss_sum.item()), prior[1] + steps)
             if (steps % check_every == 0 or k == last) and int(bad.item()) >= 0:
                 nonfinite = int(bad.item())
                 break
@@ -127,40 +139,9 @@ class EpochLoop:
         if nonfinite is None and int(bad.item()) >= 0:
             nonfinite = int(bad.item())
         self.epoch_step = start_step + steps
-        return EpochResult(float(loss_sum.item()) / max(steps, 1), steps, time_s, nonfinite, interrupted)
-
-
-class StopFlag:
-    """SIGINT sets a flag the batch loop polls; a second Ctrl-C interrupts at once."""
-
-    def __init__(self):
-        self.set = False
-        self._old = None
-
-    def __enter__(self):
-        self._old = signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def _handler(self, signum, frame):
-        if self.set:
-            raise KeyboardInterrupt
-        self.set = True
-        print("\ninterrupt: finishing this step and saving resumable state (Ctrl-C again to abort)",
-              file=sys.stderr, flush=True)
-
-    def __exit__(self, *exc):
-        signal.signal(signal.SIGINT, self._old)
-        return False
-
-    def __call__(self) -> bool:
-        return self.set
-
-
-def _progress(total: int, desc: str, quiet: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="batch", leave=False, disable=True if quiet else None,
-                file=sys.stderr, dynamic_ncols=True)
+        total = float(loss_sum.item())
+        return EpochResult(total / max(prior[1] + steps, 1), steps, time_s, nonfinite, interrupted,
+                           total, prior[1] + steps)
 
 
 @dataclass
@@ -169,7 +150,8 @@ class Outputs:
 
     ``save_dir``: the checkpoint, ``metrics.jsonl`` and resumable state (None: nowhere, except on
     Ctrl-C, when they go to ``interrupt_dir``, by default ``checkpoints/interrupted-TASK-DATE``).
-    ``plot_path``: an image of the training curves (``--plot``). ``quiet``: no progress bars.
+    ``plot_path``: an image of the training curves (``--plot``). ``quiet``: no progress bars or
+    lines; ``log_every``: how often a progress line is printed off a terminal (``--log-every``).
     ``log``: prints one line (distributed: a no-op on every rank but 0).
     """
 
@@ -178,6 +160,7 @@ class Outputs:
     plot_path: Path | None = None
     quiet: bool = False
     log: Callable[[str], None] = _log
+    log_every: tuple = LOG_EVERY_DEFAULT
 
 
 def train_task(fw, cfg: dict, data: dict, out: Outputs, stop, resume: ResumeState | None = None) -> dict:
@@ -187,7 +170,8 @@ def train_task(fw, cfg: dict, data: dict, out: Outputs, stop, resume: ResumeStat
         fw: a framework's train module (``mlx_rnn.train`` or ``torch_ref.train``).
         data: the task's data (``core.taskdata.load_task_data``: ``train``, ``val``, ``dev``).
         stop: polled after every step; when true, resumable state is saved and
-            :class:`Interrupted` raised.
+            :class:`Interrupted` raised, naming ``stop.cause`` if it has one
+            (:class:`mlx_rnn.run.stop.StopFlag`: the signal).
         resume: continue from this state (read with :func:`mlx_rnn.run.resume.load_resume_state`).
 
     Raises:
@@ -197,17 +181,18 @@ def train_task(fw, cfg: dict, data: dict, out: Outputs, stop, resume: ResumeStat
     """
     run = TaskRun(fw, cfg, data, out, resume)
     t_train = time.perf_counter()
+    chars_per_step = cfg["batch_size"] * cfg["seq_len"] * distributed.current().world_size
     for epoch in range(run.first_epoch, run.last_epoch):
-        bar = _progress(run.trainer.steps_per_epoch - run.start_step,
-                        f"{run.task} epoch {epoch + 1}/{cfg['epochs']}", out.quiet)
-        res = run.trainer.train_epoch(epoch, run.start_step, should_stop=stop, progress=bar)
+        bar = Progress(run.task, epoch + 1, cfg["epochs"], run.trainer.steps_per_epoch, run.start_step,
+                       out.quiet, out.log_every, chars_per_step)
+        res = run.trainer.train_epoch(epoch, run.start_step, should_stop=stop, progress=bar, prior=run.prior)
         bar.close()
         if res.nonfinite_step is not None:
             raise Diverged(f"[{run.task}] training diverged: non-finite loss at epoch {epoch + 1}, "
                            f"step {res.nonfinite_step + 1}{run.kept()} (try a lower --lr or --clip-norm)")
         if res.interrupted:
-            raise run.save_interrupted(epoch)
-        run.start_step = 0
+            raise run.save_interrupted(epoch, res, getattr(stop, "cause", ""))
+        run.start_step, run.prior = 0, (0.0, 0)
         if run.end_epoch(epoch, res):
             break
     return run.finish(time.perf_counter() - t_train)
@@ -228,6 +213,7 @@ class TaskRun:
         self.fingerprint = data_fingerprint(data["train"])
         self.trainer = fw.Trainer(cfg, data["train"])
         self.first_epoch, self.start_step, self.last_epoch, self.epochs_run = 0, 0, cfg["epochs"], 0
+        self.prior = (0.0, 0)  # train loss sum and steps of the current epoch before a resume
         self.best_loss, self.best_epoch, self.bad_epochs = math.inf, -1, 0
         self.best_weights: dict | None = None
         self.epoch_times: list[float] = []
@@ -248,6 +234,11 @@ class TaskRun:
         _restore(self.trainer, resume)
         self.first_epoch = self.epochs_run = state["epoch"]
         self.start_step = state["step"]
+        if "epoch_loss_steps" in state:
+            self.prior = (float(state["epoch_loss_sum"]), state["epoch_loss_steps"])
+        elif self.start_step:  # written before the partial epoch's loss was kept
+            log(f"[{self.task}] note: this resumable state does not hold the train loss of epoch "
+                f"{self.first_epoch + 1}'s first {self.start_step} steps; its logged train loss covers the rest")
         self.best_loss, self.best_epoch = state["best_val_loss"], state["best_epoch"]
         self.bad_epochs, self.epoch_times = state["bad_epochs"], list(state["epoch_times_s"])
         self.best_weights = resume.best_weights
@@ -270,11 +261,13 @@ class TaskRun:
         """The ``config.json`` of the model kept so far: the run's settings, the writer, ``best_epoch``."""
         return dict(self.cfg, **self.writer, best_epoch=self.best_epoch + 1)
 
-    def save_state(self, target: Path, epoch: int, step: int) -> None:
-        """Write the resumable state under ``target/resume`` (stopped before ``step`` of ``epoch``)."""
+    def save_state(self, target: Path, epoch: int, step: int, loss: tuple[float, int] = (0.0, 0)) -> None:
+        """Write the resumable state under ``target/resume`` (stopped before ``step`` of ``epoch``;
+        ``loss``: the train loss sum and step count of that epoch so far)."""
         fw = self.fw
         ckpt.save_resume(target, self.trainer.weights(), self.trainer.training_state(), {
             "epoch": epoch, "step": step, "global_step": self.trainer.global_step,
+            "epoch_loss_sum": loss[0], "epoch_loss_steps": loss[1],
             "data_order_seed": self.cfg["seed"], "data_sha256": self.fingerprint,
             "best_val_loss": self.best_loss if math.isfinite(self.best_loss) else None,
             "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs, "epoch_times_s": self.epoch_times,
@@ -287,20 +280,22 @@ class TaskRun:
             return ""
         return f"; the last good checkpoint is in {self.save_dir}" if self.best_epoch >= 0 else "; nothing was saved"
 
-    def save_interrupted(self, epoch: int) -> Interrupted:
-        """Save resumable state after Ctrl-C in ``epoch``; returns the :class:`Interrupted` to raise."""
+    def save_interrupted(self, epoch: int, res: EpochResult, cause: str = "") -> Interrupted:
+        """Save resumable state after Ctrl-C or SIGTERM (``cause``) in ``epoch``, with the train
+        loss of its steps so far (``res``); returns the :class:`Interrupted` to raise."""
         target = self.save_dir
         if target is None:
             target = self.out.interrupt_dir or \
                 Path("checkpoints") / f"interrupted-{self.task}-{datetime.now():%Y%m%d-%H%M%S}"
         step = self.trainer.epoch_step
         if distributed.current().is_main:  # distributed: only rank 0 writes
-            self.save_state(target, epoch, step)  # the state first: config.json, written last, commits the pair
+            self.save_state(target, epoch, step, (res.loss_sum, res.loss_steps))  # (config.json last commits the pair)
             if target != self.save_dir or self.best_epoch < 0:
                 # the directory needs a checkpoint (config.json + weights) to be resumable
                 weights = self.best_weights if self.best_weights is not None else self.trainer.weights()
                 ckpt.save_checkpoint(target, weights, self.checkpoint_config())
-        return Interrupted(f"[{self.task}] interrupted at epoch {epoch + 1}, step {step}; "
+        by = f" by {cause}" if cause else ""
+        return Interrupted(f"[{self.task}] interrupted{by} at epoch {epoch + 1}, step {step}; "
                            f"resume with --resume {target}", self.task, target)
 
     def end_epoch(self, epoch: int, res: EpochResult) -> bool:
@@ -330,7 +325,7 @@ class TaskRun:
         self.out.log(f"[{task}] epoch {epoch + 1:>3}/{cfg['epochs']}  train loss {res.mean_loss:.4f}{extra}"
                      f"  {dev_text}  epoch {res.time_s:.2f} s{'  *' if improved else ''}")
         record = dict(epoch=epoch + 1, train_loss=res.mean_loss, val_loss=val_loss, epoch_time_s=res.time_s,
-                      elapsed_s=sum(self.epoch_times), steps=res.steps, best=improved, **dev_fig)
+                      elapsed_s=sum(self.epoch_times), steps=res.loss_steps, best=improved, **dev_fig)
         self.history.append(record)
         if self.save_dir is not None:
             self._save_epoch(epoch, improved, record)

@@ -5,6 +5,7 @@ directories, all checked up front (bad input fails before any training starts).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 import sys
 import time
@@ -13,11 +14,12 @@ from mlx_rnn.core import checkpoint as ckpt
 from mlx_rnn.core import corpus as corpus_mod
 from mlx_rnn.core import distributed
 from mlx_rnn.core import own_text
-from mlx_rnn.core.config import resolve_config
+from mlx_rnn.core.config import RUNS_DIR, resolve_config
 from mlx_rnn.core.data import corpus_alphabet, CLASSIFY_FILES, LM_FILES, MissingData, data_dir_complete, data_dir_given_by, resolve_data_dir
 from mlx_rnn.core.memory import check_fits
 from mlx_rnn.core.outputs import check_dir_output, check_plot_output
-from mlx_rnn.core.savedir import check_save_dirs, prepare_save_dir
+from mlx_rnn.core.savedir import (DirLocked, check_save_dirs, claim_run_dir, held_elsewhere, prepare_save_dir,
+                                  run_dir_name)
 from mlx_rnn.core.taskdata import check_trainable, load_task_data, task_files
 from mlx_rnn.core.vocab import Indexer
 from .errors import CheckFailed, check_output_json
@@ -36,9 +38,16 @@ class TaskPlan:
     resume_dir: Path | None = None
     pending: Path | None = None  # resume/pending_config.json of a task not started yet
     read_time_s: float = 0.0
+    root: Path | None = None  # the run's --save, --resume or default directory (two tasks: its parent)
 
 
 def _tasks_from_args(args) -> list[str]:
+    """The tasks to run: ``--task``, else lm for ``--train-text``, else what ``--resume DIR``
+    holds, else both.
+
+    Raises:
+        CheckpointError, DirLocked: ``--resume DIR`` holds nothing to resume (the cause named).
+    """
     if args.task:
         return ["classify", "lm"] if args.task == "both" else [args.task]
     if getattr(args, "train_text", None):
@@ -49,7 +58,29 @@ def _tasks_from_args(args) -> list[str]:
             return [ckpt.read_config(root)["task"]]
         if (root / "resume" / PENDING).exists():
             return [_read_pending(root / "resume" / PENDING)["task"]]
+        if root.is_dir() and not any(_resumable(root / t) for t in ckpt.TASKS):
+            raise _nothing_to_resume(root)  # (a missing directory or a file: _check_flags says so)
     return ["classify", "lm"]
+
+
+def _resumable(d: Path) -> bool:
+    """Whether ``d`` holds a committed checkpoint or the pending configuration of a task."""
+    return (d / "config.json").exists() or (d / "resume" / PENDING).exists()
+
+
+def _nothing_to_resume(root: Path) -> Exception:
+    """The error for ``--resume ROOT`` where neither ROOT nor its classify/ and lm/ hold anything
+    to resume, naming the cause: no such directory, another run using it before its first save,
+    or a first save that never finished."""
+    if not root.is_dir():
+        return ckpt.CheckpointError(f"{root}: checkpoint directory not found (nothing to resume)")
+    for d in (root, root / "classify", root / "lm"):
+        if d.is_dir() and held_elsewhere(d):
+            return DirLocked(f"--resume {root}: {d} is in use by another run, which has not saved a checkpoint "
+                             "yet (it holds the directory's lock); wait for it to finish")
+    return ckpt.CheckpointError(f"{root}: nothing to resume: no checkpoint was committed there (no config.json, "
+                                "here or in classify/ or lm/): its first save never finished, or it is not a "
+                                f"checkpoint directory; start the run again with --save {root}")
 
 
 def plan_run(framework: str, args) -> list[TaskPlan]:
@@ -65,13 +96,21 @@ def plan_run(framework: str, args) -> list[TaskPlan]:
     tasks = _tasks_from_args(args)
     multi = len(tasks) > 1
     _check_flags(args, tasks)
-    plans = [_plan_task(args, task, multi) for task in tasks]
+    root = _run_root(args, tasks)
+    plans = [_plan_task(args, task, multi, root) for task in tasks]
     check_save_dirs(plans, args, multi, distributed.current().is_main)
     _read_data(plans, args)
+    if not (args.save or args.resume) and root is not None and distributed.current().is_main:
+        root = claim_run_dir(root)  # every input checked: create it now (-2, -3 ... if it was taken meanwhile)
+        for plan in plans:
+            if plan.save_dir is not None:
+                plan.save_dir = root / plan.task if multi else root
     for plan in plans:
+        plan.root = root
         if plan.save_dir is not None and distributed.current().is_main:  # (only rank 0 writes)
             # every input checked: lock the directory for the run, clean up what a crash left
-            prepare_save_dir(plan.save_dir, f"--save {args.save}" if args.save else f"--resume {args.resume}")
+            prepare_save_dir(plan.save_dir, f"--resume {args.resume}" if args.resume and not args.save
+                             else f"--save {args.save or root}")
         if plan.resume_dir is not None and plan.pending is None:
             plan.resume = load_resume_state(plan.resume_dir, plan.task, plan.cfg, plan.data["train"], framework)
     return plans
@@ -85,6 +124,9 @@ def _check_flags(args, tasks: list[str]) -> None:
     check_plot_output(args.plot)
     check_dir_output(args.save)
     check_dir_output(args.resume, "--resume")
+    if args.no_save and args.resume:
+        raise ValueError("--no-save cannot be combined with --resume: a resumed run writes into the directory "
+                         "it resumes (or --save DIR)")
     if (args.zero_shot_lm or args.init_from_lm) and "classify" not in tasks:
         raise ValueError(f"--{'zero-shot-lm' if args.zero_shot_lm else 'init-from-lm'} applies to the classifier: "
                          "use --task classify or both")
@@ -99,8 +141,26 @@ def _check_flags(args, tasks: list[str]) -> None:
         raise ckpt.CheckpointError(f"{args.resume}: checkpoint directory not found (nothing to resume)")
 
 
-def _plan_task(args, task: str, multi: bool) -> TaskPlan:
-    """One task's configuration (resumed or from the flags) and where it is saved."""
+def _run_root(args, tasks: list[str]) -> Path | None:
+    """The directory the run's checkpoints go under: ``--save``, ``--resume``, else (unless
+    ``--no-save``, or nothing is trained) a new ``runs/NAME-YYYYmmdd-HHMMSS`` (not created yet;
+    its place is checked like a ``--save`` directory's). None: no checkpoint is written."""
+    if args.save or args.resume:
+        return Path(args.save or args.resume)
+    trained = [t for t in tasks if not (t == "classify" and args.zero_shot_lm)]
+    if args.no_save or not trained:
+        return None
+    root = Path(RUNS_DIR) / f"{run_dir_name(tasks, getattr(args, 'train_text', None))}-{datetime.now():%Y%m%d-%H%M%S}"
+    try:
+        check_dir_output(root, "default checkpoint directory")
+    except ValueError as e:
+        raise ValueError(f"{e} (choose one with --save DIR, or --no-save)") from None
+    return root
+
+
+def _plan_task(args, task: str, multi: bool, root: Path | None = None) -> TaskPlan:
+    """One task's configuration (resumed or from the flags) and where it is saved (``root``: a
+    run's default checkpoint directory, see :func:`_run_root`)."""
     plan = TaskPlan(task, {})
     if args.resume:
         _plan_resume(plan, args, multi)
@@ -127,6 +187,8 @@ def _plan_task(args, task: str, multi: bool) -> TaskPlan:
         plan.save_dir = Path(args.save) / task if multi else Path(args.save)
     elif plan.resume_dir is not None:
         plan.save_dir = plan.resume_dir
+    elif root is not None and not (task == "classify" and args.zero_shot_lm):  # (zero-shot: nothing to save)
+        plan.save_dir = root / task if multi else root
     return plan
 
 
@@ -138,16 +200,29 @@ def _plan_resume(plan: TaskPlan, args, multi: bool) -> None:
     if not multi and not (root / "config.json").exists() and not (root / "resume" / PENDING).exists() \
             and (root / plan.task).is_dir():
         rdir = root / plan.task  # --task lm --resume ROOT of a two-task run
-    if not rdir.exists():
-        raise ckpt.CheckpointError(f"{rdir}: checkpoint directory not found (nothing to resume)")
+    if not _resumable(rdir):
+        _no_task_to_resume(root, rdir, plan.task)
     pending = rdir / "resume" / PENDING
     plan.pending = pending if not (rdir / "config.json").exists() and pending.is_file() else None
-    if plan.pending is None and not (rdir / "config.json").exists():
-        raise ckpt.CheckpointError(f"{rdir / 'config.json'}: file not found (not a checkpoint directory?); "
-                                   "nothing to resume: if its first save never finished, start the run "
-                                   f"again with --save {rdir}")
     plan.cfg = _resume_config(args, plan.task, rdir, plan.pending)
     plan.resume_dir = rdir
+
+
+def _no_task_to_resume(root: Path, rdir: Path, task: str) -> None:
+    """Raise the error for ``--resume ROOT`` whose task directory ``rdir`` holds nothing to resume,
+    naming the cause (see :func:`_nothing_to_resume`), also when ``--task`` was given."""
+    if not any(_resumable(d) for d in (root, root / "classify", root / "lm")):
+        raise _nothing_to_resume(root)
+    if rdir.is_dir() and held_elsewhere(rdir):
+        raise DirLocked(f"--resume {root}: {rdir} is in use by another run, which has not saved a checkpoint yet "
+                        "(it holds the directory's lock); wait for it to finish")
+    if rdir != root and (root / "config.json").exists():
+        raise ckpt.CheckpointError(f"--resume {root}: holds one {ckpt.read_config(root)['task']!r} checkpoint, not "
+                                   "a two-task run's classify/ and lm/; resume it without --task both")
+    if not rdir.exists():
+        raise ckpt.CheckpointError(f"{rdir}: checkpoint directory not found (nothing to resume)")
+    raise ckpt.CheckpointError(f"{rdir}: nothing to resume there: no checkpoint was committed (no config.json): "
+                               f"its first save never finished; train {task} again with --save {rdir}")
 
 
 def _read_data(plans: list[TaskPlan], args) -> None:
