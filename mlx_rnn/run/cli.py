@@ -76,6 +76,7 @@ def run_tasks(framework: str, args, t0: float) -> dict:
     plans = plan_run(framework, args)
     fw = backend.train_module(framework)
     device = fw.select_device(args.device)
+    fw.set_tf32(args.tf32)  # before the first matrix product (MLX reads its switch once)
     multi = len(plans) > 1
     root = Path(args.save) if args.save else Path(args.resume) if args.resume else \
         Path("checkpoints") / f"interrupted-{datetime.now():%Y%m%d-%H%M%S}"
@@ -84,8 +85,9 @@ def run_tasks(framework: str, args, t0: float) -> dict:
         for i, plan in enumerate(plans):
             task, cfg = plan.task, plan.cfg
             t_task = time.perf_counter()
-            cfg["device"] = device
-            distributed.print0(f"[{task}] {fw.FRAMEWORK} {fw.framework_version()} on {device}; "
+            cfg["device"], cfg["precision"] = device, fw.precision()
+            distributed.print0(f"[{task}] {fw.FRAMEWORK} {fw.framework_version()} on {device}, "
+                               f"{fw.describe_precision()}; "
                                f"{fw.describe_backend()}" + (f"; data-parallel over {dist.world_size} ranks "
                                                              f"({dist.backend})" if dist.enabled else ""))
             if task == "classify" and args.zero_shot_lm:
