@@ -17,6 +17,7 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
 
 from mlx_rnn.core import distributed
+from mlx_rnn.core import precision as _precision
 from mlx_rnn.core.batching import lm_chunk, prefix_labels
 from mlx_rnn.run.fit import EpochLoop, EpochResult  # noqa: F401  (EpochResult: the Trainer's API)
 
@@ -52,6 +53,30 @@ def select_device(name: str = "auto") -> str:
 def synchronize() -> None:
     """Wait for all queued MLX work (used around timers)."""
     mx.synchronize()
+
+
+def _device_kind() -> str:
+    return "gpu" if mx.default_device().type == mx.DeviceType.gpu else "cpu"
+
+
+def set_tf32(allowed: bool) -> None:
+    """``--tf32``: allow TF32 in MLX's float32 products on a GPU (full float32 otherwise), unless
+    the user set ``MLX_ENABLE_TF32`` (theirs wins). Call before MLX's first GPU matmul.
+
+    Raises:
+        ValueError: the user's ``MLX_ENABLE_TF32`` is not an integer.
+    """
+    _precision.request_mlx_tf32(allowed)
+
+
+def precision() -> str:
+    """``"float32"`` or ``"tf32"``: what float32 products on the default device run as."""
+    return _precision.mlx_precision(_device_kind())
+
+
+def describe_precision() -> str:
+    """The run header's words for :func:`precision` (where the choice came from)."""
+    return _precision.describe_mlx(_device_kind())
 
 
 class Trainer(EpochLoop):

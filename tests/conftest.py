@@ -24,6 +24,20 @@ def real_data_dir() -> Path | None:
     return None
 
 
+#: The device-pair fixture parameters (tests/parity_helpers.py) that need an accelerator.
+ACCELERATORS = ("gpu", "cuda", "mps")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test that needs an accelerator ``gpu``: those explicitly marked, and each
+    parametrisation of the ``devices`` fixture with a GPU on either side, so that
+    ``pytest -m gpu`` (scripts/gpu_check.py) selects them all."""
+    for item in items:
+        pair = getattr(getattr(item, "callspec", None), "params", {}).get("devices")
+        if pair is not None and any(d in ACCELERATORS for d in pair):
+            item.add_marker(pytest.mark.gpu)
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The real text8 data; skipped when absent, except under CI=true where that is a failure."""

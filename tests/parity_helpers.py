@@ -26,6 +26,9 @@ LOG_PROB_TOL = 1e-3
 PPL_REL_TOL = 1e-5
 SMALL_LOGIT = 1e-5
 GRAD_REL_TOL = 1e-4
+#: The absolute floor of a gradient bound (as torch.testing.assert_close has, there 1e-5 for float32):
+#: a gradient whose largest entry is tiny (an output bias at 1e-4) is compared to 1e-6, not 1e-8.
+GRAD_ABS_TOL = 1e-6
 PARAM_TOL = 1e-4
 
 TASKS = ("classify", "lm")
@@ -58,18 +61,17 @@ def devices(request):
     if not _torch_has(tdev):
         pytest.skip(f"PyTorch device {tdev!r} is not available here")
     old_mlx = mx.default_device()
-    old_tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    # Parity is float32 arithmetic: no TF32 tensor cores (cuDNN's default is to allow them).
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
     mt.select_device(mdev)
     tt.select_device(tdev)
+    # Parity is float32 arithmetic, the projects' default on every device (mlx_rnn.core.precision):
+    # no TF32 in MLX (MLX_ENABLE_TF32=0, set when mlx_rnn.device was imported) nor in cuBLAS/cuDNN.
+    assert (mt.precision(), tt.precision()) == ("float32", "float32"), (
+        f"parity needs full float32: MLX {mt.describe_precision()}, PyTorch {tt.describe_precision()}")
     try:
         yield SimpleNamespace(mlx=mdev, torch=tt.current_device())
     finally:
         mx.set_default_device(old_mlx)
         tt.select_device("cpu")
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old_tf32
 
 
 # ----- helpers ----------------------------------------------------------------------------
@@ -143,6 +145,12 @@ def torch_forward(t, task: str, x: np.ndarray, state=None):
 
 def max_abs_diff(a, b) -> float:
     return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+
+
+def grad_bound(reference) -> float:
+    """The largest |difference| a gradient may show against ``reference`` (torch's): GRAD_REL_TOL
+    times its largest entry, plus the absolute floor GRAD_ABS_TOL."""
+    return GRAD_REL_TOL * float(np.max(np.abs(reference))) + GRAD_ABS_TOL
 
 
 def assert_params_close(mw: dict, tw: dict, tol: float, what: str) -> None:

@@ -21,7 +21,7 @@ from mlx_rnn.core.vocab import VOWELS
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = {name: ROOT / "scripts" / f"{name}.py"
-           for name in ("train_mlx", "train_torch", "evaluate", "sample", "seeds")}
+           for name in ("train_mlx", "train_torch", "evaluate", "sample", "seeds", "gpu_check")}
 TRAINERS = ("train_mlx", "train_torch")
 FRAMEWORK = {"train_mlx": "mlx", "train_torch": "torch"}
 #: flags that make any training run tiny and quick

@@ -64,6 +64,7 @@ def test_bad_shapes_and_dtypes_raise_value_error(case):
     assert "expected" in str(e.value) or "must be" in str(e.value)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not (mx.metal.is_available() or (hasattr(mx, "cuda") and mx.cuda.is_available())),
                     reason="no MLX GPU back end on this machine")
 def test_native_forced_on_a_gpu_stream_is_a_python_error():

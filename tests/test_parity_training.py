@@ -21,7 +21,7 @@ import mlx.optimizers as mopt  # noqa: E402
 from mlx_rnn import train as mt  # noqa: E402
 from mlx_rnn.core.vocab import TEXT8, TEXT8_SYMBOLS  # noqa: E402
 from tests.parity_helpers import devices  # noqa: E402,F401  (the fixture, for pytest)
-from tests.parity_helpers import (GRAD_REL_TOL, PARAM_TOL, TASKS, assert_params_close,  # noqa: E402
+from tests.parity_helpers import (PARAM_TOL, grad_bound, TASKS, assert_params_close,  # noqa: E402
                                   make_config, max_abs_diff, mlx_model, rand_ids, rand_state, synthetic_train,
                                   to_torch, torch_twin)
 from torch_ref import train as tt  # noqa: E402
@@ -89,7 +89,8 @@ def _torch_grads(t, task, x, y, state):
 @pytest.mark.parametrize("num_layers", [1, 2])
 @pytest.mark.parametrize("task", TASKS)
 def test_gradients(task, num_layers, with_state, devices):
-    """d loss / d parameter (and d loss / d (h0, c0)): per tensor max |diff| <= 1e-4 * max |torch grad|."""
+    """d loss / d parameter (and d loss / d (h0, c0)): per tensor max |diff| <= 1e-4 * max |torch grad|
+    + 1e-6 (parity_helpers.grad_bound)."""
     cfg = make_config(task, num_layers)
     m = mlx_model(cfg, seed=11)
     t = torch_twin(m.weights(), cfg, devices.torch)
@@ -107,21 +108,21 @@ def test_gradients(task, num_layers, with_state, devices):
         scale = float(np.max(np.abs(gt[name])))
         assert scale > 0, f"{name}: zero gradient in torch (test too weak)"
         diff = max_abs_diff(gm[name], gt[name])
-        assert diff <= GRAD_REL_TOL * scale, f"{name}: max |grad diff| {diff:.3e} > 1e-4 * {scale:.3e}"
+        assert diff <= grad_bound(gt[name]), f"{name}: max |grad diff| {diff:.3e} > 1e-4 * {scale:.3e} + 1e-6"
     if state is not None:
         for what, a, b in (("h0", sm[0], st[0]), ("c0", sm[1], st[1])):
-            scale = float(np.max(np.abs(b)))
-            assert max_abs_diff(a, b) <= GRAD_REL_TOL * scale, f"d loss / d {what}"
+            assert max_abs_diff(a, b) <= grad_bound(b), f"d loss / d {what}"
 
 
 @pytest.mark.parametrize("num_layers", [1, 2])
 def test_prefix_loss_and_gradients(num_layers, devices):
     """The classifier's prefix loss (batching.prefix_labels, weight 0.7): the loss equals a numpy
     computation from prefix_logits, prefix_logits' last column is model(x), and loss and
-    gradients agree across frameworks (same bars as test_gradients)."""
+    gradients agree across frameworks (same bars as test_gradients). Both models train with
+    dropout 0, so training mode (which cuDNN's RNN backward needs) computes what eval mode does."""
     from mlx_rnn.core.batching import prefix_labels
 
-    cfg = make_config("classify", num_layers)
+    cfg = make_config("classify", num_layers, dropout=0.0, input_dropout=0.0)
     m = mlx_model(cfg, seed=31)
     t = torch_twin(m.weights(), cfg, devices.torch)
     B, T, w = 6, cfg["seq_len"], 0.7
@@ -143,7 +144,7 @@ def test_prefix_loss_and_gradients(num_layers, devices):
     loss_m, grads = mnn.value_and_grad(m, lambda a, b, c: m.loss(a, b, c, w))(mx.array(x), mx.array(y), mx.array(py))
     assert abs(loss_m.item() - expect) <= 1e-5
     gm = dict(_flatten(grads))
-    t.eval()
+    t.train()  # cuDNN's RNN backward runs in training mode only; dropout 0 makes it the same function
     t.zero_grad(set_to_none=True)
     loss_t = t.loss(to_torch(x, devices.torch, True), to_torch(y, devices.torch, True), to_torch(py, devices.torch), w)
     loss_t.backward()
@@ -152,7 +153,7 @@ def test_prefix_loss_and_gradients(num_layers, devices):
         g = p.grad.cpu().numpy()
         scale = float(np.max(np.abs(g)))
         assert scale > 0, f"{name}: zero gradient in torch (test too weak)"
-        assert max_abs_diff(gm[name], g) <= GRAD_REL_TOL * scale, name
+        assert max_abs_diff(gm[name], g) <= grad_bound(g), name
     # the prefix term matters: weight 0 gives the plain final-label loss
     plain = m.loss(mx.array(x), mx.array(y), mx.array(py), 0.0).item()
     assert abs(plain - bce(pl[:, -1], y).mean()) <= 1e-5 and abs(plain - loss_m.item()) > 1e-3

@@ -1,6 +1,9 @@
-"""The PyTorch device this process trains and evaluates on (CPU until one is chosen).
+"""The PyTorch device this process trains and evaluates on (CPU until one is chosen), and its
+float32 precision.
 
 Its own module so that ``models`` and ``train`` both read it without importing each other.
+Importing it turns TF32 off for cuBLAS matmuls and cuDNN (cuDNN allows TF32 by default): full
+float32 unless ``--tf32`` asks (:func:`set_tf32`; the policy: :mod:`mlx_rnn.core.precision`).
 """
 
 from __future__ import annotations
@@ -8,8 +11,38 @@ from __future__ import annotations
 import torch
 
 from mlx_rnn.core import distributed
+from mlx_rnn.core import precision as _precision
 
 _DEVICE = torch.device("cpu")
+
+
+def set_tf32(allowed: bool) -> None:
+    """Allow (``--tf32``) or forbid TF32 in float32 cuBLAS matmuls and cuDNN (LSTM included).
+
+    The legacy ``allow_tf32`` switches: they set cuDNN's RNN and convolution precision together,
+    where mixing them with the newer ``fp32_precision`` API makes PyTorch raise.
+    """
+    torch.backends.cuda.matmul.allow_tf32 = bool(allowed)
+    torch.backends.cudnn.allow_tf32 = bool(allowed)
+
+
+def tf32_allowed() -> bool:
+    """Whether float32 matmuls or cuDNN may run as TF32 (on a CUDA GPU with tensor cores)."""
+    return bool(torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32)
+
+
+def precision() -> str:
+    """``"float32"`` or ``"tf32"``: what float32 products on the chosen device run as (TF32 is
+    CUDA's only: on the CPU and MPS always float32)."""
+    return _precision.TF32 if _DEVICE.type == "cuda" and tf32_allowed() else _precision.FLOAT32
+
+
+def describe_precision() -> str:
+    """The run header's words for :func:`precision` (:func:`mlx_rnn.core.precision.describe`)."""
+    return _precision.describe(precision(), tf32_allowed(), _DEVICE.type)
+
+
+set_tf32(False)  # the policy: full float32 unless asked
 
 
 def current_device() -> torch.device:

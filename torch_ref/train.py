@@ -16,6 +16,7 @@ from mlx_rnn.run.fit import EpochLoop, EpochResult  # noqa: F401  (EpochResult: 
 
 from . import parallel
 from .device import current_device, select_device, synchronize  # noqa: F401  (the framework API)
+from .device import describe_precision, precision, set_tf32  # noqa: F401  (the framework API)
 from .models import build_model, wrap
 
 FRAMEWORK = "torch"

@@ -166,6 +166,11 @@ def _add_run_flags(p: argparse.ArgumentParser, framework: str) -> None:
     p.add_argument("--device", choices=DEVICES[framework], default="auto",
                    help="compute device (default auto: " + ("GPU if MLX has one, else CPU)" if framework == "mlx"
                                                             else "MPS, then CUDA, then CPU)"))
+    p.add_argument("--tf32", action="store_true",
+                   help="allow TF32 (10-bit mantissa) in float32 matrix products on a GPU, in MLX and PyTorch alike: "
+                        "faster on CUDA GPUs and M5-class Apple GPUs, less exact. Default: full float32 on every "
+                        "device (a MLX_ENABLE_TF32 you set yourself wins for MLX); the run header and the result "
+                        "JSON's config.precision say which ran")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--save", metavar="DIR",
                        help="write the checkpoint here (both tasks: DIR/classify and DIR/lm); default: a new "

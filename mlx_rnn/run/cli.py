@@ -85,6 +85,7 @@ def run_tasks(framework: str, args, t0: float, plans: list | None = None) -> dic
     plans.extend(plan_run(framework, args))
     fw = backend.train_module(framework)
     device = fw.select_device(args.device)
+    fw.set_tf32(args.tf32)  # before the first matrix product (MLX reads its switch once)
     multi = len(plans) > 1
     # --no-save: Ctrl-C or SIGTERM still leaves resumable state, here
     root = plans[0].root or Path("checkpoints") / f"interrupted-{datetime.now():%Y%m%d-%H%M%S}"
@@ -93,8 +94,9 @@ def run_tasks(framework: str, args, t0: float, plans: list | None = None) -> dic
         for i, plan in enumerate(plans):
             task, cfg = plan.task, plan.cfg
             t_task = time.perf_counter()
-            cfg["device"] = device
-            distributed.print0(f"[{task}] {fw.FRAMEWORK} {fw.framework_version()} on {device}; "
+            cfg["device"], cfg["precision"] = device, fw.precision()
+            distributed.print0(f"[{task}] {fw.FRAMEWORK} {fw.framework_version()} on {device}, "
+                               f"{fw.describe_precision()}; "
                                f"{fw.describe_backend()}" + (f"; data-parallel over {dist.world_size} ranks "
                                                              f"({dist.backend})" if dist.enabled else ""))
             if task == "classify" and args.zero_shot_lm:

@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="MLX device (default cpu)")
     p.add_argument("--device-torch", choices=("auto", "mps", "cuda", "cpu"), default="cpu",
                    help="PyTorch device (default cpu)")
+    p.add_argument("--tf32", action="store_true",
+                   help="allow TF32 in float32 matrix products on a GPU in both frameworks (default: full "
+                        "float32, which the tolerances assume)")
     p.add_argument("--output-json", metavar="PATH", help="also write the result JSON here")
     t = p.add_argument_group("with --train")
     t.add_argument("--train-framework", choices=("mlx", "torch"), default="mlx",
@@ -259,7 +262,7 @@ def train_checkpoints(args, data_dir: Path, tasks: list[str], save_root: Path, l
     for task in tasks:
         cfg = resolve_config(SimpleNamespace(epochs=args.epochs, hidden_size=args.hidden_size, seed=args.seed,
                                              val_fraction=args.val_fraction), task)
-        cfg["device"] = device
+        cfg["device"], cfg["precision"] = device, fw.precision()
         data = load_task_data(task, data_dir, Indexer(cfg["vocab"]), cfg["val_fraction"], cfg["seed"])
         save_dir = save_root / task
         log(f"[{task}] training with {fw.FRAMEWORK} {fw.framework_version()} on {device} "
@@ -286,17 +289,24 @@ def compare_checkpoint(task: str, path: Path, data_dir: Path) -> dict:
     return compare_classify(mw, tw, dev.texts, dev.y) if task == "classify" else compare_lm(mw, tw, dev, " ")
 
 
-def _select_devices(mlx_device: str, torch_device: str) -> tuple[str, str]:
-    import torch
-
+def _select_devices(mlx_device: str, torch_device: str, tf32: bool) -> tuple[str, str]:
+    """Both frameworks' devices, and their precision: full float32 (what parity means) unless
+    ``tf32`` (``--tf32``; mlx_rnn.core.precision)."""
     from mlx_rnn.core import backend
 
-    md = backend.train_module("mlx").select_device(mlx_device)
-    td = backend.train_module("torch").select_device(torch_device)
-    # Parity means float32 arithmetic: no TF32 tensor cores in cuBLAS/cuDNN (cuDNN's default is on).
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    return md, td
+    out = []
+    for framework, device in (("mlx", mlx_device), ("torch", torch_device)):
+        fw = backend.train_module(framework)
+        out.append(fw.select_device(device))
+        fw.set_tf32(tf32)
+    return out[0], out[1]
+
+
+def _precisions() -> dict:
+    """``{"mlx": "float32" or "tf32", "torch": ...}`` on the devices selected now."""
+    from mlx_rnn.core import backend
+
+    return {name: backend.train_module(name).precision() for name in ("mlx", "torch")}
 
 
 def main(argv=None) -> int:
@@ -346,14 +356,14 @@ def compare_all(args, save_root: Path | None, t0: float) -> dict:
         raise ValueError(f"PyTorch is not installed ({e}); install the 'torch' extra") from None
     import mlx.core as mx
 
-    mlx_device, torch_device = _select_devices(args.device_mlx, args.device_torch)
+    mlx_device, torch_device = _select_devices(args.device_mlx, args.device_torch, args.tf32)
     trained = {}
     if args.train:
         tasks = list(TASKS) if args.task == "both" else [args.task]
         trained = train_checkpoints(args, data_dir, tasks, save_root)
         found = {t: d for t, (d, _) in trained.items()}
         # training may have switched a framework's device: put both back as asked
-        mlx_device, torch_device = _select_devices(args.device_mlx, args.device_torch)
+        mlx_device, torch_device = _select_devices(args.device_mlx, args.device_torch, args.tf32)
     else:
         found = find_checkpoints(args.checkpoint, args.task)
     result = {}
@@ -364,7 +374,7 @@ def compare_all(args, save_root: Path | None, t0: float) -> dict:
         bundle.update(
             framework="mlx+torch", device=f"{mlx_device}+{torch_device}",
             frameworks={"mlx": mx.__version__, "torch": torch.__version__},
-            devices={"mlx": mlx_device, "torch": torch_device},
+            devices={"mlx": mlx_device, "torch": torch_device}, precision=_precisions(),
             checkpoint=str(path),
             epochs=tb.get("epochs"), epoch_times_s=tb.get("epoch_times_s", []),
             train_time_s=tb.get("train_time_s"), total_time_s=time.perf_counter() - t_task,

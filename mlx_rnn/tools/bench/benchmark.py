@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="MLX device (default auto: GPU if MLX has one)")
     p.add_argument("--device-torch", choices=("auto", "mps", "cuda", "cpu"), default="auto",
                    help="PyTorch device (default auto: MPS, then CUDA, then CPU)")
+    p.add_argument("--tf32", action="store_true",
+                   help="allow TF32 in float32 matrix products on a GPU, in both frameworks (default: full float32; "
+                        "the report says which precision ran)")
     p.add_argument("--threads", type=_positive_int,
                    help="set OMP/OPENBLAS/MKL/VECLIB thread counts for both workers (default: leave as is)")
     p.add_argument("--data-dir", help="directory with the text8 files (default: $MLX_RNN_DATA, else ./data)")
@@ -296,7 +299,8 @@ def time_standard_configs(args, timing: Timing, log) -> tuple[list[dict], dict, 
                 "version": b["version"], "device": ready[fw]["device"], "device_name": b.get("device_name"),
                 "blas": b["blas"], "blas_info": b["blas_info"], "threads": b.get("threads"),
                 "interop_threads": b.get("interop_threads"), "describe_backend": ready[fw]["describe_backend"],
-                "sgemm_gflops": [], "sgemm_n": ready[fw]["sgemm_n"]})
+                "sgemm_gflops": [], "sgemm_n": ready[fw]["sgemm_n"], "precision": ready[fw]["precision"],
+                "describe_precision": ready[fw]["describe_precision"]})
             fe["sgemm_gflops"].append(ready[fw]["sgemm_gflops"])
     for fe in frameworks_env.values():
         fe["sgemm_gflops"] = statistics.median(fe["sgemm_gflops"])

@@ -43,7 +43,8 @@ class Timing:
     ``devices``: the device flag per base framework (``{"mlx": "auto", "torch": "cpu"}``);
     ``batches``: timed batches per repeat, 0 for whole epochs; ``warmup_batches``: untimed
     batches first (with ``batches``; else the warm-up is one epoch); ``sgemm_n``: the matrix
-    size of the sgemm measurement; ``thread_env``: thread-count variables for the workers.
+    size of the sgemm measurement; ``thread_env``: thread-count variables for the workers;
+    ``tf32``: allow TF32 in both frameworks' float32 GPU products (``--tf32``; default full float32).
     """
 
     repeats: int
@@ -55,12 +56,13 @@ class Timing:
     synthetic: bool = False
     batches: int = 0
     warmup_batches: int = 0
+    tf32: bool = False
 
     @classmethod
     def from_args(cls, args, thread_env: dict) -> "Timing":
         """The benchmark's flags (``--repeats``, ``--device-mlx`` ...) as a Timing (whole epochs, real data)."""
         return cls(repeats=args.repeats, devices={"mlx": args.device_mlx, "torch": args.device_torch},
-                   seed=args.seed, sgemm_n=args.sgemm_n,
+                   seed=args.seed, sgemm_n=args.sgemm_n, tf32=args.tf32,
                    data_dir=str(Path(args.data_dir).resolve()) if args.data_dir else None, thread_env=thread_env)
 
 
@@ -76,6 +78,8 @@ class Worker:
                "--repeats", str(timing.repeats), "--seed", str(timing.seed), "--sgemm-n", str(timing.sgemm_n)]
         if timing.batches:
             cmd += ["--batches", str(timing.batches), "--warmup-batches", str(timing.warmup_batches)]
+        if timing.tf32:
+            cmd.append("--tf32")
         if timing.synthetic:
             cmd.append("--synthetic")
         elif timing.data_dir:

@@ -77,6 +77,7 @@ def result_row(name: str, settings: dict, fw: str, timing: Timing, ready: dict, 
     out["warmup_s"] = ready["warmup_s"]
     out["warmup_steps"] = ready["warmup_steps"]
     out["blas"] = ready["backend"]["blas"]
+    out["precision"] = ready.get("precision")
     out["recurrence"] = ready["backend"].get("recurrence")
     out["fused_adamw"] = ready["backend"].get("fused_adamw")
     out["final_mean_loss"] = runs[-1].get("mean_loss") if runs else None

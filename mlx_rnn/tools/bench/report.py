@@ -123,8 +123,9 @@ def _environment_lines(report: dict) -> list[str]:
         dev = fe["device"] + (f" ({fe['device_name']})" if fe.get("device_name") and fe["device"] != "cpu" else "")
         threads = f"; {fe['threads']} intra-op / {fe['interop_threads']} inter-op threads" if fe.get("threads") else ""
         blas = fe["blas"] if fe["blas"].startswith("MLX BLAS") else f"BLAS: {fe['blas']}"
-        lines.append(f"- {FRAMEWORK_NAMES[fw]} {fe['version']} on {dev}{threads}; {blas}; measured fp32 sgemm "
-                     f"({fe['sgemm_n']}^3): {fe['sgemm_gflops']:.1f} GFLOP/s")
+        precision = f"; {fe['describe_precision']}" if fe.get("describe_precision") else ""
+        lines.append(f"- {FRAMEWORK_NAMES[fw]} {fe['version']} on {dev}{precision}{threads}; {blas}; measured fp32 "
+                     f"sgemm ({fe['sgemm_n']}^3): {fe['sgemm_gflops']:.1f} GFLOP/s")
     te = ", ".join(f"{k}={v}" for k, v in env["thread_env"].items() if v is not None) or "none set"
     lines.append(f"- Thread/BLAS environment variables: {te}")
     data = sorted({f"{r['config']}: {r['data']}" for r in report["results"]})

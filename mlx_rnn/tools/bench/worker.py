@@ -204,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--data-dir")
     p.add_argument("--synthetic", action="store_true")
+    p.add_argument("--tf32", action="store_true", help="allow TF32 in float32 GPU products (default full float32)")
     p.add_argument("--batches", type=int, default=0, help="quick mode: timed batches per repeat (0: whole epochs)")
     p.add_argument("--warmup-batches", type=int, default=0,
                    help="quick mode: untimed warm-up batches (0: one whole warm-up epoch)")
@@ -229,8 +230,9 @@ def main(argv=None) -> int:
         settings = json.loads(args.settings)
         fw = backend.train_module(args.framework)
         device = fw.select_device(args.device)
+        fw.set_tf32(args.tf32)  # before the first matrix product (MLX reads its switch once)
         cfg = make_config(args.task, settings, args.seed, 1 + args.repeats)
-        cfg["device"] = device
+        cfg["device"], cfg["precision"] = device, fw.precision()
         train, data_desc = load_data(args.task, cfg, args.data_dir, args.synthetic, args.seed)
         check_trainable(cfg, train, "training data")
         trainer = fw.Trainer(cfg, train)
@@ -243,7 +245,8 @@ def main(argv=None) -> int:
         emit("ready", framework=fw.FRAMEWORK, device=device, data=data_desc,
              steps_per_epoch=trainer.steps_per_epoch, warmup_s=warmup_s, warmup_steps=res.steps,
              sgemm_gflops=sgemm, sgemm_n=args.sgemm_n, backend=backend_info(args.framework, device),
-             describe_backend=fw.describe_backend(), config=cfg)
+             describe_backend=fw.describe_backend(), precision=fw.precision(),
+             describe_precision=fw.describe_precision(), config=cfg)
     except (DataError, ValueError, OSError) as e:
         emit("error", message=" ".join(str(e).split()) or type(e).__name__, kind="bad input")
         return 2
