@@ -111,7 +111,7 @@ def test_trainers_report_the_precision_that_ran(script, tf32, good_data, tmp_pat
     if script == "train_torch":
         pytest.importorskip("torch")
     out = tmp_path / "result.json"
-    proc = run_script(script, "--task", "classify", "--epochs", "1", "--data-dir", good_data, *TINY,
+    proc = run_script(script, "--task", "classify", "--epochs", "1", "--data-dir", good_data, *TINY, "--no-save",
                       "--output-json", out, *(["--tf32"] if tf32 else []))
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())["classify"]
@@ -122,7 +122,7 @@ def test_trainers_report_the_precision_that_ran(script, tf32, good_data, tmp_pat
 
 
 def test_a_junk_mlx_enable_tf32_is_one_line_exit_2(good_data):
-    proc = run_script("train_mlx", "--task", "classify", "--epochs", "1", "--data-dir", good_data, *TINY,
+    proc = run_script("train_mlx", "--task", "classify", "--epochs", "1", "--data-dir", good_data, *TINY, "--no-save",
                       env={"MLX_ENABLE_TF32": "yes", "MLX_RNN_TF32_SET": ""})
     assert proc.returncode == 2
     assert "MLX_ENABLE_TF32='yes': expected 0 (full float32) or 1 (TF32 allowed)" in error_line(proc)
