@@ -68,7 +68,10 @@ def test_other_cpus_from_the_load_average_undoes_its_decay():
 def test_load_limit_is_the_free_cpus_plus_a_margin():
     assert trust.load_limit(2, 2) == pytest.approx(0.3)
     assert trust.load_limit(2, 1) == pytest.approx(1.3)
-    assert trust.load_limit(16, 16) == pytest.approx(1.6)
+    assert trust.load_limit(16, 16) == pytest.approx(0.8)  # one busy core is too many for a 16-thread pool
+    assert trust.benchmark_threads(2, None) == 2 and trust.benchmark_threads(16, 4) == 4
+    assert trust.benchmark_threads(2, 8) == 2
+    assert trust.benchmark_threads(10, None, ["gpu", "mps"]) == 1 and trust.benchmark_threads(10, None, ["gpu", "cpu"]) == 10
 
 
 def test_a_short_load_average_window_is_recorded_but_not_judged():

@@ -105,12 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq-len", type=_positive_int,
                    help="sequence length T (the real classification examples are 20 characters: "
                         "for classify it applies only with --synthetic)")
-    p.add_argument("--repeats", type=_positive_int, default=3,
-                   help="timed repeats per framework (default 3; with 5 or more the judgement of the run forgives "
-                        "one disturbed repeat)")
-    p.add_argument("--wait-quiet", type=_positive_int, metavar="SECONDS",
-                   help="first wait, up to SECONDS, until other processes leave the CPUs the benchmark uses free "
-                        "(measured every 10 s); then run, quiet or not (the report says which)")
+    add_repeat_flags(p)
     p.add_argument("--quick", action="store_true",
                    help="time a fixed number of batches per repeat instead of whole epochs, scaled to an epoch "
                         f"(default batches: {', '.join(f'{k} {v}' for k, v in QUICK_BATCHES.items())})")
@@ -143,6 +138,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     add_scoring_flags(p)
     return p
+
+
+def add_repeat_flags(p: argparse.ArgumentParser) -> None:
+    """--repeats and --wait-quiet: what makes a run's judgement (mlx_rnn/tools/bench/trust.py) pass."""
+    p.add_argument("--repeats", type=_positive_int, default=3,
+                   help="timed repeats per framework (default 3; with 5 or more the judgement of the run forgives "
+                        "one disturbed repeat)")
+    p.add_argument("--wait-quiet", type=_positive_int, metavar="SECONDS",
+                   help="first wait, up to SECONDS, until other processes leave the CPUs the benchmark uses free "
+                        "(measured every 10 s); then run, quiet or not (the report says which)")
 
 
 # ----- long-text scoring (mlx_rnn/tools/bench/scoring.py) --------------------------------------------
@@ -243,10 +248,10 @@ def run_benchmark(args, log=lambda *a: None) -> dict:
     """Run every configuration and framework; returns the report dict (the JSON)."""
     t_start = time.perf_counter()
     cpus = trust.usable_cpus()
-    own_threads = min(cpus, args.threads or cpus)
     waited = None
-    if getattr(args, "wait_quiet", None):
-        waited = trust.wait_quiet(args.wait_quiet, trust.load_limit(cpus, own_threads), log)
+    if getattr(args, "wait_quiet", None):  # (before the devices are known: as if on the CPU)
+        waited = trust.wait_quiet(args.wait_quiet, trust.load_limit(cpus, trust.benchmark_threads(cpus, args.threads)),
+                                  log)
     env = machine_environment()
     thread_env = {}
     if args.threads:
@@ -269,8 +274,11 @@ def run_benchmark(args, log=lambda *a: None) -> dict:
         windows += [row["timed_window"] for row in sweep]
     scaling, scaling_details = run_scaling(args, log)
     scoring_rows = run_scoring(args, log)
-    judgement = trust.judge(results, windows, cpus, own_threads)
-    judgement["wait_quiet"] = waited
+    devices = [fe["device"] for fe in env["frameworks"].values()] or ["cpu"]
+    judgement = None  # (scoring and scaling alone give no ratio to judge)
+    if windows:
+        judgement = trust.judge(results, windows, cpus, trust.benchmark_threads(cpus, args.threads, devices))
+        judgement["wait_quiet"] = waited
     return {
         "environment": env,
         "scoring_rows": scoring_rows,
@@ -286,7 +294,7 @@ def run_benchmark(args, log=lambda *a: None) -> dict:
                              "Python-level op with mlx.optimizers' AdamW, ratios_native_vs_op: MLX / MLX op"),
         "ratio_notes": ("ratios_min: fastest repeat / fastest repeat (the least disturbed on a shared machine); "
                         "ratios_paired: median over repeats of MLX time / the PyTorch time that followed it"),
-        "trustworthy": judgement["trustworthy"],
+        "trustworthy": judgement and judgement["trustworthy"],
         "trust": judgement,
         "notes": notes,
         "wall_time_s": time.perf_counter() - t_start,

@@ -30,8 +30,9 @@ import time
 SPREAD_LIMIT = 1.5
 PAIRS_LIMIT = 1.5
 #: Other processes may use this many CPUs on top of those the benchmark leaves free:
-#: max(MARGIN_CPUS, MARGIN_FRACTION x the CPUs).
-MARGIN_CPUS, MARGIN_FRACTION = 0.3, 0.1
+#: max(MARGIN_CPUS, MARGIN_FRACTION x the CPUs). Small, since a thread pool waits for its slowest
+#: thread: one core taken from a pool that uses every core slows the whole pool.
+MARGIN_CPUS, MARGIN_FRACTION = 0.3, 0.05
 #: The load-average estimate is judged only over a run at least this long (it updates every 5 s).
 LOAD_WINDOW_MIN_S = 30.0
 LOAD_TAU_S = 60.0  # the 1-minute load average's time constant
@@ -111,6 +112,14 @@ def other_cpus(start: dict, end: dict, own_outside_s: float = 0.0, method: str =
     return None, "not measured on this system"
 
 
+def benchmark_threads(cpus: int, threads: int | None, devices=("cpu",)) -> int:
+    """The CPU threads the benchmark's workers keep busy: ``--threads`` (else every CPU) when a
+    framework trains on the CPU; 1 (the thread that feeds the device) when all train on GPUs."""
+    if all(d != "cpu" for d in devices):
+        return 1
+    return min(cpus, threads or cpus)
+
+
 def load_limit(cpus: int, own_threads: int) -> float:
     """The most CPUs other processes may use: those the benchmark leaves free plus a margin."""
     return max(0, cpus - own_threads) + max(MARGIN_CPUS, MARGIN_FRACTION * cpus)
@@ -182,7 +191,7 @@ def judge(results: list[dict], windows: list[dict], cpus: int, own_threads: int)
     if results and max(len(t) for t in by_key.values()) < 2:
         notes.append("1 repeat: the spread of repeats and the agreement of the paired ratios cannot be judged "
                      "(--repeats 3 or more)")
-    if not any(w.get("judged") and w.get("other_cpus") is not None for w in windows):
+    if windows and not any(w.get("judged") and w.get("other_cpus") is not None for w in windows):
         notes.append("other processes' CPU use was not measured: " + "; ".join(
             f"{w['name']}: {w['method'] if w.get('other_cpus') is None else 'too short to judge'}" for w in windows))
     return {"trustworthy": not reasons, "reasons": reasons, "disturbed": list(dict.fromkeys(disturbed)),
