@@ -24,6 +24,7 @@ import os
 import sys
 
 from .. import device  # noqa: F401  (before mlx.core: preloads OpenBLAS on Linux)
+from ..core.cpus import usable_cpus
 import mlx.core as mx
 
 __all__ = ["available", "unavailable_reason", "ext", "can_run", "describe_kernels"]
@@ -56,14 +57,6 @@ def _load():
     return ext, reason
 
 
-def _usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity mask where the OS has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # macOS has no sched_getaffinity
-        return os.cpu_count() or 1
-
-
 def _default_threads(cpus: int | None = None, warn=None) -> int:
     """$MLX_RNN_NUM_THREADS; else $OPENBLAS_NUM_THREADS or $OMP_NUM_THREADS (the BLAS's own
     limit, so that one setting bounds both, as ``benchmark.py --threads`` and the distributed
@@ -74,7 +67,7 @@ def _default_threads(cpus: int | None = None, warn=None) -> int:
     Raises:
         ValueError: $MLX_RNN_NUM_THREADS is not a positive integer.
     """
-    cpus = _usable_cpus() if cpus is None else cpus
+    cpus = usable_cpus() if cpus is None else cpus
     raw = os.environ.get(THREADS_ENV, "").strip()
     count, source = _positive_int(raw), THREADS_ENV
     if raw and count is None:

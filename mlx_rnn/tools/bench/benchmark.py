@@ -31,6 +31,7 @@ import sys
 import time
 
 from mlx_rnn.core.config import OneLineParser, prog_name
+from mlx_rnn.core.cpus import usable_cpus
 from .driver import SIZE_KEYS, Timing, WorkerError, time_config
 from .figures import compute_ratios, result_row
 from . import trust
@@ -247,7 +248,7 @@ def _resolve_data(args, names: list[str], log) -> tuple[dict, list[str]]:
 def run_benchmark(args, log=lambda *a: None) -> dict:
     """Run every configuration and framework; returns the report dict (the JSON)."""
     t_start = time.perf_counter()
-    cpus = trust.usable_cpus()
+    cpus = usable_cpus()
     waited = None
     if getattr(args, "wait_quiet", None):  # (before the devices are known: as if on the CPU)
         waited = trust.wait_quiet(args.wait_quiet, trust.load_limit(cpus, trust.benchmark_threads(cpus, args.threads)),

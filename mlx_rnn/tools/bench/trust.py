@@ -43,20 +43,13 @@ ADVICE = ("Rerun on a quiet machine: --wait-quiet 600 waits up to 10 minutes unt
 
 
 # ----- what the machine did (the only impure part) -------------------------------------------------------
-def usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # macOS
-        return os.cpu_count() or 1
-
-
 def proc_stat_busy_s(text: str, cpus: set[int] | None, ticks_per_s: float) -> float | None:
     """Busy CPU seconds since boot in ``/proc/stat`` text: user + nice + system + irq + softirq +
     steal (guest time is inside user), summed over the ``cpus`` lines (None: the aggregate line).
     None when the text has no such line."""
     total, found = 0, False
     for line in text.splitlines():
-        name, *fields = line.split()
+        name, *fields = line.split() or [""]
         if not name.startswith("cpu") or len(fields) < 8:
             continue
         if (cpus is None and name == "cpu") or (cpus is not None and name[3:].isdigit() and int(name[3:]) in cpus):
