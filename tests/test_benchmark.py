@@ -31,7 +31,7 @@ def quick_run(tmp_path_factory):
     cmd = [sys.executable, str(SCRIPT), "--quick", "--synthetic", "--repeats", "1", "--frameworks", "mlx,mlx-op,torch",
            "--configs", "classify,lm",
            "--embed-dim", "8", "--hidden-size", "16", "--num-layers", "1", "--batch-size", "8", "--seq-len", "10",
-           "--quick-batches", "3", "--warmup-batches", "1", "--sgemm-n", "128",
+           "--quick-batches", "3", "--warmup-batches", "1", "--sgemm-n", "128", "--wait-quiet", "1",
            "--output-json", str(out), "--plot", str(png)]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -72,6 +72,22 @@ def test_ratios_from_medians(quick_run):
     for name in ("classify", "lm"):
         assert report["ratios_op"][name] == pytest.approx(med[(name, "mlx-op")] / med[(name, "torch")])
         assert report["ratios_native_vs_op"][name] == pytest.approx(med[(name, "mlx")] / med[(name, "mlx-op")])
+
+
+def test_the_run_is_judged_and_the_markdown_says_what_the_json_says(quick_run):
+    """Whatever this machine's load did to the tiny run, the JSON marks it and the report agrees."""
+    proc, report, _ = quick_run
+    trust = report["trust"]
+    assert report["trustworthy"] is trust["trustworthy"] and isinstance(report["trustworthy"], bool)
+    assert trust["trustworthy"] == (not trust["reasons"])
+    assert {w["name"] for w in trust["load"]["windows"]} >= {"classify", "lm", "whole run"}
+    assert trust["wait_quiet"]["limit_s"] == 1 and isinstance(trust["wait_quiet"]["quiet"], bool)
+    assert "--wait-quiet 1" in proc.stdout
+    if set(trust["disturbed"]) & {"classify", "lm"}:
+        assert "**Not to be trusted: this run was disturbed**" in proc.stdout and "x faster" not in proc.stdout
+        assert all(reason in proc.stdout for reason in trust["reasons"])
+    else:  # (no sweep ran: nothing else can be disturbed)
+        assert trust["trustworthy"] and "Judged undisturbed" in proc.stdout
 
 
 def test_the_recurrence_path_is_reported(quick_run):

@@ -172,3 +172,44 @@ def test_openblas_thread_timeout_is_set_only_while_loading(user_value):
     seen = json.loads(out.strip().splitlines()[-1])
     assert seen["during_load"] == (user_value or "4")
     assert seen["after_load"] == user_value
+
+
+@pytest.mark.parametrize("value", ["/etc/passwd", "/nonexistent/libblas.so", "libc.so.6"])
+def test_a_library_that_is_not_a_blas_is_refused(value):
+    """No silent fall-back to the reference BLAS: importing mlx_rnn.device refuses the value,
+    naming the variable and the value, in one line; every later attempt refuses it again."""
+    if not LINUX:
+        pytest.skip("MLX_RNN_BLAS is read on Linux only")
+    code = textwrap.dedent(
+        """
+        import json
+        for attempt in range(2):
+            try:
+                import mlx_rnn.device
+            except ValueError as e:
+                print("REFUSED " + json.dumps(str(e)))
+            else:
+                print("LOADED")
+        """
+    )
+    env = dict(os.environ, MLX_RNN_BLAS=value)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 2 and all(ln.startswith("REFUSED ") for ln in lines), proc.stdout
+    message = json.loads(lines[0][len("REFUSED "):])
+    assert "\n" not in message
+    assert f"MLX_RNN_BLAS={value!r}" in message and "cblas_sgemm" in message
+
+
+def test_a_refused_blas_ends_a_trainer_with_one_line_and_exit_2(good_data):
+    if not LINUX:
+        pytest.skip("MLX_RNN_BLAS is read on Linux only")
+    env = dict(os.environ, MLX_RNN_BLAS="/etc/passwd")
+    proc = subprocess.run([sys.executable, "scripts/train_mlx.py", "--task", "classify", "--epochs", "1",
+                           "--data-dir", str(good_data)], capture_output=True, text=True, env=env, timeout=300,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert proc.returncode == 2, proc.stderr
+    err = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(err) == 1 and err[0].startswith("error: MLX_RNN_BLAS='/etc/passwd'"), proc.stderr
+    assert "Traceback" not in proc.stderr

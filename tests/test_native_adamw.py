@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -149,10 +153,26 @@ def test_sum_squares_gradient_is_twice_the_input():
 
 def test_native_threads_follow_the_environment(monkeypatch):
     monkeypatch.setenv(native.THREADS_ENV, "3")
-    assert native._default_threads() == 3
-    monkeypatch.setenv(native.THREADS_ENV, "zero")
-    with pytest.raises(ValueError, match=native.THREADS_ENV):
-        native._default_threads()
+    assert native._default_threads(cpus=4) == 3
+    for bad in ("zero", "0", "-2", "2.5", "9" * 5000):
+        monkeypatch.setenv(native.THREADS_ENV, bad)
+        with pytest.raises(ValueError, match=native.THREADS_ENV):
+            native._default_threads(cpus=4)
+
+
+def test_native_threads_above_the_cpus_are_capped_with_one_warning(monkeypatch):
+    lines = []
+    monkeypatch.setenv(native.THREADS_ENV, "100000")
+    assert native._default_threads(cpus=2, warn=lines.append) == 2
+    assert len(lines) == 1 and "\n" not in lines[0]
+    assert lines[0].startswith("warning: ") and f"{native.THREADS_ENV}=100000" in lines[0] and "2 CPUs" in lines[0]
+    lines.clear()
+    monkeypatch.setenv(native.THREADS_ENV, "2")  # exactly the CPUs: no warning
+    assert native._default_threads(cpus=2, warn=lines.append) == 2 and lines == []
+    monkeypatch.delenv(native.THREADS_ENV)  # the count taken from the BLAS's variable is capped too
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "16")
+    assert native._default_threads(cpus=2, warn=lines.append) == 2
+    assert len(lines) == 1 and "OPENBLAS_NUM_THREADS=16" in lines[0]
 
 
 def test_native_threads_default_to_the_blas_limit_then_the_cpus(monkeypatch):
@@ -162,6 +182,7 @@ def test_native_threads_default_to_the_blas_limit_then_the_cpus(monkeypatch):
     monkeypatch.delenv("OPENBLAS_NUM_THREADS")
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert 1 <= native._default_threads() <= native.MAX_DEFAULT_THREADS
+    assert native._default_threads(cpus=64) == native.MAX_DEFAULT_THREADS
 
 
 def test_packed_setting_is_checked(monkeypatch):
@@ -170,3 +191,17 @@ def test_packed_setting_is_checked(monkeypatch):
     monkeypatch.setenv(native.PACKED_ENV, "yes")
     with pytest.raises(ValueError, match=native.PACKED_ENV):
         native._packed_requested()
+
+
+def test_native_thread_count_reaching_the_extension_is_capped():
+    """End to end, in a fresh process: 100000 requested, the team gets the usable CPUs, one warning line."""
+    code = ("import os, mlx_rnn.native as n; n.available(); "
+            "print('RESULT', n.ext().get_num_threads(), len(os.sched_getaffinity(0)) if hasattr(os, "
+            "'sched_getaffinity') else os.cpu_count())")
+    env = dict(os.environ, **{native.THREADS_ENV: "100000"})
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    threads, cpus = map(int, proc.stdout.split("RESULT", 1)[1].split())
+    assert threads == cpus
+    warnings = [ln for ln in proc.stderr.splitlines() if ln.startswith("warning:")]
+    assert len(warnings) == 1 and "MLX_RNN_NUM_THREADS=100000" in warnings[0], proc.stderr

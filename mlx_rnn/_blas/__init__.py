@@ -20,7 +20,10 @@ Search order for the library to preload:
 
 1. ``$MLX_RNN_BLAS``: a path (or soname) of a shared library exporting
    ``cblas_sgemm``; or ``reference`` (also ``none``/``off``/``0``) to opt out
-   and keep the wheel's reference BLAS.
+   and keep the wheel's reference BLAS. A value that is neither (a missing
+   file, ``/etc/passwd``, a library without ``cblas_sgemm``) is refused: the
+   import raises ValueError naming the variable and the value, which every
+   script turns into one line and exit 2 (no silent fall-back to the slow BLAS).
 2. ``libopenblas.so.0`` (Debian/Ubuntu ``libopenblas0-pthread`` /
    ``libopenblas0-openmp``; found through the loader cache), then the same name
    in the usual Debian/Red Hat/conda directories, then ``libopenblas.so``,

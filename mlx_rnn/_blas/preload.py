@@ -64,17 +64,18 @@ def _has_cblas(lib: Any) -> bool:
 
 
 def _try_load(name: str) -> tuple[Any | None, str]:
-    """Open ``name`` locally, check it exports cblas_sgemm, promote to global."""
+    """Open ``name`` locally, check it exports cblas_sgemm, promote to global.
+    Returns (the library, "") or (None, why not: the loader's message, which names the file)."""
     try:
         local = ctypes.CDLL(name, mode=getattr(os, "RTLD_LAZY", 1) | getattr(os, "RTLD_LOCAL", 0))
     except OSError as exc:
-        return None, f"{name}: {exc}"
+        return None, " ".join(str(exc).split())
     if not _has_cblas(local):
-        return None, f"{name}: no cblas_sgemm symbol"
+        return None, f"{name} exports no cblas_sgemm"
     try:
         glob = ctypes.CDLL(name, mode=ctypes.RTLD_GLOBAL | getattr(os, "RTLD_LAZY", 1))
     except OSError as exc:  # pragma: no cover - already opened once
-        return None, f"{name}: {exc}"
+        return None, " ".join(str(exc).split())
     return glob, ""
 
 
@@ -124,6 +125,12 @@ def preload() -> dict:
     ``{"preloaded": bool, "library": str | None, "requested": str | None,
     "reason": str}``. Idempotent: later calls return the first outcome.
     Runs automatically when this module is imported.
+
+    Raises:
+        ValueError: ``$MLX_RNN_BLAS`` names a library that cannot be opened or exports no
+            ``cblas_sgemm`` (Linux, before ``mlx.core``; the message names the variable, its
+            value and the loader's reason). Nothing is recorded, so every later call (and
+            import) refuses it again.
     """
     global _STATE
     if _STATE is not None:
@@ -150,7 +157,6 @@ def preload() -> dict:
         )
     else:
         names = [req] if req else _candidates()
-        errors: list[str] = []
         for name in names:
             lib, err = _load_with_timeout(name)
             if lib is not None:
@@ -161,12 +167,14 @@ def preload() -> dict:
                     f"loaded from {ENV_VAR}" if req else "found a system OpenBLAS/BLIS"
                 )
                 break
-            errors.append(err)
+            if req:  # refused, like every other switch: no silent fall-back to the slow BLAS
+                raise ValueError(
+                    f"{ENV_VAR}={req!r} is not a BLAS library MLX can use ({err}): give a shared "
+                    "library that exports cblas_sgemm (e.g. libopenblas.so.0), or 'reference' to keep "
+                    "MLX's linked BLAS"
+                )
         else:
-            if req:
-                state["reason"] = f"{ENV_VAR}={req} could not be used: " + "; ".join(errors)
-            else:
-                state["reason"] = "no optimised CBLAS found (" + _INSTALL_HINT + ")"
+            state["reason"] = "no optimised CBLAS found (" + _INSTALL_HINT + ")"
     _STATE = state
     return dict(state)
 

@@ -7,7 +7,8 @@ GRU recurrences run on a team of threads over the recurrent weight, packed once 
 (``panel_gemm`` in ``src/packed.h``, the team in ``src/team.h``; ``MLX_RNN_PACKED=0`` turns it
 off, then one BLAS call per step). The team and the elementwise kernels (AdamW, norm, masks)
 use ``MLX_RNN_NUM_THREADS`` threads; default: ``OPENBLAS_NUM_THREADS`` or ``OMP_NUM_THREADS``
-when set, else the CPUs this process may run on (at most 8).
+when set, else the CPUs this process may run on (at most 8); a count above the usable CPUs is
+capped to them with a one-line warning.
 ``setup.py`` builds it at install time; an install without a compiler still works: then
 :func:`available` is False, :func:`unavailable_reason` says why in one line, and the
 models use the Python-level op (``mlx_rnn/lstm_op.py``), which also serves the GPU.
@@ -20,8 +21,10 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 
 from .. import device  # noqa: F401  (before mlx.core: preloads OpenBLAS on Linux)
+from ..core.cpus import usable_cpus
 import mlx.core as mx
 
 __all__ = ["available", "unavailable_reason", "ext", "can_run", "describe_kernels"]
@@ -54,28 +57,44 @@ def _load():
     return ext, reason
 
 
-def _default_threads() -> int:
+def _default_threads(cpus: int | None = None, warn=None) -> int:
     """$MLX_RNN_NUM_THREADS; else $OPENBLAS_NUM_THREADS or $OMP_NUM_THREADS (the BLAS's own
     limit, so that one setting bounds both, as ``benchmark.py --threads`` and the distributed
-    ranks use it); else the CPUs this process may use (at most 8).
+    ranks use it); else the CPUs this process may use (at most 8). A count above ``cpus`` (default:
+    the usable CPUs) is capped to it with a one-line warning through ``warn`` (default: stderr):
+    the team's threads spin at their barrier, so more threads than cores only wait for each other.
 
     Raises:
         ValueError: $MLX_RNN_NUM_THREADS is not a positive integer.
     """
+    cpus = usable_cpus() if cpus is None else cpus
     raw = os.environ.get(THREADS_ENV, "").strip()
-    if raw:
-        if not raw.isdigit() or int(raw) < 1:
-            raise ValueError(f"{THREADS_ENV}={raw!r}: expected a positive integer")
-        return int(raw)
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
-        raw = os.environ.get(var, "").strip()
-        if raw.isdigit() and int(raw) >= 1:
-            return int(raw)
+    count, source = _positive_int(raw), THREADS_ENV
+    if raw and count is None:
+        raise ValueError(f"{THREADS_ENV}={raw!r}: expected a positive integer")
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):  # the first valid one, when ours is unset
+        if count is None:
+            count, source = _positive_int(os.environ.get(var, "").strip()), var
+    if count is None:
+        return max(1, min(cpus, MAX_DEFAULT_THREADS))
+    if count > cpus:
+        (warn or _warn)(f"warning: {source}={count} is more than the {cpus} CPU{'s' if cpus != 1 else ''} this "
+                        f"process may use: the native kernels use {cpus} thread{'s' if cpus != 1 else ''}")
+        return cpus
+    return count
+
+
+def _positive_int(text: str) -> int | None:
+    """``text`` as an integer >= 1, else None (also for "", "2.5", "zero", a 5,000-digit number)."""
     try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # macOS has no sched_getaffinity
-        cpus = os.cpu_count() or 1
-    return max(1, min(cpus, MAX_DEFAULT_THREADS))
+        value = int(text)
+    except ValueError:
+        return None
+    return value if value >= 1 else None
+
+
+def _warn(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def _packed_requested() -> bool:

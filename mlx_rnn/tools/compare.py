@@ -354,6 +354,7 @@ def compare_all(args, save_root: Path | None, t0: float) -> dict:
         import torch
     except ImportError as e:
         raise ValueError(f"PyTorch is not installed ({e}); install the 'torch' extra") from None
+    import mlx_rnn.device  # noqa: F401  (before mlx.core: preloads OpenBLAS on Linux, refuses a bad MLX_RNN_BLAS)
     import mlx.core as mx
 
     mlx_device, torch_device = _select_devices(args.device_mlx, args.device_torch, args.tf32)

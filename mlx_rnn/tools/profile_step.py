@@ -183,7 +183,11 @@ def main(argv=None) -> int:
         print(json.dumps(torch_child(json.loads(args.torch_child))))
         return 0
 
-    import mlx_rnn.device  # noqa: F401  (before mlx.core: preloads OpenBLAS on Linux)
+    try:
+        import mlx_rnn.device  # noqa: F401  (before mlx.core: preloads OpenBLAS on Linux)
+    except ValueError as e:  # a bad MLX_RNN_BLAS
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     import mlx_rnn._blas as blas
 
     import mlx.core as mx

@@ -31,8 +31,10 @@ import sys
 import time
 
 from mlx_rnn.core.config import OneLineParser, prog_name
+from mlx_rnn.core.cpus import usable_cpus
 from .driver import SIZE_KEYS, Timing, WorkerError, time_config
 from .figures import compute_ratios, result_row
+from . import trust
 
 #: "mlx" runs whatever path MLX_RNN_LSTM_IMPL picks (default: the native primitives on the CPU);
 #: "mlx-op" forces the Python-level op and mlx.optimizers' AdamW (the path before the primitives).
@@ -85,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
                      "compilation included) not timed, every timer synchronised. Prints a Markdown report; "
                      "optionally writes JSON and a PNG plot."),
         epilog=(f"Standard configs: {std}. A size flag overrides that size in every config run. "
+                "The report judges whether the run was disturbed (other processes' CPU use while it timed, "
+                "the spread of the repeats, the agreement of the paired MLX/PyTorch ratios); a disturbed "
+                "run's ratios are printed as not to be trusted, and the JSON says \"trustworthy\": false "
+                "with the reasons (docs/benchmarks.md). "
                 "Exit codes: 0 ok, 1 a worker failed, 2 bad input or usage, 3 training diverged, 130 interrupted."),
     )
     p.add_argument("--configs", type=_names(tuple(STANDARD_CONFIGS)), default=list(STANDARD_CONFIGS),
@@ -100,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq-len", type=_positive_int,
                    help="sequence length T (the real classification examples are 20 characters: "
                         "for classify it applies only with --synthetic)")
-    p.add_argument("--repeats", type=_positive_int, default=3, help="timed repeats per framework (default 3)")
+    add_repeat_flags(p)
     p.add_argument("--quick", action="store_true",
                    help="time a fixed number of batches per repeat instead of whole epochs, scaled to an epoch "
                         f"(default batches: {', '.join(f'{k} {v}' for k, v in QUICK_BATCHES.items())})")
@@ -136,6 +142,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     add_scoring_flags(p)
     return p
+
+
+def add_repeat_flags(p: argparse.ArgumentParser) -> None:
+    """--repeats and --wait-quiet: what makes a run's judgement (mlx_rnn/tools/bench/trust.py) pass."""
+    p.add_argument("--repeats", type=_positive_int, default=3,
+                   help="timed repeats per framework (default 3; with 5 or more the judgement of the run forgives "
+                        "one disturbed repeat)")
+    p.add_argument("--wait-quiet", type=_positive_int, metavar="SECONDS",
+                   help="first wait, up to SECONDS, until other processes leave the CPUs the benchmark uses free "
+                        "(measured every 10 s); then run, quiet or not (the report says which)")
 
 
 # ----- long-text scoring (mlx_rnn/tools/bench/scoring.py) --------------------------------------------
@@ -235,6 +251,11 @@ def _resolve_data(args, names: list[str], log) -> tuple[dict, list[str]]:
 def run_benchmark(args, log=lambda *a: None) -> dict:
     """Run every configuration and framework; returns the report dict (the JSON)."""
     t_start = time.perf_counter()
+    cpus = usable_cpus()
+    waited = None
+    if getattr(args, "wait_quiet", None):  # (before the devices are known: as if on the CPU)
+        waited = trust.wait_quiet(args.wait_quiet, trust.load_limit(cpus, trust.benchmark_threads(cpus, args.threads)),
+                                  log)
     env = machine_environment()
     thread_env = {}
     if args.threads:
@@ -242,7 +263,10 @@ def run_benchmark(args, log=lambda *a: None) -> dict:
                                                       "VECLIB_MAXIMUM_THREADS")}
         env["thread_env"].update(thread_env)
     timing = Timing.from_args(args, thread_env)
-    results, env["frameworks"], notes = time_standard_configs(args, timing, log)
+    start = trust.machine_sample()
+    results, env["frameworks"], notes, windows = time_standard_configs(args, timing, log)
+    if windows:
+        windows.append(trust.whole_run_window(start, trust.machine_sample(), windows))
     if hasattr(os, "getloadavg"):
         env["load_average_end"] = list(os.getloadavg())
     ratios = compute_ratios(results, args.configs)
@@ -251,8 +275,14 @@ def run_benchmark(args, log=lambda *a: None) -> dict:
         from .sweep import run_sweep
 
         sweep = run_sweep(timing, log)
+        windows += [row["timed_window"] for row in sweep]
     scaling, scaling_details = run_scaling(args, log)
     scoring_rows = run_scoring(args, log)
+    devices = [fe["device"] for fe in env["frameworks"].values()] or ["cpu"]
+    judgement = None  # (scoring and scaling alone give no ratio to judge)
+    if windows:
+        judgement = trust.judge(results, windows, cpus, trust.benchmark_threads(cpus, args.threads, devices))
+        judgement["wait_quiet"] = waited
     return {
         "environment": env,
         "scoring_rows": scoring_rows,
@@ -268,16 +298,19 @@ def run_benchmark(args, log=lambda *a: None) -> dict:
                              "Python-level op with mlx.optimizers' AdamW, ratios_native_vs_op: MLX / MLX op"),
         "ratio_notes": ("ratios_min: fastest repeat / fastest repeat (the least disturbed on a shared machine); "
                         "ratios_paired: median over repeats of MLX time / the PyTorch time that followed it"),
+        "trustworthy": judgement and judgement["trustworthy"],
+        "trust": judgement,
         "notes": notes,
         "wall_time_s": time.perf_counter() - t_start,
     }
 
 
-def time_standard_configs(args, timing: Timing, log) -> tuple[list[dict], dict, list[str]]:
+def time_standard_configs(args, timing: Timing, log) -> tuple[list[dict], dict, list[str], list[dict]]:
     """Time ``args.configs`` for ``args.frameworks``: (result rows, per-framework environment
-    (version, device, BLAS, threads, median sgemm GFLOP/s), notes)."""
+    (version, device, BLAS, threads, median sgemm GFLOP/s), notes, each config's timed-phase
+    window for :func:`mlx_rnn.tools.bench.trust.judge`)."""
     synthetic, notes = _resolve_data(args, args.configs, log)
-    results = []
+    results, windows = [], []
     frameworks_env: dict[str, dict] = {}
     for name in args.configs:
         settings = config_settings(name, args)
@@ -291,7 +324,8 @@ def time_standard_configs(args, timing: Timing, log) -> tuple[list[dict], dict, 
         batches = (args.quick_batches or QUICK_BATCHES[task]) if args.quick else 0
         warmup = (args.warmup_batches or QUICK_WARMUP[task]) if args.quick else 0
         timing_c = replace(timing, synthetic=synthetic[name], batches=batches, warmup_batches=warmup)
-        ready, runs, finals = time_config(name, settings, args.frameworks, timing_c, log)
+        ready, runs, finals, timed = time_config(name, settings, args.frameworks, timing_c, log)
+        windows.append(timed)
         for fw in args.frameworks:
             results.append(result_row(name, settings, fw, timing_c, ready[fw], runs[fw], finals[fw]))
             b = ready[fw]["backend"]
@@ -304,7 +338,7 @@ def time_standard_configs(args, timing: Timing, log) -> tuple[list[dict], dict, 
             fe["sgemm_gflops"].append(ready[fw]["sgemm_gflops"])
     for fe in frameworks_env.values():
         fe["sgemm_gflops"] = statistics.median(fe["sgemm_gflops"])
-    return results, frameworks_env, notes
+    return results, frameworks_env, notes, windows
 
 
 def run_scaling(args, log) -> tuple[list[dict], dict]:

@@ -18,6 +18,8 @@ import sys
 import tempfile
 import time
 
+from .trust import machine_sample, window
+
 ROOT = Path(__file__).resolve().parents[3]  # the repository root (mlx_rnn/tools/bench/<file>)
 MARK = "@@bench "  # the prefix of the worker's messages on stdout (worker.MARK)
 #: Environment of each framework variant's worker, and the framework it runs.
@@ -137,10 +139,12 @@ class Worker:
         self.stderr.close()
 
 
-def time_config(name: str, settings: dict, frameworks, timing: Timing, log) -> tuple[dict, dict, dict]:
+def time_config(name: str, settings: dict, frameworks, timing: Timing, log) -> tuple[dict, dict, dict, dict]:
     """Start one worker per framework, run ``timing.repeats`` timed repeats A B A B ..., stop them.
 
-    Returns (ready messages, timed runs, final messages), each keyed by framework; a timed run is
+    Returns (ready messages, timed runs, final messages), each keyed by framework, and the timed
+    phase's :func:`mlx_rnn.tools.bench.trust.window` (other processes' CPU use from the workers'
+    being ready to their end, for the judgement of the run); a timed run is
     ``{"time_s": synchronised seconds, "steps": training steps, ...}``.
 
     Raises:
@@ -161,6 +165,7 @@ def time_config(name: str, settings: dict, frameworks, timing: Timing, log) -> t
                 f"(warm-up {msg['warmup_steps']} steps {msg['warmup_s']:.1f} s); sgemm "
                 f"{msg['sgemm_gflops']:.1f} GFLOP/s")
         runs: dict[str, list[dict]] = {fw: [] for fw in frameworks}
+        before = machine_sample()  # outside every timer, as the samples below
         for r in range(timing.repeats):
             for w in workers:  # A B A B ...
                 time.sleep(SETTLE_S)
@@ -173,4 +178,6 @@ def time_config(name: str, settings: dict, frameworks, timing: Timing, log) -> t
     finally:
         for w in workers:
             w.kill()
-    return ready, runs, finals
+    # the workers' CPU time before `before` (they are waited for now, so `after` holds all of it)
+    spent_before = sum(msg.get("cpu_s", 0.0) for msg in ready.values())
+    return ready, runs, finals, window(name, before, machine_sample(), spent_before)

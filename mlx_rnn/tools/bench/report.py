@@ -45,13 +45,25 @@ def _sizes(s: dict) -> str:
     return f"E={s['embed_dim']} H={s['hidden_size']} L={s['num_layers']} B={s['batch_size']} T={s['seq_len']}"
 
 
+def ratios_disturbed(report: dict) -> bool:
+    """Whether the judgement of the run (:mod:`mlx_rnn.tools.bench.trust`) found a configuration
+    disturbed, so that its ratios are not a result (False for reports from before the judgement)."""
+    trust = report.get("trust") or {}
+    return any(name in trust.get("disturbed", ()) for name in dict.fromkeys(r["config"] for r in report["results"]))
+
+
 def _ratio_lines(report: dict) -> list[str]:
+    disturbed = ratios_disturbed(report)
+
     def fmt(v):
+        if disturbed:  # no "MLX 4x faster" beside a figure that is not a result
+            return f"{v:.2f}"
         return f"{v:.2f}" + (f" (MLX {1 / v:.2f}x faster)" if v < 1 else f" (PyTorch {v:.2f}x faster)")
 
+    tag = "Disturbed run, not a result: " if disturbed else ""
     lines = []
     if report["ratios"]:
-        lines.append("Ratio MLX / PyTorch (median epoch time): "
+        lines.append(f"{tag}Ratio MLX / PyTorch (median epoch time): "
                      + ", ".join(f"{k} {fmt(v)}" for k, v in report["ratios"].items()))
         if report.get("ratios_min"):
             lines.append("Also: fastest repeat / fastest repeat: " + ", ".join(
@@ -60,15 +72,55 @@ def _ratio_lines(report: dict) -> list[str]:
                 f"{k} {v:.2f}" for k, v in report.get("ratios_paired", {}).items())
                 + ". When these disagree with the median ratio, the machine's load changed during the run.")
     if report.get("ratios_op"):
-        lines.append("Ratio MLX op (Python-level op, mlx.optimizers AdamW) / PyTorch: "
+        lines.append(f"{tag}Ratio MLX op (Python-level op, mlx.optimizers AdamW) / PyTorch: "
                      + ", ".join(f"{k} {fmt(v)}" for k, v in report["ratios_op"].items()))
     if report.get("ratios_native_vs_op"):
-        lines.append("Speed-up of the default MLX path over the op (MLX / MLX op): "
+        lines.append(f"{tag}Speed-up of the default MLX path over the op (MLX / MLX op): "
                      + ", ".join(f"{k} {v:.2f}" for k, v in report["ratios_native_vs_op"].items()))
     recs = {r["framework"]: r.get("recurrence") for r in report["results"] if r.get("recurrence")}
     if recs:
         lines.append("MLX recurrence path: " + "; ".join(f"{FRAMEWORK_NAMES[k]}: {v}" for k, v in recs.items()))
     return lines + ([""] if lines else [])
+
+
+def trust_lines(report: dict) -> list[str]:
+    """The judgement of the run, before the ratios: a disturbed run's reasons and what to do,
+    or the figures that found it undisturbed."""
+    trust = report.get("trust")
+    if not trust:
+        return []
+    lines = []
+    wait = trust.get("wait_quiet")
+    if wait:
+        other = "unmeasured" if wait["other_cpus"] is None else f"{wait['other_cpus']:.2f} CPUs"
+        lines.append(f"Waited {wait['waited_s']:.0f} s (--wait-quiet {wait['limit_s']:.0f}) for a quiet machine: "
+                     + ("quiet" if wait["quiet"] else "still busy") + f" (other processes: {other}).")
+    if not trust["trustworthy"]:
+        what = ("its MLX / PyTorch ratios are not a result" if ratios_disturbed(report)
+                else "the sections named below are not a result")
+        lines += [f"**Not to be trusted: this run was disturbed**, so {what}: other work on the machine "
+                  "slows code that runs thread pools (PyTorch's OpenMP, OpenBLAS, the native LSTM's team) the "
+                  "most, which moves the ratios in either direction."]
+        lines += [f"- {reason}" for reason in trust["reasons"]]
+        lines.append(trust["advice"])
+    else:
+        lines.append("Judged undisturbed: " + _undisturbed_figures(trust) + ".")
+    lines += [f"Note: {note}" for note in trust.get("notes", [])]
+    return lines + [""]
+
+
+def _undisturbed_figures(trust: dict) -> str:
+    judged = [w["other_cpus"] for w in trust["load"]["windows"] if w.get("judged")]
+    spreads = [v for per in trust["spread"].values() for v in per.values() if v is not None]
+    pairs = [v for per in trust["pairs"].values() for v in per.values() if v is not None]
+    lim = trust["limits"]
+    parts = [f"other processes used at most {max(judged):.2f} CPUs while it timed (limit {lim['other_cpus']:.2f})"
+             if judged else "other processes' CPU use not measured"]
+    if spreads:
+        parts.append(f"slowest / fastest repeat at most {max(spreads):.2f} (limit {lim['spread']})")
+    if pairs:
+        parts.append(f"per-round ratios at most {max(pairs):.2f}x apart (limit {lim['pairs']})")
+    return "; ".join(parts)
 
 
 def _flop_lines(report: dict) -> list[str]:
@@ -95,6 +147,7 @@ def format_markdown(report: dict) -> str:
              "", "Environment:", ""]
     lines += _environment_lines(report)
     lines += [""] + _results_table(report) + [""]
+    lines += trust_lines(report)
     lines += _ratio_lines(report)
     lines += _flop_lines(report)
     lines += [_meaning(report), "", f"Wall time: {report['wall_time_s']:.1f} s."]
@@ -102,6 +155,9 @@ def format_markdown(report: dict) -> str:
         from .sweep import sweep_markdown
 
         lines += [""] + sweep_markdown(report["sweep"])
+        if "sweep" in (report.get("trust") or {}).get("disturbed", ()):
+            lines += ["**Not to be trusted**: other processes used the CPUs while the sweep timed (the reasons "
+                      "above); its ratios are not a result.", ""]
     if report.get("scaling"):
         lines += _scaling_lines(report)
     lines += scoring_markdown(report)
@@ -133,12 +189,6 @@ def _environment_lines(report: dict) -> list[str]:
                                                  if any(r["data"] == "synthetic" for r in report["results"]) else ""))
     for note in report.get("notes", []):
         lines.append(f"- Note: {note}")
-    busy = env.get("load_average_start")
-    cpus = env.get("cpus_usable") or env.get("cpu_count")
-    if busy and cpus and max(busy[0], env.get("load_average_end", [0])[0]) > cpus:
-        lines.append(f"- Note: the machine was busy (load average above its {cpus} CPUs): absolute times are "
-                     "inflated, and the ratios shift too, since code that runs thread pools (PyTorch's OpenMP, "
-                     "OpenBLAS) suffers most from contention; --threads 1 gives single-threaded figures to compare")
     return lines
 
 
@@ -206,7 +256,8 @@ def write_plot(report: dict, path) -> None:
         s = rs[0]["settings"]
         title = f"{name}: " + _sizes(s)
         if name in report["ratios"]:
-            title += f"\nMLX/PyTorch = {report['ratios'][name]:.2f}"
+            title += f"\nMLX/PyTorch = {report['ratios'][name]:.2f}" + (
+                " (disturbed run: not a result)" if ratios_disturbed(report) else "")
         ax.set_title(title, fontsize=9)
         ax.set_ylabel("epoch time (s)" + (", scaled from batches" if report["mode"] == "quick" else ""))
         ax.set_ylim(bottom=0)

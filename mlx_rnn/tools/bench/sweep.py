@@ -37,21 +37,23 @@ def sweep_points(standard: dict) -> list[tuple[str, str, int, dict]]:
 
 def run_sweep(timing: Timing, log) -> list[dict]:
     """Time every sweep point for MLX and PyTorch (repeats, devices, threads as ``timing`` says;
-    synthetic data, the sweep's own batch counts); one row per point."""
+    synthetic data, the sweep's own batch counts); one row per point, with its timed phase's
+    ``timed_window`` (other processes' CPU use, :mod:`mlx_rnn.tools.bench.trust`)."""
     from .benchmark import STANDARD_CONFIGS
 
     rows = []
     for task, vary, value, settings in sweep_points(STANDARD_CONFIGS):
         name = f"{task} {vary}={value}"
         point = replace(timing, synthetic=True, batches=SWEEP_BATCHES[task], warmup_batches=SWEEP_WARMUP[task])
-        ready, runs, _ = time_config(name, settings, SWEEP_FRAMEWORKS, point, log)
+        ready, runs, _, timed = time_config(name, settings, SWEEP_FRAMEWORKS, point, log)
         step = {fw: statistics.median(m["time_s"] / m["steps"] for m in runs[fw]) for fw in SWEEP_FRAMEWORKS}
         chars = settings["batch_size"] * settings["seq_len"]
         rows.append({"task": task, "vary": vary, "value": value, "settings": settings,
                      "mlx_step_s": step["mlx"], "torch_step_s": step["torch"],
                      "ratio": step["mlx"] / step["torch"],
                      "mlx_chars_per_s": chars / step["mlx"], "torch_chars_per_s": chars / step["torch"],
-                     "mlx_recurrence": ready["mlx"]["backend"].get("recurrence")})
+                     "mlx_recurrence": ready["mlx"]["backend"].get("recurrence"),
+                     "timed_window": dict(timed, name=f"sweep {name}", sections=["sweep"])})
     return rows
 
 

@@ -246,7 +246,7 @@ def main(argv=None) -> int:
              steps_per_epoch=trainer.steps_per_epoch, warmup_s=warmup_s, warmup_steps=res.steps,
              sgemm_gflops=sgemm, sgemm_n=args.sgemm_n, backend=backend_info(args.framework, device),
              describe_backend=fw.describe_backend(), precision=fw.precision(),
-             describe_precision=fw.describe_precision(), config=cfg)
+             describe_precision=fw.describe_precision(), config=cfg, cpu_s=time.process_time())
     except (DataError, ValueError, OSError) as e:
         emit("error", message=" ".join(str(e).split()) or type(e).__name__, kind="bad input")
         return 2
