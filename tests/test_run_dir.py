@@ -58,6 +58,8 @@ def test_names_and_unique_directories(tmp_path):
     assert remove_if_empty(second) and not second.exists()
     (first / "config.json").write_text("{}")
     assert not remove_if_empty(first) and first.is_dir()
+    (first / "config.json").unlink()
+    assert remove_if_empty(first) and not (tmp_path / "runs").exists()  # the emptied runs/ goes too
 
 
 def test_lm_without_save_keeps_its_checkpoint_and_says_what_to_run(data, tmp_path, monkeypatch, capsys):

@@ -108,13 +108,18 @@ def claim_run_dir(path) -> Path:
 
 def remove_if_empty(path) -> bool:
     """Remove directory ``path`` and its sub-directories when no file is in them (a default
-    checkpoint directory of a run that saved nothing); True when it was removed."""
+    checkpoint directory of a run that saved nothing), and its parent (``runs/``) when that is
+    left empty; True when ``path`` was removed."""
     path = Path(path)
     if not path.is_dir() or any(p.is_file() or p.is_symlink() for p in path.rglob("*")):
         return False
     for d in sorted((p for p in path.rglob("*")), key=lambda p: len(p.parts), reverse=True):
         d.rmdir()
     path.rmdir()
+    try:
+        path.parent.rmdir()  # only succeeds when empty: the first run's runs/ folder
+    except OSError:
+        pass
     return True
 
 
