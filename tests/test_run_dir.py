@@ -123,7 +123,6 @@ def test_a_run_that_saves_nothing_leaves_no_directory(data, tmp_path, monkeypatc
                             "--weight-decay", "1", "--clip-norm", "0"]) == 3
     assert "training diverged" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()  # the run dir and the emptied runs/ are gone
-    (tmp_path / "runs").rmdir()
     (tmp_path / "runs").write_text("a file")
     assert cli.main("mlx", ["--task", "lm", "--data-dir", str(data), "--epochs", "1", *TINY]) == 2
     line, = capsys.readouterr().err.strip().splitlines()
