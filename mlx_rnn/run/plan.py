@@ -166,8 +166,9 @@ def _read_data(plans: list[TaskPlan], args) -> None:
         if plan.task == "lm" and cfg.get("corpus"):
             plan.data = corpus_mod.lm_data(cfg["corpus"], Indexer(cfg["vocab"]))
             where = Path(cfg["corpus"][1])
-        elif plan.task == "lm" and cfg.get("train_text"):
-            plan.data = own_text.lm_data(cfg, plan.resume_dir is not None, cfg["val_fraction"])
+        elif plan.task == "lm" and cfg.get("train_text"):  # encoded into plan.save_dir/text-cache, memory-mapped
+            plan.data = own_text.lm_data(cfg, plan.resume_dir is not None, cfg["val_fraction"], plan.save_dir,
+                                         progress=not args.quiet and distributed.current().is_main)
             where = Path(cfg["train_text"])
         else:
             if cfg.get("vocab_kind") == "corpus" and plan.resume_dir is None:
@@ -178,9 +179,14 @@ def _read_data(plans: list[TaskPlan], args) -> None:
             plan.data = load_task_data(plan.task, data_dir, Indexer(cfg["vocab"]), cfg["val_fraction"], cfg["seed"],
                                        normalize=cfg["normalize"])
             where = data_dir / (CLASSIFY_FILES["train_consonant"] if plan.task == "classify" else LM_FILES["train"])
-        check_trainable(cfg, plan.data["train"], where)
-        if not (plan.task == "classify" and args.zero_shot_lm):
-            check_fits(plan.task, cfg)  # before any model or optimizer state is allocated
+        try:
+            check_trainable(cfg, plan.data["train"], where)
+            if not (plan.task == "classify" and args.zero_shot_lm):  # before any model or optimizer state
+                check_fits(plan.task, cfg, plan.data.get("resident_bytes", 0), f"the text {where.name}")
+        except BaseException:
+            if "text_cache" in plan.data:  # a run refused before training leaves no encoded text behind
+                plan.data["text_cache"].discard()
+            raise
         plan.read_time_s = time.perf_counter() - t
     for plan in plans:  # after every task's data read: an error in one says it all, without notes
         for note in plan.data.get("notes", []):

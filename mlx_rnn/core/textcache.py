@@ -1,0 +1,248 @@
+"""A training text encoded once, one id per symbol, kept on disk and memory-mapped.
+
+Framework-neutral (numpy only). ``--train-text FILE`` is read in one streaming pass
+(:func:`mlx_rnn.core.textread.checked_pieces`) that writes the ids of its symbols to
+``DIR/text-cache/train-text.ids``: uint8 (one byte per symbol) when the alphabet has at
+most 256 symbols, else uint16 or uint32. ``train-text.json`` beside it records the text it
+came from (resolved path, size in bytes, modification time in ns), the alphabet, whether it
+was normalised, the number of characters and the dtype; it is written last, so a cache
+without it is rebuilt. A run that finds a cache matching its text (``--resume``, a second
+run into the same directory) maps it instead of reading the text again; a text changed
+since (another size or modification time) is read again.
+
+``DIR`` is the run's checkpoint directory; a run that saves nothing uses a temporary
+directory removed when the process ends. Training reads batches from the map
+(:class:`TextSegments`, through :class:`mlx_rnn.core.distributed.LazyStreams`), converting
+only the rows of a batch to int32, so a 1 GB text costs 1 GB of mapped file, not 4 GB of
+int32 (and its pages are the kernel's to drop under pressure).
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .textread import DataError, SymbolCoder, checked_pieces, id_dtype
+
+CACHE_DIR = "text-cache"
+IDS, META = "train-text.ids", "train-text.json"
+FORMAT = 1
+_PIECE = 8 << 20  # ids per piece when scanning the whole map
+
+
+def source_stat(path) -> dict:
+    """What identifies a text file's contents for the cache: resolved path, size, mtime (ns)."""
+    p = Path(path).resolve()
+    st = p.stat()
+    return {"source": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+class EncodedText:
+    """The ids of a whole text, memory-mapped (``ids``: uint8/uint16/uint32, one per character).
+
+    ``created``: directories and files this process made for it, removed by :meth:`discard`.
+    """
+
+    def __init__(self, ids_path: Path, meta: dict, created: list[Path] | None = None):
+        self.path, self.meta, self.created = Path(ids_path), meta, created or []
+        self.ids = np.memmap(self.path, dtype=np.dtype(meta["dtype"]), mode="r", shape=(meta["chars"],))
+        self.coder = SymbolCoder(meta["vocab"])
+
+    def __len__(self) -> int:
+        return int(self.meta["chars"])
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """int32 ids of characters ``[start, stop)``."""
+        return self.ids[start:stop].astype(np.int32)
+
+    def text(self, start: int, stop: int) -> str:
+        """Characters ``[start, stop)`` as a string."""
+        return "".join(self.coder.decode(self.ids[s:min(s + _PIECE, stop)]) for s in range(start, stop, _PIECE))
+
+    def discard(self) -> None:
+        """Remove what this process created for the cache (a run that failed before training)."""
+        remove(self.created)
+
+    def remember(self, key: str, value) -> None:
+        """Record ``value`` under ``key`` in the cache's metadata (e.g. a fingerprint), if writable."""
+        self.meta.setdefault("notes", {})[key] = value
+        try:
+            _write_meta(self.path.with_name(META), self.meta)
+        except OSError:
+            pass
+
+
+def _write_meta(path: Path, meta: dict) -> None:
+    from .checkpoint import atomic_write_bytes
+
+    atomic_write_bytes(path, (json.dumps(meta, indent=1) + "\n").encode())
+
+
+def _read_meta(path: Path) -> dict | None:
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def remove(paths) -> None:
+    """Remove files and directories (with their contents) this process created."""
+    for p in paths:
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
+
+def temp_root() -> Path:
+    """Where a run that saves nothing keeps its encoded text (``TMPDIR``, else the system default)."""
+    return Path(tempfile.gettempdir())
+
+
+def make_dirs(path: Path) -> list[Path]:
+    """Create ``path`` and its missing parents; the ones created, outermost first."""
+    missing = []
+    p = Path(path)
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    Path(path).mkdir(parents=True, exist_ok=True)
+    return missing[::-1]
+
+
+def cache_dir_for(save_dir: Path | None) -> tuple[Path, list[Path]]:
+    """(where the cache goes, directories created for it): ``save_dir/text-cache``, or a
+    temporary directory (removed when the process ends) for a run that saves nothing."""
+    if save_dir is None:
+        d = Path(tempfile.mkdtemp(prefix="mlx-rnn-text-", dir=temp_root()))
+        atexit.register(shutil.rmtree, d, True)
+        return d, [d]
+    d = Path(save_dir) / CACHE_DIR
+    return d, make_dirs(d)
+
+
+def find(cache_dir: Path, path, symbols: str, normalize: bool) -> EncodedText | None:
+    """The cache in ``cache_dir`` when it holds ``path`` encoded with ``symbols``, else None."""
+    meta = _read_meta(Path(cache_dir) / META)
+    want = {"format": FORMAT, **source_stat(path), "vocab": symbols, "normalize": bool(normalize)}
+    if meta is None or any(meta.get(k) != v for k, v in want.items()):
+        return None
+    ids = Path(cache_dir) / IDS
+    try:
+        if ids.stat().st_size != meta["chars"] * np.dtype(meta["dtype"]).itemsize:
+            return None
+        return EncodedText(ids, meta)
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
+
+
+def encode(path, symbols: str, normalize: bool, cache_dir: Path, created: list[Path],
+           progress=None) -> EncodedText:
+    """The text of ``path`` encoded into ``cache_dir`` (or the matching cache found there).
+
+    Args:
+        created: directories made for the cache (removed by :meth:`EncodedText.discard`).
+        progress: ``progress(bytes_read)`` while reading (:class:`mlx_rnn.core.textread.ReadProgress`).
+
+    Raises:
+        DataError: a bad text (as :func:`mlx_rnn.core.textread.checked_pieces`) or a cache
+            that cannot be written (one line naming it).
+    """
+    cache_dir = Path(cache_dir)
+    found = find(cache_dir, path, symbols, normalize)
+    if found is not None:
+        found.created = created
+        return found
+    meta = {"format": FORMAT, **source_stat(path), "vocab": symbols, "normalize": bool(normalize)}
+    ids_path, meta_path = cache_dir / IDS, cache_dir / META
+    try:
+        meta_path.unlink(missing_ok=True)  # the ids below are the old text's until the new metadata is written
+        fd, tmp = tempfile.mkstemp(prefix=f".{IDS}.", suffix=".tmp", dir=cache_dir)
+    except OSError as e:
+        raise DataError(cache_dir, f"cannot write the encoded text ({e.strerror or e})") from None
+    n = 0
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
+        with os.fdopen(fd, "wb") as f:
+            for _, ids in checked_pieces(path, symbols, normalize, progress):
+                f.write(ids.tobytes())
+                n += len(ids)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, ids_path)
+        meta.update(chars=n, dtype=id_dtype(len(symbols)).name)
+        _write_meta(meta_path, meta)
+    except OSError as e:
+        raise DataError(cache_dir, f"cannot write the encoded text ({e.strerror or e})") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return EncodedText(ids_path, meta, created if created else [ids_path, meta_path])
+
+
+def disk_free(path: Path) -> int | None:
+    """Free bytes on the file system that holds ``path`` (or its nearest existing parent)."""
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        return shutil.disk_usage(p).free
+    except OSError:
+        return None
+
+
+class TextSegments:
+    """Ranges of an :class:`EncodedText` joined end to end (the training part: the text without
+    its validation blocks and dev tail), read on demand as int32 ids.
+
+    Has ``len()``, ``read(start, stop)`` and ``fingerprint()``, as
+    :class:`mlx_rnn.core.corpus.CorpusSplit`, so the trainers batch it through
+    :class:`mlx_rnn.core.distributed.LazyStreams` without loading it.
+    """
+
+    def __init__(self, encoded: EncodedText, ranges: list[tuple[int, int]]):
+        self.encoded, self.ranges = encoded, [(int(a), int(b)) for a, b in ranges if b > a]
+        self.offsets = np.cumsum([0] + [b - a for a, b in self.ranges])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """int32 ids of characters ``[start, stop)`` of the training part."""
+        if not 0 <= start <= stop <= len(self):
+            raise IndexError(f"training text: range [{start}, {stop}) outside [0, {len(self)})")
+        out = []
+        i = int(np.searchsorted(self.offsets, start, side="right")) - 1
+        while start < stop:
+            a, b = self.ranges[i]
+            s = a + start - int(self.offsets[i])
+            e = min(b, s + stop - start)
+            out.append(self.encoded.ids[s:e])
+            start += e - s
+            i += 1
+        return np.concatenate(out).astype(np.int32) if len(out) != 1 else out[0].astype(np.int32)
+
+    def fingerprint(self) -> str:
+        """sha256 of the training ids as int32, as :func:`mlx_rnn.core.taskdata.data_fingerprint`
+        hashes an in-memory array (so resumable state written before the cache still matches);
+        remembered in the cache's metadata."""
+        key = "sha256:" + ",".join(f"{a}-{b}" for a, b in self.ranges)
+        known = self.encoded.meta.get("notes", {}).get(key)
+        if known:
+            return known
+        h = hashlib.sha256()
+        for a, b in self.ranges:
+            for s in range(a, b, _PIECE):
+                h.update(self.encoded.ids[s:min(s + _PIECE, b)].astype("<i4").tobytes())
+        self.encoded.remember(key, h.hexdigest())
+        return h.hexdigest()
+
+    def __repr__(self) -> str:
+        return f"TextSegments({len(self)} characters of {self.encoded.meta['source']})"
