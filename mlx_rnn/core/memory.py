@@ -12,9 +12,9 @@ The estimate (float32 throughout):
 - activations of one training step, kept for the backward pass: per sequence position the
   embedding (E), per layer the gates (4H, or 3H for the GRU), h, c and tanh(c) (3H), and the
   output logits (V), for the forward pass and as much again for the backward pass;
-- the data, as the caller counts it: for ``--train-text`` the encoded text (one byte per
-  symbol, memory-mapped: its pages become resident as an epoch reads them) and the validation
-  blocks and dev text held as strings (:func:`mlx_rnn.core.own_text.resident_bytes`).
+- the data the run holds in memory, as the caller counts it: for ``--train-text`` the
+  validation blocks and the dev text as strings (:func:`mlx_rnn.core.own_text.resident_bytes`;
+  the encoded text itself stays on disk and is read per batch).
 
 The limit is the memory the system says is available (``MemAvailable`` on Linux, the physical
 memory elsewhere), or the address-space limit (``ulimit -v``) when that is lower.

@@ -13,9 +13,9 @@ and ``dev_tail_chars``, so that ``--resume`` reads the same text and
 ``scripts/evaluate.py`` without ``--text`` scores the same dev text.
 
 Any size: the text is read in pieces (:mod:`mlx_rnn.core.textread`): one pass finds its
-alphabet (``--vocab corpus``), one checks and encodes it into a memory-mapped file of one
-byte per symbol in the checkpoint directory (:mod:`mlx_rnn.core.textcache`, reused by
-``--resume``), and the trainers batch from that map. Before a byte is read, a file that is not
+alphabet (``--vocab corpus``), one checks and encodes it into a file of one byte per symbol
+in the checkpoint directory (:mod:`mlx_rnn.core.textcache`, reused by ``--resume``), and the
+trainers read each batch from that file. Before a byte is read, a file that is not
 a regular file (a device, a FIFO) is refused, and so is a text whose encoded form and
 validation blocks cannot fit in memory or on disk; a read longer than a few seconds prints a
 progress line.
@@ -23,6 +23,7 @@ progress line.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from . import textcache
@@ -100,18 +101,18 @@ def _char_width(symbols: str) -> int:
 
 
 def resident_bytes(chars: int, symbols: str | None, val_fraction: float, dev_chars: int = DEV_TAIL_MAX) -> int:
-    """Memory the data of a text of ``chars`` characters take in training: its encoded form
-    (memory-mapped, resident as an epoch reads it), the validation blocks and the dev text as
-    strings. ``symbols`` None (alphabet not known yet): one byte each, as a bound from the
-    file's size (a character of a wider string takes at least as many bytes in UTF-8)."""
-    item = id_dtype(len(symbols)).itemsize if symbols else 1
+    """Memory the data of a text of ``chars`` characters hold during training: the validation
+    blocks and the dev text as strings (the encoded text stays on disk and is read per batch).
+    ``symbols`` None (alphabet not known yet): one byte a character, a bound when ``chars`` is
+    the file's size (a character of a wider string takes at least as many bytes in UTF-8)."""
     width = _char_width(symbols) if symbols else 1
-    return chars * item + int(chars * val_fraction * width) + dev_chars * width
+    return int(chars * val_fraction * width) + dev_chars * width
 
 
 def check_room(cfg: dict, path: Path, chars: int, symbols: str | None, cache_dir: Path, val_fraction: float) -> None:
     """Refuse (one line) a text whose encoded form cannot fit on disk in ``cache_dir`` or whose
-    data and model cannot fit in memory (:func:`mlx_rnn.core.memory.check_fits`), before it is read.
+    validation blocks and model cannot fit in memory (:func:`mlx_rnn.core.memory.check_fits`),
+    before it is read.
     ``chars``: its characters, or its size in bytes as a bound before the alphabet is known."""
     need = chars * (id_dtype(len(symbols)).itemsize if symbols else 1)
     free = textcache.disk_free(cache_dir)
@@ -120,11 +121,12 @@ def check_room(cfg: dict, path: Path, chars: int, symbols: str | None, cache_dir
                               f"{cache_dir}, which has {free / GB:,.1f} GB free (free some space, or save the run "
                               "elsewhere with --save DIR; a run without one uses TMPDIR)")
     check_fits("lm", cfg, resident_bytes(chars, symbols, val_fraction),
-               f"the text {path.name} (encoded, with its validation blocks)")
+               f"the validation blocks of {path.name}")
 
 
-def read_texts(cfg: dict, vocab: Indexer, save_dir: Path | None = None, progress: bool = False) -> dict:
-    """The encoded training text and the dev text of a ``--train-text`` run with alphabet ``vocab``.
+def read_texts(cfg: dict, vocab: Indexer, save_dir: Path | None = None, progress: ReadProgress | None = None) -> dict:
+    """The encoded training text and the dev text of a ``--train-text`` run with alphabet ``vocab``
+    (``progress``: called while reading, :class:`mlx_rnn.core.textread.ReadProgress`).
 
     Returns:
         ``{"text": EncodedText, "dev": str or None}``; dev None: the tail of the text.
@@ -136,9 +138,7 @@ def read_texts(cfg: dict, vocab: Indexer, save_dir: Path | None = None, progress
     train_path, dev_path = Path(cfg["train_text"]), cfg.get("dev_text")
     cache_dir, created = textcache.cache_dir_for(save_dir)
     try:
-        label = f"[lm] reading {train_path.name} (checking and encoding it)"
-        text = textcache.encode(train_path, vocab.symbols, cfg.get("normalize", False), cache_dir, created,
-                                ReadProgress(label, file_size(train_path), progress))
+        text = textcache.encode(train_path, vocab.symbols, cfg.get("normalize", False), cache_dir, created, progress)
     except BaseException:
         textcache.remove(created)
         raise
@@ -186,14 +186,19 @@ def lm_data(cfg: dict, resumed: bool, val_fraction: float, save_dir: Path | None
     if cfg.get("dev_text"):
         file_size(cfg["dev_text"])
     where = Path(save_dir) / textcache.CACHE_DIR if save_dir is not None else textcache.temp_root()
+    passes = []
+
+    def reader(what: str) -> ReadProgress:
+        passes.append(ReadProgress(f"[lm] reading {path.name} ({what})", size, progress))
+        return passes[-1]
+
     if cfg.get("vocab_kind") == "corpus" and not resumed:
         check_room(cfg, path, size, None, where, val_fraction)  # a bound: no more characters than bytes
-        cfg["vocab"] = text_alphabet(path, ReadProgress(f"[lm] reading {path.name} (finding its alphabet)",
-                                                        size, progress))
+        cfg["vocab"] = text_alphabet(path, reader("finding its alphabet"))
         cfg["vocab_size"] = len(cfg["vocab"])
     check_room(cfg, path, size, cfg["vocab"], where, val_fraction)
     vocab = Indexer(cfg["vocab"])
-    texts = read_texts(cfg, vocab, save_dir, progress)
+    texts = read_texts(cfg, vocab, save_dir, reader("checking and encoding it"))
     text = texts["text"]
     n = len(text)
     body = n if texts["dev"] is not None else n - dev_tail_chars(n)
@@ -201,6 +206,11 @@ def lm_data(cfg: dict, resumed: bool, val_fraction: float, save_dir: Path | None
     cfg["dev_tail_chars"] = None if cfg.get("dev_text") else len(dev)
     val = validation_ranges(body, val_fraction)
     train_ranges = [(a, b) for a, b in zip([0] + [e for _, e in val], [s for s, _ in val] + [body])]
+    if any(p.printed for p in passes):  # a large text: say what became of it
+        item = text.dtype.itemsize
+        print(f"[lm] {path.name}: {n:,} characters, {len(vocab)} symbols, read in {passes[0].elapsed():.0f} s; "
+              f"encoded in {text.path.parent} ({item} byte{'s' if item > 1 else ''} a symbol)",
+              file=sys.stderr, flush=True)
     return {"train": textcache.TextSegments(text, train_ranges), "val": [text.text(a, b) for a, b in val],
             "dev": dev, "text_cache": text, "resident_bytes": resident_bytes(n, vocab.symbols, val_fraction, len(dev))}
 

@@ -1,4 +1,4 @@
-"""A training text encoded once, one id per symbol, kept on disk and memory-mapped.
+"""A training text encoded once, one id per symbol, kept on disk and read per batch.
 
 Framework-neutral (numpy only). ``--train-text FILE`` is read in one streaming pass
 (:func:`mlx_rnn.core.textread.checked_pieces`) that writes the ids of its symbols to
@@ -11,10 +11,12 @@ run into the same directory) maps it instead of reading the text again; a text c
 since (another size or modification time) is read again.
 
 ``DIR`` is the run's checkpoint directory; a run that saves nothing uses a temporary
-directory removed when the process ends. Training reads batches from the map
-(:class:`TextSegments`, through :class:`mlx_rnn.core.distributed.LazyStreams`), converting
-only the rows of a batch to int32, so a 1 GB text costs 1 GB of mapped file, not 4 GB of
-int32 (and its pages are the kernel's to drop under pressure).
+directory removed when the process ends. Training reads each batch's rows from the file
+(:class:`TextSegments`, through :class:`mlx_rnn.core.distributed.LazyStreams`; ``os.pread``,
+converting only those rows to int32), so a 1 GB text costs 1 GB of disk, not a 1 GB string
+and 4 GB of int32 in the process; the system's page cache keeps the file in memory when there
+is room. (A memory map would do the same, but every page read would count in the process's
+resident memory until the epoch had touched the whole file.)
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from .textread import DataError, SymbolCoder, checked_pieces, id_dtype
 CACHE_DIR = "text-cache"
 IDS, META = "train-text.ids", "train-text.json"
 FORMAT = 1
-_PIECE = 8 << 20  # ids per piece when scanning the whole map
+_PIECE = 8 << 20  # ids per read when scanning the whole file
 
 
 def source_stat(path) -> dict:
@@ -45,29 +47,44 @@ def source_stat(path) -> dict:
 
 
 class EncodedText:
-    """The ids of a whole text, memory-mapped (``ids``: uint8/uint16/uint32, one per character).
+    """The ids of a whole text, one per character, in a file read on demand (``os.pread``).
 
     ``created``: directories and files this process made for it, removed by :meth:`discard`.
     """
 
     def __init__(self, ids_path: Path, meta: dict, created: list[Path] | None = None):
         self.path, self.meta, self.created = Path(ids_path), meta, created or []
-        self.ids = np.memmap(self.path, dtype=np.dtype(meta["dtype"]), mode="r", shape=(meta["chars"],))
+        self.dtype = np.dtype(meta["dtype"])
         self.coder = SymbolCoder(meta["vocab"])
+        self._file = open(self.path, "rb", buffering=0)  # noqa: SIM115  (closed with the object)
 
     def __len__(self) -> int:
         return int(self.meta["chars"])
 
+    def ids(self, start: int, stop: int) -> np.ndarray:
+        """The stored ids (uint8/uint16/uint32) of characters ``[start, stop)``.
+
+        Raises:
+            DataError: the file is shorter than recorded (changed under the run).
+        """
+        size = (stop - start) * self.dtype.itemsize
+        buf = os.pread(self._file.fileno(), size, start * self.dtype.itemsize) if size > 0 else b""
+        if len(buf) != size:
+            raise DataError(self.path, "encoded text is shorter than recorded (changed while the run used it?); "
+                                       "delete the folder and start again")
+        return np.frombuffer(buf, dtype=self.dtype)
+
     def read(self, start: int, stop: int) -> np.ndarray:
         """int32 ids of characters ``[start, stop)``."""
-        return self.ids[start:stop].astype(np.int32)
+        return self.ids(start, stop).astype(np.int32)
 
     def text(self, start: int, stop: int) -> str:
         """Characters ``[start, stop)`` as a string."""
-        return "".join(self.coder.decode(self.ids[s:min(s + _PIECE, stop)]) for s in range(start, stop, _PIECE))
+        return "".join(self.coder.decode(self.ids(s, min(s + _PIECE, stop))) for s in range(start, stop, _PIECE))
 
     def discard(self) -> None:
         """Remove what this process created for the cache (a run that failed before training)."""
+        self._file.close()
         remove(self.created)
 
     def remember(self, key: str, value) -> None:
@@ -224,7 +241,7 @@ class TextSegments:
             a, b = self.ranges[i]
             s = a + start - int(self.offsets[i])
             e = min(b, s + stop - start)
-            out.append(self.encoded.ids[s:e])
+            out.append(self.encoded.ids(s, e))
             start += e - s
             i += 1
         return np.concatenate(out).astype(np.int32) if len(out) != 1 else out[0].astype(np.int32)
@@ -240,7 +257,7 @@ class TextSegments:
         h = hashlib.sha256()
         for a, b in self.ranges:
             for s in range(a, b, _PIECE):
-                h.update(self.encoded.ids[s:min(s + _PIECE, b)].astype("<i4").tobytes())
+                h.update(self.encoded.ids(s, min(s + _PIECE, b)).astype("<i4").tobytes())
         self.encoded.remember(key, h.hexdigest())
         return h.hexdigest()
 

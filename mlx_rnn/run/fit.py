@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 import json
 import math
 from pathlib import Path
@@ -38,7 +39,7 @@ from mlx_rnn.core.taskdata import check_trainable, data_fingerprint
 from mlx_rnn.core.transfer import lm_init_weights
 from mlx_rnn.core.vocab import Indexer
 from .errors import Diverged, Interrupted, _log
-from .evaluation import calibrate_on_validation, dev_summary, final_bundle, validation_loss
+from .evaluation import calibrate_on_validation, calibration_blocks, dev_summary, final_bundle, validation_loss
 from .resume import ResumeState, _restore, _truncate_metrics
 
 
@@ -225,7 +226,6 @@ class TaskRun:
         self.task = cfg["task"]
         self.save_dir = Path(out.save_dir) if out.save_dir is not None else None
         self.writer = {"framework": fw.FRAMEWORK, "framework_version": fw.framework_version()}
-        self.fingerprint = data_fingerprint(data["train"])
         self.trainer = fw.Trainer(cfg, data["train"])
         self.first_epoch, self.start_step, self.last_epoch, self.epochs_run = 0, 0, cfg["epochs"], 0
         self.best_loss, self.best_epoch, self.bad_epochs = math.inf, -1, 0
@@ -265,6 +265,12 @@ class TaskRun:
         if self.cfg["patience"] and self.bad_epochs >= self.cfg["patience"]:
             log(f"[{self.task}] already stopped early (no better validation loss for {self.bad_epochs} epochs)")
             self.last_epoch = self.first_epoch
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """sha256 of the training data, recorded with resumable state; computed when first needed
+        (a save or a resume: hashing a 1 GB text as int32 takes seconds, not spent before step 1)."""
+        return data_fingerprint(self.data["train"])
 
     def checkpoint_config(self) -> dict:
         """The ``config.json`` of the model kept so far: the run's settings, the writer, ``best_epoch``."""
@@ -391,5 +397,7 @@ class TaskRun:
         temperature, before, after = calibrate_on_validation(wrapper, self.data["val"])
         wrapper.calibration_temperature = final_cfg["calibration_temperature"] = temperature
         edge = " (at the edge of the searched range)" if temperature in T_RANGE else ""
+        cut = calibration_blocks(self.data["val"])
+        part = "" if cut is self.data["val"] else f"; its blocks' first {len(cut[0]):,} characters"
         self.out.log(f"[{self.task}] calibration temperature {temperature:.4f}{edge} (fitted on the validation "
-                     f"slice): val ppl {math.exp(before):.3f} -> {math.exp(after):.3f}")
+                     f"slice{part}): val ppl {math.exp(before):.3f} -> {math.exp(after):.3f}")

@@ -182,7 +182,7 @@ def _read_data(plans: list[TaskPlan], args) -> None:
         try:
             check_trainable(cfg, plan.data["train"], where)
             if not (plan.task == "classify" and args.zero_shot_lm):  # before any model or optimizer state
-                check_fits(plan.task, cfg, plan.data.get("resident_bytes", 0), f"the text {where.name}")
+                check_fits(plan.task, cfg, plan.data.get("resident_bytes", 0), f"the validation blocks of {where.name}")
         except BaseException:
             if "text_cache" in plan.data:  # a run refused before training leaves no encoded text behind
                 plan.data["text_cache"].discard()
