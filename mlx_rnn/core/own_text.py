@@ -100,13 +100,13 @@ def _char_width(symbols: str) -> int:
     return 1 if top < 256 else 2 if top < 65536 else 4
 
 
-def resident_bytes(chars: int, symbols: str | None, val_fraction: float, dev_chars: int = DEV_TAIL_MAX) -> int:
+def resident_bytes(chars: int, symbols: str | None, val_fraction: float, dev_chars: int | None = None) -> int:
     """Memory the data of a text of ``chars`` characters hold during training: the validation
     blocks and the dev text as strings (the encoded text stays on disk and is read per batch).
     ``symbols`` None (alphabet not known yet): one byte a character, a bound when ``chars`` is
     the file's size (a character of a wider string takes at least as many bytes in UTF-8)."""
     width = _char_width(symbols) if symbols else 1
-    return int(chars * val_fraction * width) + dev_chars * width
+    return int(chars * val_fraction * width) + (dev_tail_chars(chars) if dev_chars is None else dev_chars) * width
 
 
 def check_room(cfg: dict, path: Path, chars: int, symbols: str | None, cache_dir: Path, val_fraction: float) -> None:

@@ -148,15 +148,15 @@ def decoded_pieces(path, progress=None):
     with open_regular(p) as f:
         while True:
             try:
-                chunk = f.read(PIECE_BYTES)
+                chunk = f.read(PIECE_BYTES if done else max(PIECE_BYTES, len(_BOM)))
             except OSError as e:
                 raise DataError(p, f"cannot read ({e.strerror or e})") from None
-            if done == 0 and chunk.startswith(_BOM):  # (some Windows editors write one)
-                chunk = chunk[len(_BOM):]
-                done += len(_BOM)
             done += len(chunk)
+            eof = not chunk
+            if done == len(chunk) and chunk.startswith(_BOM):  # (some Windows editors write one)
+                chunk = chunk[len(_BOM):]
             data = carry + chunk
-            end = _complete(data) if chunk else len(data)
+            end = len(data) if eof else _complete(data)
             try:
                 text = data[:end].decode("utf-8")
             except UnicodeDecodeError as e:
@@ -164,14 +164,14 @@ def decoded_pieces(path, progress=None):
             carry = data[end:]
             where.advance(text)
             text = cr + text
-            cr = "\r" if chunk and text.endswith("\r") else ""  # a CRLF may span two pieces
+            cr = "\r" if not eof and text.endswith("\r") else ""  # a CRLF may span two pieces
             text = text.replace("\r\n", "\n") if not cr else text[:-1].replace("\r\n", "\n")
             total += len(text)
             if text:
                 yield text
             if progress is not None:
                 progress(done)
-            if not chunk:
+            if eof:
                 break
     if total == 0:
         raise DataError(p, "file is empty")
