@@ -227,7 +227,8 @@ def test_resume_mid_epoch_reuses_the_encoded_text_and_is_exact(framework, text_f
     flags = [*TINY, "--epochs", "2", "--dropout", "0.2", "--lr-schedule", "constant", "--train-text", str(text_file)]
     assert cli.main(framework, [*flags, "--save", str(tmp_path / "ref")]) == 0
     real = fit.train_task
-    monkeypatch.setattr(cli, "train_task", lambda fw, cfg, d, out, stop, **kw: real(fw, cfg, d, out, StopAfter(7), **kw))
+    monkeypatch.setattr(cli, "train_task",
+                        lambda fw, cfg, d, out, stop, **kw: real(fw, cfg, d, out, StopAfter(7), **kw))
     assert cli.main(framework, [*flags, "--save", str(tmp_path / "mid")]) == 130
     assert "interrupted at epoch 1, step 7" in capsys.readouterr().err
     ids = tmp_path / "mid" / "text-cache" / "train-text.ids"

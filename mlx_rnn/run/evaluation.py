@@ -85,6 +85,12 @@ def calibration_blocks(blocks: list[str]) -> list[str]:
     return [b[:VAL_ONE_PASS // len(blocks) + 1] for b in blocks]
 
 
+def calibration_note(blocks: list[str]) -> str:
+    """For the calibration line: "" when fitted on all the blocks, else which share of them."""
+    cut = calibration_blocks(blocks)
+    return "" if cut is blocks else f"; its blocks' first {len(cut[0]):,} characters"
+
+
 def calibrate_on_validation(wrapper, blocks: list[str]) -> tuple[float, float, float]:
     """Fit the LM's calibration temperature on the validation blocks (:mod:`mlx_rnn.core.calibration`;
     a large slice: on :func:`calibration_blocks`).

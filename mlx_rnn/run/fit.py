@@ -39,7 +39,7 @@ from mlx_rnn.core.taskdata import check_trainable, data_fingerprint
 from mlx_rnn.core.transfer import lm_init_weights
 from mlx_rnn.core.vocab import Indexer
 from .errors import Diverged, Interrupted, _log
-from .evaluation import calibrate_on_validation, calibration_blocks, dev_summary, final_bundle, validation_loss
+from .evaluation import calibrate_on_validation, calibration_note, dev_summary, final_bundle, validation_loss
 from .resume import ResumeState, _restore, _truncate_metrics
 
 
@@ -268,8 +268,7 @@ class TaskRun:
 
     @cached_property
     def fingerprint(self) -> str:
-        """sha256 of the training data, recorded with resumable state; computed when first needed
-        (a save or a resume: hashing a 1 GB text as int32 takes seconds, not spent before step 1)."""
+        """sha256 of the training data for resumable state, when first needed (not before step 1)."""
         return data_fingerprint(self.data["train"])
 
     def checkpoint_config(self) -> dict:
@@ -397,7 +396,5 @@ class TaskRun:
         temperature, before, after = calibrate_on_validation(wrapper, self.data["val"])
         wrapper.calibration_temperature = final_cfg["calibration_temperature"] = temperature
         edge = " (at the edge of the searched range)" if temperature in T_RANGE else ""
-        cut = calibration_blocks(self.data["val"])
-        part = "" if cut is self.data["val"] else f"; its blocks' first {len(cut[0]):,} characters"
-        self.out.log(f"[{self.task}] calibration temperature {temperature:.4f}{edge} (fitted on the validation "
-                     f"slice{part}): val ppl {math.exp(before):.3f} -> {math.exp(after):.3f}")
+        self.out.log(f"[{self.task}] calibration temperature {temperature:.4f}{edge} (fitted on the validation slice"
+                     f"{calibration_note(self.data['val'])}): val ppl {math.exp(before):.3f} -> {math.exp(after):.3f}")
