@@ -150,7 +150,7 @@ def test_bad_own_text_is_one_line_exit_2(case, text_file, tmp_path, capsys):
         assert main(fw, argv) == 2, case
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith("error: " + expected.format(**fill)), err
-    assert not (tmp_path / "ck").exists()
+    assert not (tmp_path / "ck").exists() and not list(tmp_path.glob(".text-cache-*"))  # nothing left behind
 
 
 def test_trainer_script_with_train_text_needs_no_data(tmp_path):
@@ -231,8 +231,9 @@ def test_resume_mid_epoch_reuses_the_encoded_text_and_is_exact(framework, text_f
                         lambda fw, cfg, d, out, stop, **kw: real(fw, cfg, d, out, StopAfter(7), **kw))
     assert cli.main(framework, [*flags, "--save", str(tmp_path / "mid")]) == 130
     assert "interrupted at epoch 1, step 7" in capsys.readouterr().err
-    ids = tmp_path / "mid" / "text-cache" / "train-text.ids"
+    ids = tmp_path / "mid" / "text-cache" / "train-text.ids"  # moved into the directory the run made
     stamp = (ids.stat().st_ino, ids.stat().st_mtime_ns)
+    assert not list(tmp_path.glob(".text-cache-*"))
     monkeypatch.setattr(cli, "train_task", real)
     monkeypatch.setattr(textcache, "checked_pieces", lambda *a, **k: pytest.fail("the text was encoded again"))
     assert cli.main(framework, ["--resume", str(tmp_path / "mid"), "--quiet"]) == 0

@@ -90,7 +90,7 @@ def test_lm_data_equals_the_in_memory_split(name, tmp_path, monkeypatch):
         lazy = distributed.lm_shard_streams(d["train"], 4, 5, seed=3, epoch=1, rank=rank, world=world)
         whole = lm_streams(ids, 4 * world, 5, seed=3, epoch=1)[rank * 4:(rank + 1) * 4]
         assert np.array_equal(np.asarray(lazy), whole)
-    assert (tmp_path / "run" / "text-cache" / "train-text.ids").stat().st_size == len(text)  # one byte a symbol
+    assert d["text_cache"].path.stat().st_size == len(text)  # one byte a symbol
 
 
 def _old_utf8_position(raw: bytes) -> tuple[int, int, int]:
@@ -198,6 +198,7 @@ def test_a_text_with_no_room_for_its_encoded_form_is_refused_before_reading(tmp_
 def test_the_cache_is_reused_while_the_text_is_unchanged(tmp_path, monkeypatch):
     path = tmp_path / "t.txt"
     path.write_text("The cat sat on the mat.\n" * 200, encoding="utf-8")
+    (tmp_path / "run").mkdir()  # a checkpoint directory that exists (--resume): the cache goes straight in
     first = own_text.lm_data(_cfg(path), resumed=False, val_fraction=0.05, save_dir=tmp_path / "run")
     ids = tmp_path / "run" / "text-cache" / "train-text.ids"
     stamp = ids.stat().st_mtime_ns
@@ -220,7 +221,9 @@ def test_default_dev_text_reads_the_tail_without_the_whole_text(tmp_path, monkey
     text = "".join(f"Line {i}: caf\u00e9, na\u00efve.\n" for i in range(3000))
     path.write_text(text, encoding="utf-8")
     cfg = _cfg(path)
+    (tmp_path / "ck").mkdir()
     own_text.lm_data(cfg, resumed=False, val_fraction=0.05, save_dir=tmp_path / "ck")
+    assert (tmp_path / "ck" / "text-cache" / "train-text.ids").is_file()
     want = own_text.split_dev_tail(text[:-1])[1]
     monkeypatch.setattr(textread, "PIECE_BYTES", 1000)
     monkeypatch.setattr(own_text, "read_text", lambda *a, **k: pytest.fail("whole text read"), raising=False)
@@ -238,3 +241,19 @@ def test_progress_lines_while_reading_and_none_when_quiet(capsys):
     quiet = textread.ReadProgress("x", 10, enabled=False, every_s=0.0)
     quiet(5)
     assert capsys.readouterr().err == "" and not quiet.printed
+
+
+def test_a_new_checkpoint_directory_gets_the_cache_only_once_the_run_is_planned(tmp_path):
+    """Written hidden beside the directory, moved in by settle(); discarded with nothing left."""
+    path = tmp_path / "t.txt"
+    path.write_text("The cat sat on the mat.\n" * 200, encoding="utf-8")
+    d = own_text.lm_data(_cfg(path), resumed=False, val_fraction=0.05, save_dir=tmp_path / "runs" / "new")
+    staged = d["text_cache"].path.parent
+    assert not (tmp_path / "runs").exists() and staged.parent == tmp_path and staged.name.startswith(".text-cache-")
+    (tmp_path / "runs" / "new").mkdir(parents=True)
+    d["text_cache"].settle(tmp_path / "runs" / "new")
+    assert d["text_cache"].path == tmp_path / "runs" / "new" / "text-cache" / "train-text.ids" and not staged.exists()
+    assert d["train"].read(0, 5).tolist() == Indexer(d["text_cache"].meta["vocab"]).encode("The c").tolist()
+    again = own_text.lm_data(_cfg(path), resumed=False, val_fraction=0.05, save_dir=tmp_path / "other")
+    again["text_cache"].discard()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs", "t.txt"]

@@ -15,10 +15,9 @@ and ``dev_tail_chars``, so that ``--resume`` reads the same text and
 Any size: the text is read in pieces (:mod:`mlx_rnn.core.textread`): one pass finds its
 alphabet (``--vocab corpus``), one checks and encodes it into a file of one byte per symbol
 in the checkpoint directory (:mod:`mlx_rnn.core.textcache`, reused by ``--resume``), and the
-trainers read each batch from that file. Before a byte is read, a file that is not
-a regular file (a device, a FIFO) is refused, and so is a text whose encoded form and
-validation blocks cannot fit in memory or on disk; a read longer than a few seconds prints a
-progress line.
+trainers read each batch from that file. Before a byte is read, a file that is not a regular
+file (a device, a FIFO) is refused, and so is a text whose encoded form cannot fit on disk or
+whose validation blocks cannot fit in memory; a read longer than a few seconds prints progress.
 """
 
 from __future__ import annotations
@@ -78,8 +77,8 @@ def configure(cfg: dict, args, resumed: bool) -> None:
 
 
 def text_alphabet(path, progress=None) -> str:
-    """The sorted symbols of a training text (read as :func:`read_text` reads it, in pieces), with a
-    space added when the text has none. Raises DataError for a missing, empty or non-UTF-8 file."""
+    """The sorted symbols of a training text (read in pieces, as every text is), with a space
+    added when the text has none. Raises DataError for a missing, empty, non-UTF-8 or not regular file."""
     return "".join(sorted(set(text_symbols(path, progress)[0]) | {START}))
 
 

@@ -10,8 +10,9 @@ without it is rebuilt. A run that finds a cache matching its text (``--resume``,
 run into the same directory) maps it instead of reading the text again; a text changed
 since (another size or modification time) is read again.
 
-``DIR`` is the run's checkpoint directory; a run that saves nothing uses a temporary
-directory removed when the process ends. Training reads each batch's rows from the file
+``DIR`` is the run's checkpoint directory (one the run has not made yet gets the cache only
+once every input is checked: it is written beside it, hidden, and moved in); a run that saves
+nothing uses a temporary directory removed when the process ends. Training reads each batch's rows from the file
 (:class:`TextSegments`, through :class:`mlx_rnn.core.distributed.LazyStreams`; ``os.pread``,
 converting only those rows to int32), so a 1 GB text costs 1 GB of disk, not a 1 GB string
 and 4 GB of int32 in the process; the system's page cache keeps the file in memory when there
@@ -31,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .checkpoint import atomic_write_bytes
 from .textread import DataError, SymbolCoder, checked_pieces, id_dtype
 
 CACHE_DIR = "text-cache"
@@ -87,6 +89,23 @@ class EncodedText:
         self._file.close()
         remove(self.created)
 
+    def settle(self, save_dir: Path) -> None:
+        """Move a cache written beside a checkpoint directory not made yet into
+        ``save_dir/text-cache``, now that the directory exists (see :func:`cache_dir_for`);
+        nothing to do for one already in place. Where it cannot be moved, it stays where it is
+        for this run (and goes when the process ends)."""
+        here, there = self.path.parent, Path(save_dir) / CACHE_DIR
+        if here == there or not Path(save_dir).is_dir() or there.exists():
+            return
+        try:
+            os.replace(here, there)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(there, 0o777 & ~umask)  # mkdtemp makes 0700; give the usual permissions
+        except OSError:
+            return
+        self.path, self.created = there / IDS, []
+
     def remember(self, key: str, value) -> None:
         """Record ``value`` under ``key`` in the cache's metadata (e.g. a fingerprint), if writable."""
         self.meta.setdefault("notes", {})[key] = value
@@ -97,8 +116,6 @@ class EncodedText:
 
 
 def _write_meta(path: Path, meta: dict) -> None:
-    from .checkpoint import atomic_write_bytes
-
     atomic_write_bytes(path, (json.dumps(meta, indent=1) + "\n").encode())
 
 
@@ -121,26 +138,43 @@ def temp_root() -> Path:
     return Path(tempfile.gettempdir())
 
 
-def make_dirs(path: Path) -> list[Path]:
-    """Create ``path`` and its missing parents; the ones created, outermost first."""
-    missing = []
+def nearest_existing(path: Path) -> Path:
+    """``path`` or its nearest parent that exists."""
     p = Path(path)
-    while not p.exists():
-        missing.append(p)
+    while not p.exists() and p != p.parent:
         p = p.parent
-    Path(path).mkdir(parents=True, exist_ok=True)
-    return missing[::-1]
+    return p
+
+
+def _temp_dir(parent: Path, prefix: str) -> Path:
+    """A new directory in ``parent``, removed when the process ends unless it was moved away."""
+    try:
+        d = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=parent))
+    except OSError as e:
+        raise DataError(parent, f"cannot write the encoded text ({e.strerror or e})") from None
+    atexit.register(shutil.rmtree, d, True)
+    return d
 
 
 def cache_dir_for(save_dir: Path | None) -> tuple[Path, list[Path]]:
-    """(where the cache goes, directories created for it): ``save_dir/text-cache``, or a
-    temporary directory (removed when the process ends) for a run that saves nothing."""
+    """(where the cache is written, what was created for it: removed if the run fails).
+
+    ``save_dir/text-cache`` when the checkpoint directory exists (``--resume``, an existing
+    ``--save`` directory); for one not created yet, a hidden directory beside where it will be,
+    moved into it by :meth:`EncodedText.settle` once the run has checked everything and made
+    the directory (so a run refused before training leaves no directory behind); for a run that
+    saves nothing, a temporary directory in ``TMPDIR``. The last two go when the process ends.
+    """
     if save_dir is None:
-        d = Path(tempfile.mkdtemp(prefix="mlx-rnn-text-", dir=temp_root()))
-        atexit.register(shutil.rmtree, d, True)
+        d = _temp_dir(temp_root(), "mlx-rnn-text-")
         return d, [d]
-    d = Path(save_dir) / CACHE_DIR
-    return d, make_dirs(d)
+    if Path(save_dir).is_dir():
+        d = Path(save_dir) / CACHE_DIR
+        created = [] if d.exists() else [d]
+        d.mkdir(exist_ok=True)
+        return d, created
+    d = _temp_dir(nearest_existing(Path(save_dir).parent), f".{CACHE_DIR}-")
+    return d, [d]
 
 
 def find(cache_dir: Path, path, symbols: str, normalize: bool) -> EncodedText | None:
@@ -206,11 +240,8 @@ def encode(path, symbols: str, normalize: bool, cache_dir: Path, created: list[P
 
 def disk_free(path: Path) -> int | None:
     """Free bytes on the file system that holds ``path`` (or its nearest existing parent)."""
-    p = Path(path)
-    while not p.exists() and p != p.parent:
-        p = p.parent
     try:
-        return shutil.disk_usage(p).free
+        return shutil.disk_usage(nearest_existing(path)).free
     except OSError:
         return None
 

@@ -72,6 +72,8 @@ def plan_run(framework: str, args) -> list[TaskPlan]:
         if plan.save_dir is not None and distributed.current().is_main:  # (only rank 0 writes)
             # every input checked: lock the directory for the run, clean up what a crash left
             prepare_save_dir(plan.save_dir, f"--save {args.save}" if args.save else f"--resume {args.resume}")
+            if "text_cache" in plan.data:  # --train-text: its encoded text moves into the new directory
+                plan.data["text_cache"].settle(plan.save_dir)
         if plan.resume_dir is not None and plan.pending is None:
             plan.resume = load_resume_state(plan.resume_dir, plan.task, plan.cfg, plan.data["train"], framework)
     return plans
