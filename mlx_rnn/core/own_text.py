@@ -208,7 +208,8 @@ def lm_data(cfg: dict, resumed: bool, val_fraction: float, save_dir: Path | None
     if any(p.printed for p in passes):  # a large text: say what became of it
         item = text.dtype.itemsize
         print(f"[lm] {path.name}: {n:,} characters, {len(vocab)} symbols, read in {passes[0].elapsed():.0f} s; "
-              f"encoded in {text.path.parent} ({item} byte{'s' if item > 1 else ''} a symbol)",
+              f"encoded in {where if save_dir is not None else text.path.parent} "
+              f"({item} byte{'s' if item > 1 else ''} a symbol)",
               file=sys.stderr, flush=True)
     return {"train": textcache.TextSegments(text, train_ranges), "val": [text.text(a, b) for a, b in val],
             "dev": dev, "text_cache": text, "resident_bytes": resident_bytes(n, vocab.symbols, val_fraction, len(dev))}
