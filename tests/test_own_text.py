@@ -150,7 +150,7 @@ def test_bad_own_text_is_one_line_exit_2(case, text_file, tmp_path, capsys):
         assert main(fw, argv) == 2, case
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith("error: " + expected.format(**fill)), err
-    assert not (tmp_path / "ck").exists()
+    assert not (tmp_path / "ck").exists() and not list(tmp_path.glob(".text-cache-*"))  # nothing left behind
 
 
 def test_trainer_script_with_train_text_needs_no_data(tmp_path):
@@ -192,3 +192,91 @@ def test_compare_checks_the_checkpoint_on_its_own_dev_text(trained, capsys, one_
     assert compare(["--checkpoint", str(ck)]) == 0  # no data directory: the held-out tail
     out = capsys.readouterr().out
     assert "[lm] PASS" in out and f"over {lm['config']['dev_tail_chars']} dev positions" in out, out
+
+
+# ----- any size of text: the trainers on the encoded text ------------------------------------------
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_devices_and_fifos_are_refused_at_once_by_both_trainers(kind, tmp_path, capsys):
+    """``--train-text /dev/zero`` used to grow without end and a FIFO to hang: one line, exit 2."""
+    import os
+    import time
+
+    from mlx_rnn.run.cli import main
+
+    if kind == "fifo":
+        path = tmp_path / "pipe"
+        os.mkfifo(path)
+        cause = "is a named pipe (FIFO), not a regular file"
+    else:
+        path = "/dev/zero"
+        cause = "is a character device, not a regular file"
+    for argv in (["--train-text", str(path)], ["--train-text", str(_write(tmp_path / "t.txt", make_own_text(30))),
+                                               "--dev-text", str(path)]):
+        for fw in ("mlx", "torch"):
+            t = time.perf_counter()
+            assert main(fw, [*argv, *TINY, "--save", str(tmp_path / "ck")]) == 2
+            assert time.perf_counter() - t < 5
+            err = capsys.readouterr().err
+            assert err == f"error: {path}: {cause}: save the text to a file and give that\n"
+    assert not (tmp_path / "ck").exists()
+
+
+@pytest.mark.parametrize("framework", ["mlx", "torch"])
+def test_resume_mid_epoch_reuses_the_encoded_text_and_is_exact(framework, text_file, tmp_path, monkeypatch, capsys,
+                                                               one_torch_thread):
+    from mlx_rnn.core import textcache
+    from mlx_rnn.run import cli, fit
+    from tests.test_resume import StopAfter, max_diff
+
+    flags = [*TINY, "--epochs", "2", "--dropout", "0.2", "--lr-schedule", "constant", "--train-text", str(text_file)]
+    assert cli.main(framework, [*flags, "--save", str(tmp_path / "ref")]) == 0
+    real = fit.train_task
+    monkeypatch.setattr(cli, "train_task",
+                        lambda fw, cfg, d, out, stop, **kw: real(fw, cfg, d, out, StopAfter(7), **kw))
+    assert cli.main(framework, [*flags, "--save", str(tmp_path / "mid")]) == 130
+    assert "interrupted at epoch 1, step 7" in capsys.readouterr().err
+    ids = tmp_path / "mid" / "text-cache" / "train-text.ids"  # moved into the directory the run made
+    stamp = (ids.stat().st_ino, ids.stat().st_mtime_ns)
+    assert not list(tmp_path.glob(".text-cache-*"))
+    monkeypatch.setattr(cli, "train_task", real)
+    monkeypatch.setattr(textcache, "checked_pieces", lambda *a, **k: pytest.fail("the text was encoded again"))
+    assert cli.main(framework, ["--resume", str(tmp_path / "mid"), "--quiet"]) == 0
+    assert (ids.stat().st_ino, ids.stat().st_mtime_ns) == stamp
+    assert "differ from those of the interrupted run" not in capsys.readouterr().out
+    assert max_diff(tmp_path / "ref", tmp_path / "mid") <= 1e-6
+
+
+def test_reading_a_large_text_prints_progress_unless_quiet(text_file, tmp_path, monkeypatch, capsys):
+    from mlx_rnn.core import textread
+    from mlx_rnn.run.cli import main
+
+    real = textread.ReadProgress.__init__
+    monkeypatch.setattr(textread.ReadProgress, "__init__",
+                        lambda self, label, total, enabled=True, every_s=5.0: real(self, label, total, enabled, 0.0))
+    monkeypatch.setattr(textread, "PIECE_BYTES", 1000)  # several pieces: a line after each
+    quiet = [a for a in TINY if a != "--quiet"]
+    assert main("mlx", ["--train-text", str(text_file), "--epochs", "1", *quiet, "--save", str(tmp_path / "a")]) == 0
+    err = capsys.readouterr().err
+    assert f"[lm] reading {text_file.name} (finding its alphabet): 0 of 0 MB" in err
+    assert f"[lm] reading {text_file.name} (checking and encoding it): " in err
+    assert f"[lm] {text_file.name}: {len(text_file.read_text(encoding='utf-8')) - 1:,} characters" in err
+    assert main("mlx", ["--train-text", str(text_file), "--epochs", "1", *TINY, "--save", str(tmp_path / "b")]) == 0
+    assert "[lm] reading" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("script", ["train_mlx", "train_torch"])
+def test_a_large_validation_slice_is_scored_in_chunks_with_the_same_loss(trained, text_file, script, monkeypatch):
+    from mlx_rnn.core.calibration import mean_nll
+    from mlx_rnn.core.backend import load
+    from mlx_rnn.run import evaluation
+
+    text = text_file.read_text(encoding="utf-8")
+    blocks = [text[i * 400:i * 400 + 300] for i in range(5)] + [text[3000:3170]]
+    for fw in ("mlx", "torch"):
+        wrapper = load(fw, trained[script][0], "lm")
+        whole = mean_nll(*evaluation.validation_logits(wrapper, blocks), 1.0)
+        assert evaluation.chunked_validation_loss(wrapper, blocks, chunk=37) == pytest.approx(whole, rel=1e-6)
+        monkeypatch.setattr(evaluation, "VAL_ONE_PASS", 100)  # as if the slice were large
+        assert evaluation.validation_loss("lm", wrapper, blocks) == pytest.approx(whole, rel=1e-6)
+        assert [len(b) for b in evaluation.calibration_blocks(blocks)] == [100 // 6 + 1] * 6
+        monkeypatch.undo()

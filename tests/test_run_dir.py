@@ -59,6 +59,8 @@ def test_names_and_unique_directories(tmp_path):
     (first / "config.json").write_text("{}")
     assert not remove_if_empty(first) and first.is_dir()
     (first / "config.json").unlink()
+    (first / "text-cache").mkdir()
+    (first / "text-cache" / "train-text.ids").write_bytes(b"\0")  # an encoded own text alone is no checkpoint
     assert remove_if_empty(first) and not (tmp_path / "runs").exists()  # the emptied runs/ goes too
 
 

@@ -33,6 +33,7 @@ import numpy as np
 
 from . import backend, distributed
 from .data import DataError
+from .textread import file_size
 from .vocab import TEXT8, Indexer
 
 CORPORA = ("text8",)
@@ -121,7 +122,7 @@ class Text8Corpus:
             raise DataError(p, "file not found")
         if p.is_dir():
             raise DataError(p, "is a directory, expected the text8 file")
-        size = p.stat().st_size
+        size = file_size(p)  # a device or a FIFO is refused (a memory map of one cannot work)
         if size == 0:
             raise DataError(p, "file is empty")
         try:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+# DataError lives with the piece-by-piece readers (textread); most modules import it from here
+from .textread import DataError, checked_pieces, read_utf8, text_symbols  # noqa: F401
 from .vocab import TEXT8, Indexer
 
 EXAMPLE_LENGTH = 20
@@ -25,55 +27,11 @@ CLASSIFY_FILES = {
 LM_FILES = {"train": "text8-100k.txt", "dev": "text8-dev.txt"}
 
 
-class DataError(ValueError):
-    """Bad input data. ``str(err)`` is a one-line message: ``file:line:col: cause``."""
-
-    def __init__(self, path, cause: str, line: int | None = None, col: int | None = None):
-        self.path, self.cause, self.line, self.col = str(path), cause, line, col
-        where = self.path
-        if line is not None:
-            where += f":{line}"
-            if col is not None:
-                where += f":{col}"
-        super().__init__(f"{where}: {cause}")
-
-
-def _read_utf8(path) -> str:
-    """Read a whole file as UTF-8 text, dropping a byte-order mark and turning CRLF into LF."""
-    p = Path(path)
-    if not p.exists():
-        raise DataError(p, "file not found")
-    if p.is_dir():
-        raise DataError(p, "is a directory, expected a text file")
-    try:
-        raw = p.read_bytes()
-    except OSError as e:
-        raise DataError(p, f"cannot read ({e.strerror or e})") from None
-    if not raw:
-        raise DataError(p, "file is empty")
-    if raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark (some Windows editors write one)
-        raw = raw[3:]
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        start = raw.rfind(b"\n", 0, e.start) + 1
-        # column in characters: the valid text before the bad byte on its line, plus one
-        col = len(raw[start: e.start].decode("utf-8", "replace")) + 1
-        raise DataError(p, f"not valid UTF-8 (byte 0x{raw[e.start]:02x})", line, col) from None
-    text = text.replace("\r\n", "\n")
-    if not text:
-        raise DataError(p, "file is empty")
-    return text
-
-
-def _check_symbols(path, text: str, vocab: Indexer, line: int = 1, col0: int = 1,
-                   hint: str = "") -> None:
+def _check_symbols(path, text: str, vocab: Indexer, line: int = 1, col0: int = 1) -> None:
     pos = vocab.first_unknown(text)
     if pos >= 0:
         ch = text[pos]
-        raise DataError(path, f"character {ch!r} (U+{ord(ch):04X}) is not in the vocabulary{hint}",
-                        line, col0 + pos)
+        raise DataError(path, f"character {ch!r} (U+{ord(ch):04X}) is not in the vocabulary", line, col0 + pos)
 
 
 def read_examples(path, vocab: Indexer = TEXT8, length: int = EXAMPLE_LENGTH) -> list[str]:
@@ -89,7 +47,7 @@ def read_examples(path, vocab: Indexer = TEXT8, length: int = EXAMPLE_LENGTH) ->
         DataError: missing/empty file, a directory, non-UTF-8 bytes, a line of the
             wrong length, or a character outside ``vocab``.
     """
-    text = _read_utf8(path)
+    text = read_utf8(path)
     lines = text.split("\n")
     if lines[-1] == "":
         lines.pop()  # the final newline ends the last line
@@ -107,44 +65,17 @@ def read_examples(path, vocab: Indexer = TEXT8, length: int = EXAMPLE_LENGTH) ->
 
 
 def read_text(path, vocab: Indexer = TEXT8, normalize: bool = False) -> str:
-    """Read a language-modelling text file.
+    """Read a language-modelling text file (in pieces: :func:`mlx_rnn.core.textread.checked_pieces`).
 
     One trailing newline (as editors save files) is ignored. With ``normalize`` the text
     is mapped onto the text8 alphabet first (see :mod:`mlx_rnn.core.normalize`); otherwise any
     other newline or a character outside ``vocab`` is an error.
 
     Raises:
-        DataError: missing/empty file, a directory, non-UTF-8 bytes, a stray newline,
-            or a character outside ``vocab``.
+        DataError: missing/empty file, a directory, a device or FIFO, non-UTF-8 bytes, a stray
+            newline, or a character outside ``vocab``.
     """
-    text = _read_utf8(path)
-    if normalize:
-        from .normalize import normalize_text
-
-        # the file's final newline, as without --normalize (not a scored space)
-        text = text[:-2] if text.endswith("\r\n") else text[:-1] if text.endswith("\n") else text
-        text = normalize_text(text)
-        if not text.strip(" "):
-            raise DataError(path, "no letters or digits left after normalisation (nothing to score)")
-        return text
-    if text.endswith("\n"):
-        text = text[:-1]
-    if not text:
-        raise DataError(path, "file is empty")
-    try:
-        vocab.encode(text)  # fast check of every character
-        return text
-    except ValueError:
-        pass
-    # the first character outside the vocabulary (a newline included), by line and column
-    pos = vocab.first_unknown(text)
-    line = text.count("\n", 0, pos) + 1
-    col = pos - (text.rfind("\n", 0, pos) + 1) + 1
-    if text[pos] == "\n":
-        raise DataError(path, "newline inside the text (use --normalize to turn it into a space)", line, col)
-    hint = " (use --normalize to map text onto a-z and space)" if vocab.symbols == TEXT8.symbols else ""
-    _check_symbols(path, text[pos], vocab, line, col, hint)
-    return text
+    return "".join(piece for piece, _ in checked_pieces(path, vocab.symbols, normalize))
 
 
 def resolve_data_dir(data_dir=None) -> Path:
@@ -248,11 +179,6 @@ def corpus_alphabet(path) -> str:
     without an alphabet check: UTF-8 (BOM dropped), CRLF as LF, one trailing newline ignored.
 
     Raises:
-        DataError: missing/empty file, a directory or non-UTF-8 bytes.
+        DataError: missing/empty file, a directory, a device or FIFO, or non-UTF-8 bytes.
     """
-    text = _read_utf8(path)
-    if text.endswith("\n"):
-        text = text[:-1]
-    if not text:
-        raise DataError(path, "file is empty")
-    return "".join(sorted(set(text)))
+    return text_symbols(path)[0]

@@ -11,7 +11,10 @@ The estimate (float32 throughout):
 - optimizer state: the gradients and AdamW's two moments, 3 x 4 P bytes;
 - activations of one training step, kept for the backward pass: per sequence position the
   embedding (E), per layer the gates (4H, or 3H for the GRU), h, c and tanh(c) (3H), and the
-  output logits (V), for the forward pass and as much again for the backward pass.
+  output logits (V), for the forward pass and as much again for the backward pass;
+- the data the run holds in memory, as the caller counts it: for ``--train-text`` the
+  validation blocks and the dev text as strings (:func:`mlx_rnn.core.own_text.resident_bytes`;
+  the encoded text itself stays on disk and is read per batch).
 
 The limit is the memory the system says is available (``MemAvailable`` on Linux, the physical
 memory elsewhere), or the address-space limit (``ulimit -v``) when that is lower.
@@ -29,14 +32,16 @@ from .config import cell_of
 GB = 1e9
 
 
-def estimate_bytes(cfg: dict) -> dict:
-    """``{"model", "optimizer", "activations", "total"}`` in bytes for a training run of ``cfg``."""
+def estimate_bytes(cfg: dict, data_bytes: int = 0) -> dict:
+    """``{"model", "optimizer", "activations", "data", "total"}`` in bytes for a training run of
+    ``cfg`` whose data take ``data_bytes``."""
     params = sum(math.prod(s) for s in expected_shapes(cfg).values())
     gates = 4 if cell_of(cfg) == "lstm" else 3
     per_position = (cfg["embed_dim"] + cfg["num_layers"] * (gates + 3) * cfg["hidden_size"]
                     + (1 if cfg["task"] == "classify" else cfg["vocab_size"]))
     positions = cfg["batch_size"] * cfg["seq_len"]
-    out = {"model": 3 * 4 * params, "optimizer": 3 * 4 * params, "activations": 2 * 4 * positions * per_position}
+    out = {"model": 3 * 4 * params, "optimizer": 3 * 4 * params, "activations": 2 * 4 * positions * per_position,
+           "data": int(data_bytes)}
     out["total"] = sum(out.values())
     return out
 
@@ -60,16 +65,22 @@ def available_bytes() -> tuple[int | None, str]:
     return min(found) if found else (None, "")
 
 
-def check_fits(task: str, cfg: dict) -> None:
-    """ValueError (one line) when the estimate of :func:`estimate_bytes` exceeds what is available."""
-    est = estimate_bytes(cfg)
+def check_fits(task: str, cfg: dict, data_bytes: int = 0, data_what: str = "data") -> None:
+    """ValueError (one line) when the estimate of :func:`estimate_bytes` exceeds what is available.
+
+    ``data_bytes``: the memory the data take (``data_what`` names them in the message).
+    """
+    est = estimate_bytes(cfg, data_bytes)
     limit, source = available_bytes()
     if limit is None or est["total"] <= limit:
         return
-    raise ValueError(f"[{task}] not enough memory: training needs about {est['total'] / GB:,.1f} GB "
-                     f"(model {est['model'] / GB:,.1f} GB, optimizer state {est['optimizer'] / GB:,.1f} GB, "
-                     f"activations {est['activations'] / GB:,.1f} GB) but the {source} is {limit / GB:,.1f} GB; "
-                     "use a smaller --hidden-size, --embed-dim, --num-layers, --batch-size or --seq-len")
+    parts = (f"model {est['model'] / GB:,.1f} GB, optimizer state {est['optimizer'] / GB:,.1f} GB, "
+             f"activations {est['activations'] / GB:,.1f} GB" + (f", {data_what} {est['data'] / GB:,.1f} GB"
+                                                                 if data_bytes else ""))
+    hint = ("use a smaller --hidden-size, --embed-dim, --num-layers, --batch-size or --seq-len"
+            if est["data"] < est["total"] / 2 else "use a shorter text (or a smaller --val-fraction)")
+    raise ValueError(f"[{task}] not enough memory: training needs about {est['total'] / GB:,.1f} GB ({parts}) "
+                     f"but the {source} is {limit / GB:,.1f} GB; {hint}")
 
 
 _ALLOC_WORDS = ("out of memory", "not enough memory", "tried to allocate", "can't allocate", "cannot allocate", "unable to allocate", "failed to allocate",

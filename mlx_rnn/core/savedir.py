@@ -24,6 +24,8 @@ import re
 import shutil
 from pathlib import Path
 
+from .textcache import CACHE_DIR as _CACHE_DIR
+
 #: the files a trainer writes into a checkpoint directory (removed when no checkpoint was committed)
 PARTIAL = ("model.safetensors", "metrics.jsonl")
 PENDING = "pending_config.json"
@@ -107,15 +109,15 @@ def claim_run_dir(path) -> Path:
 
 
 def remove_if_empty(path) -> bool:
-    """Remove directory ``path`` and its sub-directories when no file is in them (a default
-    checkpoint directory of a run that saved nothing), and its parent (``runs/``) when that is
-    left empty; True when ``path`` was removed."""
+    """Remove directory ``path`` when no file is in it outside ``text-cache/`` (a default
+    checkpoint directory of a run that saved nothing: the encoded own text alone is no use
+    without a checkpoint), and its parent (``runs/``) when that is left empty; True when
+    ``path`` was removed."""
     path = Path(path)
-    if not path.is_dir() or any(p.is_file() or p.is_symlink() for p in path.rglob("*")):
+    if not path.is_dir() or any((p.is_file() or p.is_symlink()) and _CACHE_DIR not in p.relative_to(path).parts
+                                for p in path.rglob("*")):
         return False
-    for d in sorted((p for p in path.rglob("*")), key=lambda p: len(p.parts), reverse=True):
-        d.rmdir()
-    path.rmdir()
+    shutil.rmtree(path)
     try:
         path.parent.rmdir()  # only succeeds when empty: the first run's runs/ folder
     except OSError:

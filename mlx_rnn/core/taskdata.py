@@ -72,27 +72,34 @@ def load_task_data(task: str, data_dir: Path, vocab: Indexer, val_fraction: floa
 VAL_BLOCKS, VAL_BLOCK_MIN = 10, 100
 
 
-def split_validation_blocks(text: str, val_fraction: float) -> tuple[str, list[str]]:
-    """Carve the LM validation text out of the training text, as evenly spaced blocks.
+def validation_ranges(n: int, val_fraction: float) -> list[tuple[int, int]]:
+    """The LM validation blocks of a text of ``n`` characters, as ``[(start, stop), ...]``.
 
     The text is cut into k equal segments (k = VAL_BLOCKS, fewer for a short text so that a
-    block has at least VAL_BLOCK_MIN characters) and the last ``len(text) * val_fraction / k``
+    block has at least VAL_BLOCK_MIN characters) and the last ``n * val_fraction / k``
     characters of each segment are held out. Spread over the whole text, the blocks estimate
     the loss on typical text; one contiguous tail would be a single article (the last 5 % of
-    text8-100k is one about Abu Dhabi's postal history, mostly spelled-out numbers).
+    text8-100k is one about Abu Dhabi's postal history, mostly spelled-out numbers). For a text
+    too short for blocks of VAL_BLOCK_MIN characters, one block: the last share of the text.
+    """
+    n_val = max(2, int(round(n * val_fraction)))
+    k = max(1, min(VAL_BLOCKS, n_val // VAL_BLOCK_MIN))
+    block, seg = n_val // k, n // k
+    return [((i + 1) * seg - block if i < k - 1 else n - block, (i + 1) * seg if i < k - 1 else n) for i in range(k)]
+
+
+def split_validation_blocks(text: str, val_fraction: float) -> tuple[str, list[str]]:
+    """Carve the LM validation text out of the training text (:func:`validation_ranges`).
 
     Returns:
-        (training text with the blocks removed, list of k validation blocks); for a text too
-        short for blocks of VAL_BLOCK_MIN characters, one block: the last share of the text.
+        (training text with the blocks removed, list of k validation blocks).
     """
-    n_val = max(2, int(round(len(text) * val_fraction)))
-    k = max(1, min(VAL_BLOCKS, n_val // VAL_BLOCK_MIN))
-    block, seg = n_val // k, len(text) // k
-    train, val = [], []
-    for i in range(k):
-        start, end = i * seg, (i + 1) * seg if i < k - 1 else len(text)
-        train.append(text[start:end - block])
-        val.append(text[end - block:end])
+    ranges = validation_ranges(len(text), val_fraction)
+    train, val, start = [], [], 0
+    for a, b in ranges:
+        train.append(text[start:a])
+        val.append(text[a:b])
+        start = b
     return "".join(train), val
 
 

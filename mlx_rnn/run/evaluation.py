@@ -13,6 +13,7 @@ from mlx_rnn.core import corpus as corpus_mod
 from mlx_rnn.core import distributed
 from mlx_rnn.core.calibration import fit_temperature, mean_nll
 from mlx_rnn.core.metrics import classification_bundle, lm_bundle, perplexity_figures
+from mlx_rnn.core.scoring import SCORE_CHUNK, chunk_bounds
 from mlx_rnn.core.taskdata import contamination
 from mlx_rnn.core.transfer import heldout_note, zero_shot_predict
 
@@ -24,6 +25,13 @@ def bce_from_logits(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(np.logaddexp(0.0, z) - y * z))
 
 
+#: LM validation positions scored in one batched pass, their logits kept (as calibration needs
+#: them). A larger validation slice (a long ``--train-text``) is scored in chunks that carry the
+#: state (:func:`chunked_validation_loss`, the same figure in bounded memory), and the temperature
+#: is fitted on the first VAL_ONE_PASS positions, shared out over its blocks.
+VAL_ONE_PASS = 1 << 17
+
+
 def validation_loss(task: str, wrapper, val) -> float:
     """The model-selection metric: mean loss on the validation slice (nats; lower is better)."""
     if task == "classify":
@@ -33,8 +41,28 @@ def validation_loss(task: str, wrapper, val) -> float:
         return -corpus_mod.split_figures(wrapper, val)["avg_log_prob"]
     # LM: the validation blocks (split_validation_blocks), each scored from its first character,
     # by the raw model (before any calibration), in one batched pass per block length
+    if sum(len(b) - 1 for b in val) > VAL_ONE_PASS:
+        return chunked_validation_loss(wrapper, val)
     logits, targets = validation_logits(wrapper, val)
     return mean_nll(logits, targets, 1.0)
+
+
+def chunked_validation_loss(wrapper, blocks: list[str], chunk: int = SCORE_CHUNK) -> float:
+    """Mean loss (nats) of the LM validation blocks, each scored from its first character by the
+    raw model, ``chunk`` positions at a time with the state carried (blocks of one length share
+    a batch): :func:`validation_logits` and ``mean_nll`` in memory that does not grow with the blocks."""
+    score = backend.stream_scorer(wrapper)
+    total, count = 0.0, 0
+    for length in sorted({len(b) for b in blocks}):
+        group = [b for b in blocks if len(b) == length]
+        state = None
+        for s, e in chunk_bounds(length - 1, chunk):
+            x = np.stack([wrapper.vocab.encode(b[s:e]) for b in group])
+            y = np.stack([wrapper.vocab.encode(b[s + 1:e + 1]) for b in group])
+            sums, state = score(x, y, state)
+            total += float(np.sum(sums, dtype=np.float64))
+            count += (e - s) * len(group)
+    return -total / count
 
 
 def validation_logits(wrapper, blocks: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -49,15 +77,31 @@ def validation_logits(wrapper, blocks: list[str]) -> tuple[np.ndarray, np.ndarra
     return np.concatenate(logits), np.concatenate(targets)
 
 
+def calibration_blocks(blocks: list[str]) -> list[str]:
+    """The validation blocks the temperature is fitted on: all of them, or for a slice of more
+    than VAL_ONE_PASS positions the first ``VAL_ONE_PASS / len(blocks)`` characters of each."""
+    if sum(len(b) - 1 for b in blocks) <= VAL_ONE_PASS:
+        return blocks
+    return [b[:VAL_ONE_PASS // len(blocks) + 1] for b in blocks]
+
+
+def calibration_note(blocks: list[str]) -> str:
+    """For the calibration line: "" when fitted on all the blocks, else which share of them."""
+    cut = calibration_blocks(blocks)
+    return "" if cut is blocks else f"; its blocks' first {len(cut[0]):,} characters"
+
+
 def calibrate_on_validation(wrapper, blocks: list[str]) -> tuple[float, float, float]:
-    """Fit the LM's calibration temperature on the validation blocks (:mod:`mlx_rnn.core.calibration`).
+    """Fit the LM's calibration temperature on the validation blocks (:mod:`mlx_rnn.core.calibration`;
+    a large slice: on :func:`calibration_blocks`).
 
     Each block is scored from its first character, as in :func:`validation_loss`.
 
     Returns:
-        (temperature, validation loss before, validation loss after), losses in nats per character.
+        (temperature, validation loss before, validation loss after), losses in nats per character
+        of the blocks fitted on.
     """
-    logits, targets = validation_logits(wrapper, blocks)
+    logits, targets = validation_logits(wrapper, calibration_blocks(blocks))
     temperature = fit_temperature(logits, targets)
     return temperature, mean_nll(logits, targets, 1.0), mean_nll(logits, targets, temperature)
 

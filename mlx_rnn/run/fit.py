@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 import json
 import math
 from pathlib import Path
@@ -38,7 +39,7 @@ from mlx_rnn.core.taskdata import check_trainable, data_fingerprint
 from mlx_rnn.core.transfer import lm_init_weights
 from mlx_rnn.core.vocab import Indexer
 from .errors import Diverged, Interrupted, _log
-from .evaluation import calibrate_on_validation, dev_summary, final_bundle, validation_loss
+from .evaluation import calibrate_on_validation, calibration_note, dev_summary, final_bundle, validation_loss
 from .progress import Progress
 from .resume import ResumeState, _restore, _truncate_metrics
 
@@ -210,7 +211,6 @@ class TaskRun:
         self.task = cfg["task"]
         self.save_dir = Path(out.save_dir) if out.save_dir is not None else None
         self.writer = {"framework": fw.FRAMEWORK, "framework_version": fw.framework_version()}
-        self.fingerprint = data_fingerprint(data["train"])
         self.trainer = fw.Trainer(cfg, data["train"])
         self.first_epoch, self.start_step, self.last_epoch, self.epochs_run = 0, 0, cfg["epochs"], 0
         self.prior = (0.0, 0)  # train loss sum and steps of the current epoch before a resume
@@ -256,6 +256,11 @@ class TaskRun:
         if self.cfg["patience"] and self.bad_epochs >= self.cfg["patience"]:
             log(f"[{self.task}] already stopped early (no better validation loss for {self.bad_epochs} epochs)")
             self.last_epoch = self.first_epoch
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """sha256 of the training data for resumable state, when first needed (not before step 1)."""
+        return data_fingerprint(self.data["train"])
 
     def checkpoint_config(self) -> dict:
         """The ``config.json`` of the model kept so far: the run's settings, the writer, ``best_epoch``."""
@@ -386,5 +391,5 @@ class TaskRun:
         temperature, before, after = calibrate_on_validation(wrapper, self.data["val"])
         wrapper.calibration_temperature = final_cfg["calibration_temperature"] = temperature
         edge = " (at the edge of the searched range)" if temperature in T_RANGE else ""
-        self.out.log(f"[{self.task}] calibration temperature {temperature:.4f}{edge} (fitted on the validation "
-                     f"slice): val ppl {math.exp(before):.3f} -> {math.exp(after):.3f}")
+        self.out.log(f"[{self.task}] calibration temperature {temperature:.4f}{edge} (fitted on the validation slice"
+                     f"{calibration_note(self.data['val'])}): val ppl {math.exp(before):.3f} -> {math.exp(after):.3f}")

@@ -111,6 +111,8 @@ def plan_run(framework: str, args) -> list[TaskPlan]:
             # every input checked: lock the directory for the run, clean up what a crash left
             prepare_save_dir(plan.save_dir, f"--resume {args.resume}" if args.resume and not args.save
                              else f"--save {args.save or root}")
+            if "text_cache" in plan.data:  # --train-text: its encoded text moves into the new directory
+                plan.data["text_cache"].settle(plan.save_dir)
         if plan.resume_dir is not None and plan.pending is None:
             plan.resume = load_resume_state(plan.resume_dir, plan.task, plan.cfg, plan.data["train"], framework)
     return plans
@@ -241,8 +243,9 @@ def _read_data(plans: list[TaskPlan], args) -> None:
         if plan.task == "lm" and cfg.get("corpus"):
             plan.data = corpus_mod.lm_data(cfg["corpus"], Indexer(cfg["vocab"]))
             where = Path(cfg["corpus"][1])
-        elif plan.task == "lm" and cfg.get("train_text"):
-            plan.data = own_text.lm_data(cfg, plan.resume_dir is not None, cfg["val_fraction"])
+        elif plan.task == "lm" and cfg.get("train_text"):  # encoded into plan.save_dir/text-cache, memory-mapped
+            plan.data = own_text.lm_data(cfg, plan.resume_dir is not None, cfg["val_fraction"], plan.save_dir,
+                                         progress=not args.quiet and distributed.current().is_main)
             where = Path(cfg["train_text"])
         else:
             if cfg.get("vocab_kind") == "corpus" and plan.resume_dir is None:
@@ -253,9 +256,14 @@ def _read_data(plans: list[TaskPlan], args) -> None:
             plan.data = load_task_data(plan.task, data_dir, Indexer(cfg["vocab"]), cfg["val_fraction"], cfg["seed"],
                                        normalize=cfg["normalize"])
             where = data_dir / (CLASSIFY_FILES["train_consonant"] if plan.task == "classify" else LM_FILES["train"])
-        check_trainable(cfg, plan.data["train"], where)
-        if not (plan.task == "classify" and args.zero_shot_lm):
-            check_fits(plan.task, cfg)  # before any model or optimizer state is allocated
+        try:
+            check_trainable(cfg, plan.data["train"], where)
+            if not (plan.task == "classify" and args.zero_shot_lm):  # before any model or optimizer state
+                check_fits(plan.task, cfg, plan.data.get("resident_bytes", 0), f"the validation blocks of {where.name}")
+        except BaseException:
+            if "text_cache" in plan.data:  # a run refused before training leaves no encoded text behind
+                plan.data["text_cache"].discard()
+            raise
         plan.read_time_s = time.perf_counter() - t
     for plan in plans:  # after every task's data read: an error in one says it all, without notes
         for note in plan.data.get("notes", []):

@@ -283,7 +283,7 @@ def compare_checkpoint(task: str, path: Path, data_dir: Path) -> dict:
     if task == "classify":
         dev = load_examples(data_dir / CLASSIFY_FILES["dev_consonant"], data_dir / CLASSIFY_FILES["dev_vowel"], vocab)
     else:  # an LM trained with --train-text: its own dev text
-        own = own_text.default_dev_text(config)
+        own = own_text.default_dev_text(config, path)
         dev = own[0] if own else read_text(data_dir / LM_FILES["dev"], vocab)
     mw, tw = backend.load("mlx", path, task), backend.load("torch", path, task)
     return compare_classify(mw, tw, dev.texts, dev.y) if task == "classify" else compare_lm(mw, tw, dev, " ")

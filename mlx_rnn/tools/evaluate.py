@@ -80,7 +80,7 @@ def main(argv=None) -> int:
         else:
             if args.consonant or args.vowel:
                 raise ValueError(f"{args.checkpoint} is a language-model checkpoint: give --text, not --consonant/--vowel")
-            own = None if args.text else own_text.default_dev_text(config)  # trained with --train-text
+            own = None if args.text else own_text.default_dev_text(config, args.checkpoint)  # --train-text
             if own is not None:
                 text = own[0]
             else:

@@ -21,7 +21,8 @@ import numpy as np
 
 from mlx_rnn.core.checkpoint import atomic_write_bytes
 from mlx_rnn.core.corpus import SPLIT_FRACTIONS, TEXT8_CHARS, split_bounds
-from mlx_rnn.core.data import CLASSIFY_FILES, LM_FILES, DataError, _read_utf8, read_text
+from mlx_rnn.core.data import CLASSIFY_FILES, LM_FILES, DataError, read_text
+from mlx_rnn.core.textread import read_utf8
 from mlx_rnn.core.normalize import normalize_text
 
 from .dataset import TEST_TEXT_FILE, Dataset, build_dataset
@@ -115,7 +116,7 @@ def _read_any_text(path, fold_accents: bool) -> tuple[np.ndarray, str, str]:
         DataError: the file is missing, unreadable, not UTF-8, or empty after normalising.
     """
     if fold_accents:
-        cleaned = normalize_text(_read_utf8(path), fold_accents=True)
+        cleaned = normalize_text(read_utf8(path), fold_accents=True)
         if not cleaned:
             raise DataError(path, "no text left after normalisation")
     else:
