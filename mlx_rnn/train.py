@@ -21,7 +21,7 @@ from mlx_rnn.core import precision as _precision
 from mlx_rnn.core.batching import lm_chunk, prefix_labels
 from mlx_rnn.run.fit import EpochLoop, EpochResult  # noqa: F401  (EpochResult: the Trainer's API)
 
-from . import parallel, recurrence
+from . import native, parallel, recurrence
 from .layers import native_masks
 from .models import build_model, wrap
 from .optimizer import AdamW, fused_enabled  # mlx.optimizers' AdamW (with clipping) fused on the CPU
@@ -115,6 +115,8 @@ class Trainer(EpochLoop):
         model, optimizer = self.model, self.optimizer
         state = [model.state, optimizer.state, mx.random.state]
         reduce = parallel.gradient_reducer(self.dist)  # identity for one process
+        # no fused kernels where the native recurrence serves a CPU run: nothing to compile at first use
+        self.fused = native.configure_fusion(recurrence.path_for(mx.float32) == "native")
 
         def apply(grads):  # clip to config["clip_norm"], then AdamW (optimizer.max_grad_norm)
             optimizer.update(model, grads)
@@ -228,8 +230,10 @@ def set_rng_key(key) -> None:
 
 
 def describe_backend() -> str:
-    """One line for run headers: the BLAS MLX actually uses (detected), the recurrence path
-    and the optimizer update (native primitives or Python-level ops, and why)."""
+    """One line for run headers: the BLAS MLX actually uses (detected), the recurrence path,
+    the optimizer update (native primitives or Python-level ops, and why) and what ``mx.compile``
+    builds at first use (:func:`mlx_rnn.native.describe_fusion`)."""
+    compiled = native.describe_fusion(recurrence.path_for(mx.float32) == "native")
     adamw = "fused native AdamW and clipping" if fused_enabled() else "mlx.optimizers AdamW"
     dropout = "native dropout masks" if native_masks() else "mlx.nn dropout"
-    return f"{_blas.describe()}; recurrence: {recurrence.describe()}; {adamw}; {dropout}"
+    return f"{_blas.describe()}; recurrence: {recurrence.describe()}; {adamw}; {dropout}; {compiled}"

@@ -9,6 +9,10 @@ off, then one BLAS call per step). The team and the elementwise kernels (AdamW, 
 use ``MLX_RNN_NUM_THREADS`` threads; default: ``OPENBLAS_NUM_THREADS`` or ``OMP_NUM_THREADS``
 when set, else the CPUs this process may run on (at most 8); a count above the usable CPUs is
 capped to them with a one-line warning.
+Where these recurrences serve a CPU run, the trainer's ``mx.compile`` runs without fused
+elementwise kernels (:func:`configure_fusion`; ``MLX_RNN_CPU_FUSION``): on the CPU MLX builds
+each fused kernel as C++ with the system compiler at first use, seconds of a fresh machine's
+first epoch, and with the recurrence, AdamW and clipping native there is little left to fuse.
 ``setup.py`` builds it at install time; an install without a compiler still works: then
 :func:`available` is False, :func:`unavailable_reason` says why in one line, and the
 models use the Python-level op (``mlx_rnn/lstm_op.py``), which also serves the GPU.
@@ -27,10 +31,13 @@ from .. import device  # noqa: F401  (before mlx.core: preloads OpenBLAS on Linu
 from ..core.cpus import usable_cpus
 import mlx.core as mx
 
-__all__ = ["available", "unavailable_reason", "ext", "can_run", "describe_kernels"]
+__all__ = ["available", "unavailable_reason", "ext", "can_run", "describe_kernels", "fusion_wanted",
+           "configure_fusion", "describe_fusion"]
 
 THREADS_ENV = "MLX_RNN_NUM_THREADS"
 PACKED_ENV = "MLX_RNN_PACKED"
+FUSION_ENV = "MLX_RNN_CPU_FUSION"
+FUSION_VALUES = ("auto", "0", "1")
 MAX_DEFAULT_THREADS = 8
 
 _STATE: dict = {}
@@ -147,3 +154,58 @@ def describe_kernels() -> str:
     if not mod.packed_gemm_available():
         return "one BLAS call per step (the packed kernels need x86-64 with AVX2 and FMA)"
     return f"one BLAS call per step ({PACKED_ENV}=0)"
+
+
+def _fusion_requested() -> str:
+    """$MLX_RNN_CPU_FUSION: "auto" (default), "1" or "0".
+
+    Raises:
+        ValueError: another value.
+    """
+    raw = os.environ.get(FUSION_ENV, "auto").strip().lower() or "auto"
+    if raw not in FUSION_VALUES:
+        raise ValueError(f"{FUSION_ENV}={raw!r}: expected auto (default: no fused kernels where the native "
+                         f"recurrence serves a CPU run), 1 (fused kernels, compiled at first use) or 0 (none)")
+    return raw
+
+
+def fusion_wanted(native_recurrence: bool) -> bool:
+    """Whether ``mx.compile`` should fuse elementwise kernels in a run whose recurrence takes
+    the native path (``native_recurrence``, from :func:`mlx_rnn.recurrence.path_for`) or not:
+    per $MLX_RNN_CPU_FUSION, whose "auto" fuses only where the native recurrence does not
+    serve the run (a GPU run, the op path: its gate math lives on fusion); always where the
+    extension is missing (only it can switch fusion alone off).
+
+    Raises:
+        ValueError: a bad $MLX_RNN_CPU_FUSION (checked on every device, so junk never passes).
+    """
+    requested = _fusion_requested()
+    if not available() or mx.default_device() != mx.cpu:
+        return True
+    if requested == "auto":
+        return not native_recurrence
+    return requested == "1"
+
+
+def configure_fusion(native_recurrence: bool) -> bool:
+    """Set MLX's compile mode for this process from :func:`fusion_wanted` (fused: MLX's
+    default; else ``no_fuse``: graph simplification without generated kernels) before the
+    step is traced; returns whether kernels are fused. The mode is process-wide.
+
+    Raises:
+        ValueError: a bad $MLX_RNN_CPU_FUSION.
+    """
+    fused = fusion_wanted(native_recurrence)
+    mod = _load()[0]
+    if mod is not None:
+        mod.set_compile_fusion(fused)
+    return fused
+
+
+def describe_fusion(native_recurrence: bool) -> str:
+    """The run header's words for what ``mx.compile`` builds at first use on the default device."""
+    if mx.default_device() != mx.cpu:
+        return "fused kernels compiled at first use"
+    if fusion_wanted(native_recurrence):
+        return "fused kernels built by the system compiler at first use (cached under $TMPDIR/mlx)"
+    return "compiled step without fused kernels (nothing to build at first use)"

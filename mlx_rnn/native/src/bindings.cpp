@@ -4,6 +4,8 @@
 #include <nanobind/stl/variant.h>
 #include <nanobind/stl/vector.h>
 
+#include "mlx/compile.h"
+
 #include "adamw.h"
 #include "clip.h"
 #include "dropout.h"
@@ -56,5 +58,11 @@ NB_MODULE(_ext, m) {
         "Whether this CPU runs the packed recurrent kernels (x86-64 with AVX2 and FMA).");
   m.def("set_packed_gemm", &mlx_rnn::set_packed_gemm, "on"_a,
         "Use the packed recurrent kernels on a thread team where available (default on).");
+  m.def(
+      "set_compile_fusion",
+      [](bool on) { mx::set_compile_mode(on ? mx::CompileMode::enabled : mx::CompileMode::no_fuse); },
+      "on"_a,
+      "mx.compile with fused elementwise kernels (on: MLX's default; on the CPU each kernel is C++ "
+      "built by the system compiler at first use) or without them (graph simplification only).");
   m.def("packed_gemm_enabled", &mlx_rnn::packed_gemm_enabled, "Whether the packed kernels run.");
 }
