@@ -32,6 +32,7 @@ import time
 
 from mlx_rnn.core.config import OneLineParser, prog_name
 from mlx_rnn.core.cpus import usable_cpus
+from mlx_rnn.run.errors import EXIT_CHECK_FAILED, EXIT_OK, report_exit
 from .driver import SIZE_KEYS, Timing, WorkerError, time_config
 from .figures import compute_ratios, result_row
 from . import trust
@@ -53,7 +54,7 @@ QUICK_BATCHES = {"classify": 10, "lm": 4}
 QUICK_WARMUP = {"classify": 3, "lm": 2}
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
               "OMP_WAIT_POLICY", "MLX_RNN_BLAS", "MLX_RNN_LSTM_ACT")
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_FAILED = EXIT_CHECK_FAILED  # a worker failed (the other codes: mlx_rnn/run/errors.py)
 
 
 # ----- command line --------------------------------------------------------------------------
@@ -380,15 +381,8 @@ def main(argv=None) -> int:
         if args.scoring_only:
             args.configs = []
         report = run_benchmark(args, log)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except WorkerError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return {"bad input": EXIT_BAD_INPUT, "diverged": EXIT_DIVERGED}.get(e.kind, EXIT_FAILED)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except (Exception, KeyboardInterrupt) as e:  # WorkerError carries its exit_code (driver.py)
+        return report_exit(e)
     from .report import format_markdown, write_plot
 
     print(format_markdown(report), flush=True)
