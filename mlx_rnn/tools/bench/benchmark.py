@@ -31,6 +31,7 @@ import sys
 import time
 
 from mlx_rnn.core.config import OneLineParser, prog_name
+from mlx_rnn.core import switches
 from mlx_rnn.core.cpus import usable_cpus
 from mlx_rnn.run.errors import EXIT_CHECK_FAILED, EXIT_OK, report_exit
 from .driver import SIZE_KEYS, Timing, WorkerError, time_config
@@ -250,8 +251,10 @@ def _resolve_data(args, names: list[str], log) -> tuple[dict, list[str]]:
 
 
 def run_benchmark(args, log=lambda *a: None) -> dict:
-    """Run every configuration and framework; returns the report dict (the JSON)."""
+    """Run every configuration and framework; returns the report dict (the JSON; ``"switches"``:
+    the ``MLX_RNN_*`` switches not at their default, ``{variable: value}``)."""
     t_start = time.perf_counter()
+    set_switches = switches.read().non_default()  # (a bad one: one line, exit 2, before any timing)
     cpus = usable_cpus()
     waited = None
     if getattr(args, "wait_quiet", None):  # (before the devices are known: as if on the CPU)
@@ -286,6 +289,7 @@ def run_benchmark(args, log=lambda *a: None) -> dict:
         judgement["wait_quiet"] = waited
     return {
         "environment": env,
+        "switches": set_switches,
         "scoring_rows": scoring_rows,
         "scaling": scaling,
         "scaling_details": scaling_details,
