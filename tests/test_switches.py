@@ -103,6 +103,18 @@ def test_read_fresh_at_every_call(monkeypatch):
         describe()
 
 
+def test_read_fresh_from_any_mapping_standing_for_os_environ(monkeypatch):
+    """read() looks into os.environ's own dict (no KeyError per unset variable); another mapping
+    in its place is read through .get."""
+    for var, *_ in CASES:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("MLX_RNN_BLAS", "/opt/lib/libblis.so.4")
+    monkeypatch.setenv("MLX_RNN_NUM_THREADS", "3")
+    assert read() == Switches(blas="/opt/lib/libblis.so.4", num_threads=3)
+    monkeypatch.setattr(switches.os, "environ", {"MLX_RNN_PACKED": "0"})
+    assert read() == Switches(packed=False)
+
+
 def test_the_module_imports_only_the_standard_library():
     """The BLAS preload reads its switch here before mlx.core is imported: nothing of numpy,
     mlx or torch may come with it."""

@@ -150,6 +150,17 @@ def read_one(name: str, environ: Mapping[str, str] | None = None):
     return _PARSERS[name]((env.get(_VARIABLES[name]) or "").strip())
 
 
+def _raw_values(environ: Mapping[str, str] | None) -> tuple:
+    """Each switch's value in ``environ`` (default ``os.environ``) as set, None where unset."""
+    data = getattr(os.environ, "_data", None) if environ is None else None
+    if isinstance(data, dict):  # os.environ.get raises and catches a KeyError for each unset
+        # variable (microseconds, and the models ask at every call): its dict, read directly
+        enc, dec = os.environ.encodekey, os.environ.decodevalue
+        return tuple(None if (v := data.get(enc(var))) is None else dec(v) for var in _VARIABLES.values())
+    env = os.environ if environ is None else environ
+    return tuple(env.get(var) for var in _VARIABLES.values())
+
+
 _LAST: list = [None, Switches()]  # the raw values last parsed and their record (parsing only)
 
 
@@ -162,8 +173,7 @@ def read(environ: Mapping[str, str] | None = None) -> Switches:
         ValueError: a value a switch does not take, e.g. ``MLX_RNN_PACKED='yes': expected 1 (the
             packed recurrent kernels, default) or 0`` (one line naming the variable and value).
     """
-    env = os.environ if environ is None else environ
-    raw = tuple(env.get(var) for var in _VARIABLES.values())
+    raw = _raw_values(environ)
     if raw != _LAST[0]:
         parsed = Switches(**{name: _PARSERS[name]((value or "").strip()) for name, value in zip(_VARIABLES, raw)})
         _LAST[:] = [raw, parsed]
