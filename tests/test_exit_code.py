@@ -68,16 +68,21 @@ def test_unknown_exceptions_propagate_unchanged(exc, capsys):
     assert info.value is exc and capsys.readouterr().err == ""
 
 
-def test_a_script_lets_an_unknown_exception_through(monkeypatch, tmp_path):
-    """The scripts' ``except (Exception, KeyboardInterrupt)`` hands a bug back as a traceback."""
-    from mlx_rnn.tools import plot
+def test_a_script_lets_an_unknown_exception_through(monkeypatch, tmp_path, capsys):
+    """The scripts' ``except (Exception, KeyboardInterrupt)`` hands a bug back as a traceback,
+    and bad input as one line and exit 2."""
+    from mlx_rnn.tools import sample
 
-    def boom(*a, **k):
+    def boom(path):
         raise KeyError("a bug")
 
-    monkeypatch.setattr(plot, "_runs", boom)
+    monkeypatch.setattr(sample.ckpt, "read_config", boom)
     with pytest.raises(KeyError, match="a bug"):
-        plot.main(["--metrics", str(tmp_path), "--out", str(tmp_path / "x.png")])
+        sample.main(["--checkpoint", str(tmp_path)])
+    monkeypatch.undo()
+    assert sample.main(["--checkpoint", str(tmp_path / "none")]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {tmp_path / 'none'}"), err
 
 
 def test_distributed_runtime_errors_and_interrupts(monkeypatch, capsys):
