@@ -26,22 +26,19 @@ like the weight.
 
 from __future__ import annotations
 
-import os
-
 from . import device  # noqa: F401  (before mlx.core: preloads OpenBLAS on Linux)
 import mlx.core as mx
 import mlx.nn as nn
 
 from . import native
+from .core import switches
 
-ENV_VAR = "MLX_RNN_LAYERS"  # "auto" (default): the CPU paths below where they apply; "mlx": mlx.nn's
+ENV_VAR = switches.LAYERS  # "auto" (default): the CPU paths below where they apply; "mlx": mlx.nn's
 
 
 def _choice() -> str:
-    choice = os.environ.get(ENV_VAR, "auto").strip().lower()
-    if choice not in ("auto", "mlx"):
-        raise ValueError(f"{ENV_VAR}={choice!r}: expected auto or mlx")
-    return choice
+    """``MLX_RNN_LAYERS`` now: "auto" or "mlx" (ValueError for a bad switch: core/switches.py)."""
+    return switches.read().layers
 
 
 def native_masks(dtype=mx.float32) -> bool:

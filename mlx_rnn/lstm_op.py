@@ -77,13 +77,13 @@ Compile the training step (as docs/design.md asks) to get the fused kernels.
 
 from __future__ import annotations
 
-import os
-
 from . import device  # noqa: F401  (before mlx.core: preloads OpenBLAS on Linux)
 
 import mlx.core as mx
 
-__all__ = ["lstm_recurrence", "lstm_recurrence_reference"]
+from .core import switches
+
+__all__ = ["lstm_recurrence", "lstm_recurrence_reference", "use_approx"]
 
 # ----------------------------------------------------------------------------
 # activations
@@ -172,15 +172,15 @@ def _gate_u(z: mx.array, s: mx.array) -> mx.array:
     return _clamp2(v, _TANH_CLAMP)
 
 
-def _use_approx(dtype) -> bool:
-    """Approximate activations for float32 on the CPU (see module docstring).
+def use_approx(dtype) -> bool:
+    """Whether a recurrence of ``dtype`` uses the approximate activations now: float32 on the
+    CPU, per ``MLX_RNN_LSTM_ACT`` (see module docstring).
 
     Raises:
-        ValueError: ``MLX_RNN_LSTM_ACT`` is not auto, exact or approx.
+        ValueError: ``MLX_RNN_LSTM_ACT`` is not auto, exact or approx (or another switch is bad:
+            :func:`mlx_rnn.core.switches.read`).
     """
-    mode = os.environ.get("MLX_RNN_LSTM_ACT", "auto").strip().lower() or "auto"
-    if mode not in ("auto", "exact", "approx"):
-        raise ValueError(f"MLX_RNN_LSTM_ACT={mode!r}: expected auto, exact or approx")
+    mode = switches.read().lstm_act
     if mode == "exact" or dtype != mx.float32:
         return False  # the coefficients under/overflow in float16/bfloat16
     if mode == "approx":
@@ -311,7 +311,7 @@ def _make_core(exact: bool):
     def core(xw, h0, c0, w_hh):
         """Primal: (hs, h_T, c_T, saved); saved = [a (T,B,4H), c (T,B,H), tanh c (T,B,H)]."""
         s, m = _gate_constants(xw.shape[0], h0.shape[-1], xw.dtype)
-        approx = _use_approx(xw.dtype) and not exact
+        approx = use_approx(xw.dtype) and not exact
         hs, saved = _compiled_forward(approx)(xw, h0, c0, w_hh, s, m)
         return hs, hs[:, -1], saved[1][-1], saved
 

@@ -16,24 +16,25 @@ Formulas (Loshchilov & Hutter 2019, as mlx.optimizers writes them)::
 
 from __future__ import annotations
 
-import os
-
 from . import device  # noqa: F401  (before mlx.core: preloads OpenBLAS on Linux)
 import mlx.core as mx
 import mlx.optimizers as optim
 from mlx.utils import tree_flatten
 
 from . import native
+from .core import switches
 
-ENV_VAR = "MLX_RNN_ADAMW"  # "auto" (default): fused update and native norm where native can run; "mlx": mlx only
+ENV_VAR = switches.ADAMW  # "auto" (default): fused update and native norm where native can run; "mlx": mlx only
 
 
 def fused_enabled(dtype=mx.float32) -> bool:
-    """Whether a parameter of ``dtype`` gets the fused native update now."""
-    choice = os.environ.get(ENV_VAR, "auto").strip().lower()
-    if choice not in ("auto", "mlx"):
-        raise ValueError(f"{ENV_VAR}={choice!r}: expected auto or mlx")
-    return choice == "auto" and native.can_run(dtype)
+    """Whether a parameter of ``dtype`` gets the fused native update now (``MLX_RNN_ADAMW`` not
+    ``mlx`` and native can run).
+
+    Raises:
+        ValueError: a bad ``MLX_RNN_ADAMW`` (or another switch: :func:`mlx_rnn.core.switches.read`).
+    """
+    return switches.read().adamw == "auto" and native.can_run(dtype)
 
 
 class AdamW(optim.AdamW):

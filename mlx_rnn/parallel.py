@@ -28,7 +28,7 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
 
 from mlx_rnn import native
-from mlx_rnn.core import distributed
+from mlx_rnn.core import distributed, switches
 from mlx_rnn.core.distributed import DistInfo
 
 
@@ -60,7 +60,7 @@ def init_distributed(args) -> DistInfo:
             raise ValueError(f"--distributed: MLX could not join the process group ({str(e).strip()})") from None
         world, rank = group.size(), group.rank()
     timeout = getattr(args, "dist_timeout", None)
-    fault = distributed.parse_fault(os.environ.get(distributed.FAULT_ENV))
+    fault = distributed.parse_fault(switches.read().fault)
     if world == 1:
         import sys
 
@@ -108,7 +108,7 @@ def _share_cores(rank: int, hostfile: str | None) -> None:
     if local > 1:
         share = max(1, (os.cpu_count() or 1) // local)
         _blas.set_num_threads(share)
-        if native.available() and not os.environ.get(native.THREADS_ENV):
+        if native.available() and switches.read().num_threads is None:
             native.ext().set_num_threads(share)  # the native kernels' threads likewise
 
 

@@ -1,7 +1,7 @@
 """Which implementation runs the LSTM/GRU recurrence, and the native one's Python face.
 
-Three paths, chosen per call by ``MLX_RNN_LSTM_IMPL`` (read at call time; it applies to
-the LSTM and the GRU):
+Three paths, chosen per call by ``MLX_RNN_LSTM_IMPL`` (read at call time through
+:mod:`mlx_rnn.core.switches`; it applies to the LSTM and the GRU):
 
 - ``native``: the C++ primitives of :mod:`mlx_rnn.native` (forward and backward over the
   whole sequence; on x86-64 on a thread team with the recurrent weight packed once, else one
@@ -16,17 +16,15 @@ the LSTM and the GRU):
 
 from __future__ import annotations
 
-import os
-
 from . import device  # noqa: F401  (before mlx.core: preloads OpenBLAS on Linux)
 import mlx.core as mx
 
 from . import native
-from .lstm_op import _use_approx
+from .core import switches
+from .lstm_op import use_approx
 
-IMPL_ENV = "MLX_RNN_LSTM_IMPL"
-CHOICES = ("auto", "native", "op", "reference")
-_ALIASES = {"fast": "op"}  # the op's name before the native primitives existed
+IMPL_ENV = switches.LSTM_IMPL
+CHOICES = switches.IMPL_CHOICES
 
 __all__ = ["IMPL_ENV", "CHOICES", "requested", "path_for", "describe", "lstm_native", "gru_native"]
 
@@ -36,13 +34,9 @@ def requested() -> str:
 
     Raises:
         ValueError: an unknown value, or ``native`` where the extension is unavailable; also an
-            unknown ``MLX_RNN_LSTM_ACT`` (checked here, so that it fails before training starts).
+            unknown value of another switch (:func:`mlx_rnn.core.switches.read`).
     """
-    _use_approx(mx.float32)
-    impl = os.environ.get(IMPL_ENV, "auto").strip().lower() or "auto"
-    impl = _ALIASES.get(impl, impl)
-    if impl not in CHOICES:
-        raise ValueError(f"{IMPL_ENV}={impl!r}: expected one of {', '.join(CHOICES)}")
+    impl = switches.read().lstm_impl  # (every switch checked here, so that junk fails before training)
     if impl == "native" and not native.available():
         raise ValueError(f"{IMPL_ENV}=native: {native.unavailable_reason()}")
     return impl
@@ -81,7 +75,7 @@ def lstm_native(xw: mx.array, h0: mx.array, c0: mx.array, w_hh: mx.array, exact:
     caller then needs no broadcast add of its own; gradient: dxw summed over B and T).
     Raises ValueError for bad shapes, dtypes or a non-CPU device.
     """
-    approx = _use_approx(xw.dtype) and not exact
+    approx = use_approx(xw.dtype) and not exact
     hs, h_T, c_T, _, _ = native.ext().lstm_forward(xw, w_hh, h0, c0, approx, save, bias=bias)
     return hs, h_T, c_T
 
@@ -94,6 +88,6 @@ def gru_native(xw: mx.array, w_hh: mx.array, b_hh: mx.array, h0: mx.array, exact
     ``exact`` and ``save`` as in :func:`lstm_native`. Raises ValueError for bad shapes,
     dtypes or a non-CPU device.
     """
-    approx = _use_approx(xw.dtype) and not exact
+    approx = use_approx(xw.dtype) and not exact
     hs, h_T, _ = native.ext().gru_forward(xw, w_hh, b_hh, h0, approx, save)
     return hs, h_T

@@ -16,7 +16,7 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
 
-from mlx_rnn.core import distributed
+from mlx_rnn.core import distributed, switches
 from mlx_rnn.core import precision as _precision
 from mlx_rnn.core.batching import lm_chunk, prefix_labels
 from mlx_rnn.run.fit import EpochLoop, EpochResult  # noqa: F401  (EpochResult: the Trainer's API)
@@ -231,9 +231,16 @@ def set_rng_key(key) -> None:
 
 def describe_backend() -> str:
     """One line for run headers: the BLAS MLX actually uses (detected), the recurrence path,
-    the optimizer update (native primitives or Python-level ops, and why) and what ``mx.compile``
-    builds at first use (:func:`mlx_rnn.native.describe_fusion`)."""
+    the optimizer update (native primitives or Python-level ops, and why), what ``mx.compile``
+    builds at first use (:func:`mlx_rnn.native.describe_fusion`) and, when any is set, the
+    environment switches not at their default (``; switches: MLX_RNN_PACKED=0, ...``).
+
+    Raises:
+        ValueError: a bad switch (:func:`mlx_rnn.core.switches.read`).
+    """
     compiled = native.describe_fusion(recurrence.path_for(mx.float32) == "native")
     adamw = "fused native AdamW and clipping" if fused_enabled() else "mlx.optimizers AdamW"
     dropout = "native dropout masks" if native_masks() else "mlx.nn dropout"
-    return f"{_blas.describe()}; recurrence: {recurrence.describe()}; {adamw}; {dropout}; {compiled}"
+    line = f"{_blas.describe()}; recurrence: {recurrence.describe()}; {adamw}; {dropout}; {compiled}"
+    set_ = switches.describe()
+    return line + (f"; switches: {set_}" if set_ else "")

@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -170,3 +171,21 @@ def test_sweep_plot_needs_sweep():
     proc = subprocess.run([sys.executable, str(SCRIPT), "--sweep-plot", "x.png"], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 2 and "--sweep-plot needs --sweep" in proc.stderr
+
+
+def test_the_switches_set_are_in_the_json_and_a_bad_one_stops_it_first(monkeypatch):
+    """``"switches"``: the MLX_RNN_* switches not at their default; a bad one: exit 2, one line,
+    before anything is timed."""
+    from mlx_rnn.core import switches
+    from mlx_rnn.tools.bench.benchmark import build_parser, run_benchmark
+
+    args = build_parser().parse_args(["--quick"])
+    args.configs = []  # (nothing timed: the environment and the switches only)
+    monkeypatch.setenv("MLX_RNN_PACKED", "0")
+    report = run_benchmark(args)
+    assert report["switches"] == switches.read().non_default() and report["switches"]["MLX_RNN_PACKED"] == "0"
+    env = dict(os.environ, MLX_RNN_LAYERS="fast")
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--configs", "classify"], capture_output=True,
+                          text=True, timeout=120, env=env)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        "error: MLX_RNN_LAYERS='fast': expected auto or mlx"], proc.stderr

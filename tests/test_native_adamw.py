@@ -14,6 +14,7 @@ mx = pytest.importorskip("mlx.core")
 optim = pytest.importorskip("mlx.optimizers")
 
 from mlx_rnn import native  # noqa: E402
+from mlx_rnn.core import switches  # noqa: E402
 from mlx_rnn.optimizer import ENV_VAR, AdamW, fused_enabled  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not native.available(), reason=f"native extension: {native.unavailable_reason()}")
@@ -187,10 +188,10 @@ def test_native_threads_default_to_the_blas_limit_then_the_cpus(monkeypatch):
 
 def test_packed_setting_is_checked(monkeypatch):
     monkeypatch.setenv(native.PACKED_ENV, "0")
-    assert native._packed_requested() is False
+    assert switches.read().packed is False
     monkeypatch.setenv(native.PACKED_ENV, "yes")
     with pytest.raises(ValueError, match=native.PACKED_ENV):
-        native._packed_requested()
+        switches.read()
 
 
 def test_native_thread_count_reaching_the_extension_is_capped():

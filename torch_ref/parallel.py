@@ -22,7 +22,7 @@ import torch
 import torch.distributed as tdist
 import torch.nn.functional as F
 
-from mlx_rnn.core import distributed
+from mlx_rnn.core import distributed, switches
 from mlx_rnn.core.distributed import DistInfo
 
 
@@ -62,7 +62,7 @@ def init_distributed(args) -> DistInfo:
 
     info = DistInfo(rank=tdist.get_rank(), world_size=tdist.get_world_size(), local_rank=local_rank,
                     backend=backend, all_sum=all_sum, timeout_s=timeout,
-                    fault=distributed.parse_fault(os.environ.get(distributed.FAULT_ENV)))
+                    fault=distributed.parse_fault(switches.read_one("fault")))
     return distributed.set_current(info)
 
 

@@ -13,9 +13,10 @@ import os
 import sys
 from typing import Any
 
+from ..core import switches  # (the standard library only: safe before mlx.core)
 from .loader import _object_path_of
 
-ENV_VAR = "MLX_RNN_BLAS"
+ENV_VAR = switches.BLAS
 # OpenBLAS's idle threads spin (sched_yield) for 2**28 cycles after each call by default,
 # about 0.1 s: between MLX's matmuls they never sleep and take the second core from the native
 # LSTM's own thread team (mlx_rnn/native/src/packed.h). 2**4 cycles puts them to sleep at once;
@@ -138,7 +139,7 @@ def preload() -> dict:
     state: dict[str, Any] = {
         "preloaded": False,
         "library": None,
-        "requested": os.environ.get(ENV_VAR) or None,
+        "requested": switches.read_one("blas"),  # (this switch alone: the others fail later, in a script's hands)
         "reason": "",
     }
     req = (state["requested"] or "").strip()

@@ -35,6 +35,7 @@ from typing import Callable
 
 import numpy as np
 
+from . import switches
 from .batching import classify_batches, epoch_rng, lm_streams
 
 #: Exit code of a rank whose watchdog fired (a peer hung or vanished); docs/design.md's "1".
@@ -42,7 +43,7 @@ EXIT_PEER_LOST = 1
 #: Default seconds a rank may wait inside one step or agreement before the watchdog ends it.
 DEFAULT_TIMEOUT_S = 300.0
 #: Test-only fault injection: ``RANK:STEP:MODE`` (MODE exit | kill | hang), e.g. ``1:3:exit``.
-FAULT_ENV = "MLX_RNN_FAULT"
+FAULT_ENV = switches.FAULT  # (read by mlx_rnn.core.switches)
 
 
 class Watchdog:

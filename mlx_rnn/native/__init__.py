@@ -28,16 +28,17 @@ import os
 import sys
 
 from .. import device  # noqa: F401  (before mlx.core: preloads OpenBLAS on Linux)
+from ..core import switches
 from ..core.cpus import usable_cpus
 import mlx.core as mx
 
 __all__ = ["available", "unavailable_reason", "ext", "can_run", "describe_kernels", "fusion_wanted",
            "configure_fusion", "describe_fusion"]
 
-THREADS_ENV = "MLX_RNN_NUM_THREADS"
-PACKED_ENV = "MLX_RNN_PACKED"
-FUSION_ENV = "MLX_RNN_CPU_FUSION"
-FUSION_VALUES = ("auto", "0", "1")
+THREADS_ENV = switches.NUM_THREADS
+PACKED_ENV = switches.PACKED
+FUSION_ENV = switches.CPU_FUSION
+FUSION_VALUES = switches.FUSION_CHOICES
 MAX_DEFAULT_THREADS = 8
 
 _STATE: dict = {}
@@ -59,7 +60,7 @@ def _load():
         else:
             ext = mod
             ext.set_num_threads(_default_threads())
-            ext.set_packed_gemm(_packed_requested())
+            ext.set_packed_gemm(switches.read().packed)  # $MLX_RNN_PACKED
     _STATE["ext"], _STATE["reason"] = ext, reason
     return ext, reason
 
@@ -72,13 +73,11 @@ def _default_threads(cpus: int | None = None, warn=None) -> int:
     the team's threads spin at their barrier, so more threads than cores only wait for each other.
 
     Raises:
-        ValueError: $MLX_RNN_NUM_THREADS is not a positive integer.
+        ValueError: $MLX_RNN_NUM_THREADS is not a positive integer (or another switch is bad:
+            :func:`mlx_rnn.core.switches.read`).
     """
     cpus = usable_cpus() if cpus is None else cpus
-    raw = os.environ.get(THREADS_ENV, "").strip()
-    count, source = _positive_int(raw), THREADS_ENV
-    if raw and count is None:
-        raise ValueError(f"{THREADS_ENV}={raw!r}: expected a positive integer")
+    count, source = switches.read().num_threads, THREADS_ENV
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):  # the first valid one, when ours is unset
         if count is None:
             count, source = _positive_int(os.environ.get(var, "").strip()), var
@@ -102,19 +101,6 @@ def _positive_int(text: str) -> int | None:
 
 def _warn(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
-
-
-def _packed_requested() -> bool:
-    """$MLX_RNN_PACKED: 1 (default) or 0.
-
-    Raises:
-        ValueError: another value.
-    """
-    raw = os.environ.get(PACKED_ENV, "1").strip() or "1"
-    if raw not in ("0", "1"):
-        raise ValueError(f"{PACKED_ENV}={raw!r}: expected 1 (the packed recurrent kernels, default) or 0")
-    return raw == "1"
-
 
 
 def available() -> bool:
@@ -156,19 +142,6 @@ def describe_kernels() -> str:
     return f"one BLAS call per step ({PACKED_ENV}=0)"
 
 
-def _fusion_requested() -> str:
-    """$MLX_RNN_CPU_FUSION: "auto" (default), "1" or "0".
-
-    Raises:
-        ValueError: another value.
-    """
-    raw = os.environ.get(FUSION_ENV, "auto").strip().lower() or "auto"
-    if raw not in FUSION_VALUES:
-        raise ValueError(f"{FUSION_ENV}={raw!r}: expected auto (default: no fused kernels where the native "
-                         f"recurrence serves a CPU run), 1 (fused kernels, compiled at first use) or 0 (none)")
-    return raw
-
-
 def fusion_wanted(native_recurrence: bool) -> bool:
     """Whether ``mx.compile`` should fuse elementwise kernels in a run whose recurrence takes
     the native path (``native_recurrence``, from :func:`mlx_rnn.recurrence.path_for`) or not:
@@ -179,7 +152,7 @@ def fusion_wanted(native_recurrence: bool) -> bool:
     Raises:
         ValueError: a bad $MLX_RNN_CPU_FUSION (checked on every device, so junk never passes).
     """
-    requested = _fusion_requested()
+    requested = switches.read().cpu_fusion
     if not available() or mx.default_device() != mx.cpu:
         return True
     if requested == "auto":

@@ -15,13 +15,10 @@ import sys
 import time
 
 from mlx_rnn.core import backend
-from mlx_rnn.core import checkpoint as ckpt
 from mlx_rnn.core import distributed
 from mlx_rnn.core.config import LOG_EVERY_DEFAULT, build_parser
-from mlx_rnn.core.data import DataError
-from mlx_rnn.core.memory import allocation_message
 from mlx_rnn.core.savedir import remove_if_empty, unlock_all
-from .errors import CheckFailed, Diverged, EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_OK, Interrupted, _log, _one_line, print_result
+from .errors import EXIT_OK, Interrupted, _log, print_result, report_exit
 from .evaluation import _print_heldout, zero_shot_bundle
 from .fit import Outputs, train_task
 from .next_steps import next_steps
@@ -39,32 +36,8 @@ def main(framework: str, argv=None) -> int:
     try:
         run_tasks(framework, args, t0, plans)
         return EXIT_OK
-    except CheckFailed as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_CHECK_FAILED
-    except (DataError, ckpt.CheckpointError, ValueError, OSError) as e:
-        print(f"error: {_one_line(e)}", file=sys.stderr)
-        for line in getattr(e, "details", ()):  # no data at all: what is missing, how to get it
-            print(f"  {line}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except Diverged as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_DIVERGED
-    except Interrupted as e:
-        if distributed.current().is_main:  # (rank 0 saved the state; the others wrote nothing)
-            print(f"{e}", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except KeyboardInterrupt as e:
-        print(f"interrupted{f' by {e}' if str(e) else ''}", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except (MemoryError, RuntimeError) as e:  # an allocation that failed despite the estimate
-        if allocation_message(e):
-            print(f"error: {allocation_message(e)}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        if not distributed.current().enabled:  # distributed: a peer died ("connection to a peer was lost")
-            raise
-        print(f"error: rank {distributed.current().rank}: {_one_line(e)}", file=sys.stderr)
-        return EXIT_CHECK_FAILED
+    except (Exception, KeyboardInterrupt) as e:  # bad input 2, diverged 3, Ctrl-C 130 ... (run/errors.py)
+        return report_exit(e)
     finally:
         unlock_all()  # the checkpoint directories' locks (the end of the process drops them too)
         terminate_as_interrupt(old_term)

@@ -6,8 +6,11 @@ from __future__ import annotations
 from functools import partial
 import json
 from pathlib import Path
+import sys
 
 from mlx_rnn.core import checkpoint as ckpt
+from mlx_rnn.core import distributed
+from mlx_rnn.core.memory import allocation_message
 from mlx_rnn.core.outputs import check_file_output
 
 
@@ -28,6 +31,59 @@ class Interrupted(RuntimeError):
 
 class CheckFailed(RuntimeError):
     """A check failed (exit code 1), e.g. a downloaded file's checksum."""
+
+
+def _outcome(e: BaseException) -> tuple[int | None, list[str]]:
+    """``e``'s exit code (None: not one a script handles) and the lines that say so on stderr."""
+    own = getattr(e, "exit_code", None)
+    if isinstance(own, int) and not isinstance(own, bool):
+        return own, [f"error: {_one_line(e)}"]
+    if isinstance(e, CheckFailed):
+        return EXIT_CHECK_FAILED, [f"error: {_one_line(e)}"]
+    if isinstance(e, (ValueError, OSError)):  # DataError and CheckpointError are ValueErrors
+        return EXIT_BAD_INPUT, [f"error: {_one_line(e)}"] + [f"  {line}" for line in getattr(e, "details", ())]
+    if isinstance(e, Diverged):
+        return EXIT_DIVERGED, [f"error: {_one_line(e)}"]
+    if isinstance(e, Interrupted):  # (distributed: rank 0 saved the state; the others wrote nothing)
+        return EXIT_INTERRUPTED, [f"{e}"] if distributed.current().is_main else []
+    if isinstance(e, KeyboardInterrupt):
+        return EXIT_INTERRUPTED, [f"interrupted{f' by {e}' if str(e) else ''}"]
+    if isinstance(e, (MemoryError, RuntimeError)):
+        if allocation_message(e):  # an allocation that failed despite the estimate
+            return EXIT_BAD_INPUT, [f"error: {allocation_message(e)}"]
+        if distributed.current().enabled:  # a peer died ("connection to a peer was lost")
+            return EXIT_CHECK_FAILED, [f"error: rank {distributed.current().rank}: {_one_line(e)}"]
+    return None, []
+
+
+def exit_code(e: BaseException) -> int | None:
+    """The exit code every script returns for ``e`` (docs/design.md, Exit codes); None for an
+    exception no script turns into a code (a bug: the script lets it propagate, a traceback).
+
+    In order: an ``exit_code`` attribute the exception carries (an int, e.g. the benchmark's
+    worker errors); :class:`CheckFailed` 1; bad input (ValueError, including ``DataError`` and
+    ``CheckpointError``, and OSError) 2; :class:`Diverged` 3; :class:`Interrupted` and
+    KeyboardInterrupt 130; a failed allocation (MemoryError, or a RuntimeError saying so) 2;
+    another RuntimeError in a distributed run (a peer died) 1.
+    """
+    return _outcome(e)[0]
+
+
+def report_exit(e: BaseException) -> int:
+    """Print ``e`` to stderr as one line ("error: ...", "interrupted", a run's resume hint; a
+    missing data directory adds the indented lines of ``e.details``) and return its
+    :func:`exit_code`; every script's ``main`` ends with ``except (Exception, KeyboardInterrupt)
+    as e: return report_exit(e)``.
+
+    Raises:
+        e itself, unchanged, where :func:`exit_code` is None (a bug keeps its traceback).
+    """
+    code, lines = _outcome(e)
+    if code is None:
+        raise e
+    for line in lines:
+        print(line, file=sys.stderr)
+    return code
 
 
 _log = partial(print, flush=True)

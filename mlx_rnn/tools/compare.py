@@ -39,9 +39,9 @@ import numpy as np
 from mlx_rnn.core import checkpoint as ckpt
 from mlx_rnn.core import own_text
 from mlx_rnn.core.config import OneLineParser, prog_name
-from mlx_rnn.core.data import CLASSIFY_FILES, LM_FILES, DataError, load_examples, read_text, resolve_data_dir
+from mlx_rnn.core.data import CLASSIFY_FILES, LM_FILES, load_examples, read_text, resolve_data_dir
 from mlx_rnn.core.metrics import classification_bundle, lm_bundle
-from mlx_rnn.run.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_OK, Diverged, _one_line, check_output_json, print_result
+from mlx_rnn.run.errors import EXIT_CHECK_FAILED, EXIT_OK, check_output_json, print_result, report_exit
 from mlx_rnn.core.vocab import Indexer
 
 TASKS = ("classify", "lm")
@@ -331,15 +331,8 @@ def main(argv=None) -> int:
                 file=sys.stderr)
             return EXIT_CHECK_FAILED
         return EXIT_OK
-    except (DataError, ckpt.CheckpointError, ValueError, OSError) as e:
-        print(f"error: {_one_line(e)}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except Diverged as e:
-        print(f"error: {_one_line(e)}", file=sys.stderr)
-        return EXIT_DIVERGED
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except (Exception, KeyboardInterrupt) as e:
+        return report_exit(e)
     finally:
         if tmp is not None:
             tmp.cleanup()

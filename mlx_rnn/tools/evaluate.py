@@ -13,10 +13,10 @@ from pathlib import Path
 from mlx_rnn.core import backend
 from mlx_rnn.core import checkpoint as ckpt
 from mlx_rnn.core import own_text
-from mlx_rnn.core.data import CLASSIFY_FILES, LM_FILES, DataError, check_data_dir, load_examples, read_text, resolve_data_dir
+from mlx_rnn.core.data import CLASSIFY_FILES, LM_FILES, check_data_dir, load_examples, read_text, resolve_data_dir
 from mlx_rnn.core.metrics import classification_bundle, lm_bundle
 from mlx_rnn.core.config import OneLineParser, prog_name
-from mlx_rnn.run.errors import EXIT_BAD_INPUT, EXIT_OK, _one_line, check_output_json, print_result
+from mlx_rnn.run.errors import EXIT_OK, check_output_json, print_result, report_exit
 from mlx_rnn.core.vocab import Indexer
 
 
@@ -101,12 +101,8 @@ def main(argv=None) -> int:
                       train_time_s=None, total_time_s=time.perf_counter() - t0, config=config)
         print_result({task: bundle}, args.output_json)
         return EXIT_OK
-    except (DataError, ckpt.CheckpointError, ValueError, OSError) as e:
-        print(f"error: {_one_line(e)}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except (Exception, KeyboardInterrupt) as e:
+        return report_exit(e)
 
 
 if __name__ == "__main__":

@@ -134,7 +134,7 @@ def _task_of(metrics: Path, records: list[dict]) -> str:
 def main(argv=None) -> int:
     """``scripts/plot.py``: draw a finished run's curves from its metrics.jsonl; exit 0 or 2."""
     from mlx_rnn.core.config import OneLineParser, prog_name
-    from mlx_rnn.core.data import DataError
+    from mlx_rnn.run.errors import report_exit
 
     p = OneLineParser(
         prog=prog_name("plot.py"),
@@ -159,9 +159,8 @@ def main(argv=None) -> int:
             plot_history(records, dest, task, args.title or f"{task}: {metrics.parent}")
             n = len(records)
             print(f"wrote {dest} ({n} epoch{'' if n == 1 else 's'} of {metrics})")
-    except (DataError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except (Exception, KeyboardInterrupt) as e:
+        return report_exit(e)
     return 0
 
 

@@ -101,7 +101,7 @@ def time_pieces(B, T, H, repeats: int) -> dict:
     w = mx.array((rng.standard_normal((4 * H, H)) / np.sqrt(H)).astype(np.float32))
     dhs = mx.array(rng.standard_normal((B, T, H)).astype(np.float32))
     s, m = L._gate_constants(B, H, mx.float32)
-    fwd = L._compiled_forward(L._use_approx(mx.float32))
+    fwd = L._compiled_forward(L.use_approx(mx.float32))
     bwd = L._compiled_backward()
     hs, saved = fwd(xw, h0, h0, w, s, m)
     mx.eval(hs, saved)

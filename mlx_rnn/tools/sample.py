@@ -7,8 +7,7 @@ import sys
 
 from mlx_rnn.core import checkpoint as ckpt
 from mlx_rnn.core.config import prog_name
-from mlx_rnn.core.data import DataError
-from mlx_rnn.run.errors import EXIT_BAD_INPUT, EXIT_OK
+from mlx_rnn.run.errors import EXIT_BAD_INPUT, EXIT_OK, report_exit
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,9 +43,8 @@ def main(argv=None) -> int:
 
         lm, _ = load_wrapper(args.framework, args.checkpoint, args.device)
         text = lm.sample(args.prime, args.length, args.temperature, args.top_k or None, args.seed)
-    except (DataError, ckpt.CheckpointError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    except (Exception, KeyboardInterrupt) as e:
+        return report_exit(e)
     print(text if args.no_prime else args.prime + text)
     return EXIT_OK
 

@@ -31,7 +31,9 @@ import sys
 import time
 
 from mlx_rnn.core.config import OneLineParser, prog_name
+from mlx_rnn.core import switches
 from mlx_rnn.core.cpus import usable_cpus
+from mlx_rnn.run.errors import EXIT_CHECK_FAILED, EXIT_OK, report_exit
 from .driver import SIZE_KEYS, Timing, WorkerError, time_config
 from .figures import compute_ratios, result_row
 from . import trust
@@ -53,7 +55,7 @@ QUICK_BATCHES = {"classify": 10, "lm": 4}
 QUICK_WARMUP = {"classify": 3, "lm": 2}
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
               "OMP_WAIT_POLICY", "MLX_RNN_BLAS", "MLX_RNN_LSTM_ACT")
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_FAILED = EXIT_CHECK_FAILED  # a worker failed (the other codes: mlx_rnn/run/errors.py)
 
 
 # ----- command line --------------------------------------------------------------------------
@@ -249,8 +251,10 @@ def _resolve_data(args, names: list[str], log) -> tuple[dict, list[str]]:
 
 
 def run_benchmark(args, log=lambda *a: None) -> dict:
-    """Run every configuration and framework; returns the report dict (the JSON)."""
+    """Run every configuration and framework; returns the report dict (the JSON; ``"switches"``:
+    the ``MLX_RNN_*`` switches not at their default, ``{variable: value}``)."""
     t_start = time.perf_counter()
+    set_switches = switches.read().non_default()  # (a bad one: one line, exit 2, before any timing)
     cpus = usable_cpus()
     waited = None
     if getattr(args, "wait_quiet", None):  # (before the devices are known: as if on the CPU)
@@ -285,6 +289,7 @@ def run_benchmark(args, log=lambda *a: None) -> dict:
         judgement["wait_quiet"] = waited
     return {
         "environment": env,
+        "switches": set_switches,
         "scoring_rows": scoring_rows,
         "scaling": scaling,
         "scaling_details": scaling_details,
@@ -380,15 +385,8 @@ def main(argv=None) -> int:
         if args.scoring_only:
             args.configs = []
         report = run_benchmark(args, log)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except WorkerError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return {"bad input": EXIT_BAD_INPUT, "diverged": EXIT_DIVERGED}.get(e.kind, EXIT_FAILED)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except (Exception, KeyboardInterrupt) as e:  # WorkerError carries its exit_code (driver.py)
+        return report_exit(e)
     from .report import format_markdown, write_plot
 
     print(format_markdown(report), flush=True)

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 
+from mlx_rnn.run.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_DIVERGED
 from .trust import machine_sample, window
 
 ROOT = Path(__file__).resolve().parents[3]  # the repository root (mlx_rnn/tools/bench/<file>)
@@ -36,6 +37,12 @@ class WorkerError(RuntimeError):
     def __init__(self, message: str, kind: str = "failure"):
         super().__init__(message)
         self.kind = kind
+
+    @property
+    def exit_code(self) -> int:
+        """The benchmark's exit code for it (read by :func:`mlx_rnn.run.errors.exit_code`): 2 bad
+        input, 3 diverged, 1 another failure."""
+        return {"bad input": EXIT_BAD_INPUT, "diverged": EXIT_DIVERGED}.get(self.kind, EXIT_CHECK_FAILED)
 
 
 @dataclass(frozen=True)
