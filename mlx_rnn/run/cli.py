@@ -22,11 +22,10 @@ from mlx_rnn.core.data import DataError
 from mlx_rnn.core.memory import allocation_message
 from mlx_rnn.core.savedir import remove_if_empty, unlock_all
 from .errors import CheckFailed, Diverged, EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_OK, Interrupted, _log, _one_line, print_result
-from .evaluation import _print_heldout, zero_shot_bundle
+from .evaluation import print_heldout, zero_shot_bundle
 from .fit import Outputs, train_task
 from .next_steps import next_steps
-from .plan import TaskPlan, plan_run
-from .resume import _save_pending
+from .plan import TaskPlan, plan_run, save_pending
 from .stop import StopFlag, terminate_as_interrupt
 
 
@@ -102,7 +101,7 @@ def run_tasks(framework: str, args, t0: float, plans: list | None = None) -> dic
             if task == "classify" and args.zero_shot_lm:
                 result[task] = zero_shot_bundle(fw, args.zero_shot_lm, plan.data, device)
                 result[task]["total_time_s"] = time.perf_counter() - t_task + plan.read_time_s
-                _print_heldout(result[task], "zero-shot from the LM")
+                print_heldout(result[task], "zero-shot from the LM")
                 continue
             bundle = _train_plan(fw, args, plans, i, root, stop)
             bundle["total_time_s"] = (time.perf_counter() - t0 if not multi
@@ -117,10 +116,8 @@ def run_tasks(framework: str, args, t0: float, plans: list | None = None) -> dic
         print_result(result, args.output_json)
         for line in next_steps(framework, args, plans):
             print(line, file=sys.stderr, flush=True)
-    if dist.enabled and framework == "torch":
-        from torch_ref.parallel import shutdown
-
-        shutdown()  # the process group torn down before interpreter exit (no abort at exit)
+    if dist.enabled and framework == "torch":  # the process group torn down before interpreter exit (no abort at exit)
+        backend.parallel_module(framework).shutdown()
     return result
 
 
@@ -152,7 +149,7 @@ def _train_plan(fw, args, plans: list[TaskPlan], i: int, root: Path, stop) -> di
         if not multi:
             raise
         if distributed.current().is_main:
-            _save_pending(plans, i, root)
+            save_pending(plans, i, root)
         # tasks finished without --save left nothing to resume: name the rest
         rest = "" if all(p.save_dir is not None for p in plans[:i]) else \
             "--task " + ("both " if len(plans) - i > 1 else f"{plan.task} ")
@@ -171,7 +168,7 @@ def _print_classify_notes(bundle: dict, cfg: dict) -> None:
         print(f"[classify] note: {bundle['dev_windows_in_lm_train']} of {bundle['total']} dev windows occur "
               f"verbatim in text8-100k.txt and {bundle['dev_windows_in_classifier_train']} in the "
               "classifier's training examples", flush=True)
-    _print_heldout(bundle, "initialised from the LM" if cfg.get("init_from_lm") else "direct")
+    print_heldout(bundle, "initialised from the LM" if cfg.get("init_from_lm") else "direct")
 
 
 def main_mlx() -> int:
