@@ -26,7 +26,6 @@ from .lstm_op import _use_approx
 
 IMPL_ENV = "MLX_RNN_LSTM_IMPL"
 CHOICES = ("auto", "native", "op", "reference")
-_ALIASES = {"fast": "op"}  # the op's name before the native primitives existed
 
 __all__ = ["IMPL_ENV", "CHOICES", "requested", "path_for", "describe", "lstm_native", "gru_native"]
 
@@ -40,7 +39,6 @@ def requested() -> str:
     """
     _use_approx(mx.float32)
     impl = os.environ.get(IMPL_ENV, "auto").strip().lower() or "auto"
-    impl = _ALIASES.get(impl, impl)
     if impl not in CHOICES:
         raise ValueError(f"{IMPL_ENV}={impl!r}: expected one of {', '.join(CHOICES)}")
     if impl == "native" and not native.available():
