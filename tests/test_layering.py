@@ -7,10 +7,13 @@ functions and ``if TYPE_CHECKING:`` blocks alike. The rules:
 - ``mlx_rnn/run`` imports neither framework, and of the project only ``core`` and ``run``
   (a framework is reached through ``core/backend.py``, by name);
 - the library (everything but ``mlx_rnn/tools``) never imports ``mlx_rnn/tools``;
-- the MLX modules never import torch or ``torch_ref``; ``torch_ref`` never imports mlx, and of
-  ``mlx_rnn`` only ``core``;
+- the MLX modules never import torch or ``torch_ref``, and import ``mlx_rnn.device`` before
+  ``mlx.core`` (its import side effects); ``torch_ref`` never imports mlx, and of ``mlx_rnn``
+  only ``core``;
 - neither framework imports ``run`` except the deliberate exceptions in :data:`EXCEPTIONS`;
-- the module import graph has no cycle.
+- the module import graph has no cycle;
+- no module imports another module's private name (``from m import _x``), except those in
+  :data:`PRIVATE_EXCEPTIONS`.
 
 Imports by a computed name (``importlib.import_module`` in ``core/backend.py``) are not seen:
 that is the sanctioned way to reach a framework.
@@ -31,6 +34,18 @@ EXCEPTIONS = {
     ("torch_ref.train", "mlx_rnn.run.fit"): "torch_ref/train.py",
 }
 
+#: (importer, module, name): private names still imported across modules, each a known next step.
+PRIVATE_EXCEPTIONS = {
+    # the one-line error and log helpers of run/errors.py (to become public with the exit codes)
+    ("mlx_rnn.run.cli", "mlx_rnn.run.errors", "_log"),
+    ("mlx_rnn.run.cli", "mlx_rnn.run.errors", "_one_line"),
+    ("mlx_rnn.run.fit", "mlx_rnn.run.errors", "_log"),
+    ("mlx_rnn.tools.compare", "mlx_rnn.run.errors", "_one_line"),
+    ("mlx_rnn.tools.evaluate", "mlx_rnn.run.errors", "_one_line"),
+    # MLX_RNN_LSTM_ACT, read by lstm_op (to move with the other environment switches)
+    ("mlx_rnn.recurrence", "mlx_rnn.lstm_op", "_use_approx"),
+}
+
 
 def module_files() -> dict[str, tuple[Path, bool]]:
     """Dotted module name -> (file, is a package's __init__) for every module of PACKAGES."""
@@ -43,16 +58,22 @@ def module_files() -> dict[str, tuple[Path, bool]]:
     return mods
 
 
+def from_module(module: str, is_pkg: bool, node: ast.ImportFrom) -> str:
+    """The module a ``from ... import`` statement in ``module`` imports from (relative ones
+    resolved)."""
+    if not node.level:
+        return node.module or ""
+    parts = module.split(".") if is_pkg else module.split(".")[:-1]
+    parts = parts[:len(parts) - (node.level - 1)]
+    return ".".join(parts + ([node.module] if node.module else []))
+
+
 def imported_names(module: str, is_pkg: bool, node: ast.Import | ast.ImportFrom, known) -> list[str]:
     """The modules one import statement names: ``from P import m`` names the module P.m when there
-    is one, else P; relative imports resolved against ``module``."""
+    is one, else P."""
     if isinstance(node, ast.Import):
         return [a.name for a in node.names]
-    base = node.module or ""
-    if node.level:
-        parts = module.split(".") if is_pkg else module.split(".")[:-1]
-        parts = parts[:len(parts) - (node.level - 1)]
-        base = ".".join(parts + ([node.module] if node.module else []))
+    base = from_module(module, is_pkg, node)
     return [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names]
 
 
@@ -75,6 +96,25 @@ def import_graph() -> tuple[dict[str, set[str]], dict[str, set[str]]]:
                 else:
                     external[name].add(target.split(".")[0])
     return internal, external
+
+
+def private_imports() -> set[tuple[str, str, str]]:
+    """(importer, module, name) for every ``from module import _name`` across modules of the
+    project, where ``_name`` is not itself a module (``from mlx_rnn import _blas`` is a package)."""
+    mods = module_files()
+    found = set()
+    for name, (path, is_pkg) in mods.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if not isinstance(node, ast.ImportFrom) or node.module == "__future__":
+                continue
+            module = from_module(name, is_pkg, node)
+            if module.split(".")[0] not in PACKAGES or module == name:
+                continue
+            for alias in node.names:
+                if alias.name.startswith("_") and not alias.name.startswith("__") \
+                        and f"{module}.{alias.name}" not in mods:
+                    found.add((name, module, alias.name))
+    return found
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -162,6 +202,32 @@ def test_the_exceptions_are_real_and_documented():
 def test_no_import_cycle():
     cycle = find_cycle(GRAPH)
     assert cycle is None, " -> ".join(cycle)
+
+
+def test_no_private_name_is_imported_across_modules():
+    found = private_imports()
+    assert found <= PRIVATE_EXCEPTIONS, "\n".join(f"{a} imports {m}.{n}" for a, m, n in sorted(found - PRIVATE_EXCEPTIONS))
+
+
+def test_the_mlx_modules_import_device_before_mlx():
+    mods = module_files()
+    checked, bad = 0, []
+    for name, (path, is_pkg) in sorted(mods.items()):
+        if layer(name) != "mlx":
+            continue
+        device_seen = False
+        for node in ast.parse(path.read_text(encoding="utf-8"), str(path)).body:  # the top level, in order
+            if not isinstance(node, (ast.Import, ast.ImportFrom)) or getattr(node, "module", None) == "__future__":
+                continue
+            targets = imported_names(name, is_pkg, node, mods)
+            device_seen = device_seen or "mlx_rnn.device" in targets
+            if any(t == "mlx" or t.startswith("mlx.") for t in targets):
+                checked += 1
+                if not device_seen:
+                    bad.append(name)
+                break
+    assert checked >= 8, checked  # lstm, gru, layers, models, train ... import mlx at the top
+    assert not bad, f"import mlx_rnn.device before mlx in: {bad}"
 
 
 def test_find_cycle_finds_one():
