@@ -69,14 +69,14 @@ class GRU(nn.Module):
             if recurrence.path_for(xw.dtype) == "native":
                 x, h = recurrence.gru_native(xw, w_hh, b_hh, h, exact=not self.training, save=self.training)
             else:
-                x, h = _gru_loop(xw, w_hh, b_hh, h)
+                x, h = gru_loop(xw, w_hh, b_hh, h)
             h_n.append(h)
             if layer < self.num_layers - 1 and self.dropout_p > 0:
                 x = self.inter_dropout(x)
         return x, (mx.stack(h_n),)
 
 
-def _gru_loop(xw: mx.array, w_hh: mx.array, b_hh: mx.array, h: mx.array):
+def gru_loop(xw: mx.array, w_hh: mx.array, b_hh: mx.array, h: mx.array):
     """The per-step GRU loop in MLX ops (exact activations): xw (B, T, 3H), w_hh (3H, H),
     b_hh (3H,), h (B, H) -> (hs (B, T, H), h_T (B, H)). The op path, differentiated by MLX."""
     H = h.shape[-1]

@@ -24,7 +24,6 @@ import mlx.nn as nn
 from . import recurrence
 from .layers import Dropout, projection
 from .lstm_op import lstm_recurrence, lstm_recurrence_reference
-from .recurrence import IMPL_ENV  # noqa: F401  (MLX_RNN_LSTM_IMPL: native | op | reference | auto)
 
 
 def _op_impl(path: str):

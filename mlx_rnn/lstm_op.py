@@ -157,11 +157,6 @@ def _tanh_approx(x: mx.array) -> mx.array:
     return _tanh_from_u(_clamp2(x, _TANH_CLAMP))
 
 
-def _sigmoid_approx(x: mx.array) -> mx.array:
-    """sigmoid(x) = (1 + tanh(x / 2)) / 2 via the same approximation; |error| <= 3e-7."""
-    return 0.5 * _tanh_approx(0.5 * x) + 0.5
-
-
 def _gate_u(z: mx.array, s: mx.array) -> mx.array:
     """u = 2 clip(S z, +-k), the input of _tanh_from_u for all four gates.
 

@@ -19,7 +19,7 @@ from mlx.utils import tree_flatten, tree_unflatten
 from mlx_rnn.core import distributed, switches
 from mlx_rnn.core import precision as _precision
 from mlx_rnn.core.batching import lm_chunk, prefix_labels
-from mlx_rnn.run.fit import EpochLoop, EpochResult  # noqa: F401  (EpochResult: the Trainer's API)
+from mlx_rnn.run.fit import EpochLoop
 
 from . import native, parallel, recurrence
 from .layers import native_masks

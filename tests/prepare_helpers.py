@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from mlx_rnn.tools.prepare.text8 import TEXT8_100K_SHA256
+from mlx_rnn.core.prepare.text8 import TEXT8_100K_SHA256
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "prepare_data.py"

@@ -235,7 +235,7 @@ def test_empty_data_dir_lists_the_ways_out_and_a_partial_one_names_the_missing_f
 @pytest.fixture
 def fake_prepare(monkeypatch, good_data):
     """Replace the download-and-build step with a copy of the generated data."""
-    import mlx_rnn.tools.prepare as prepare_mod
+    import mlx_rnn.core.prepare as prepare_mod
 
     calls = []
 
@@ -267,7 +267,7 @@ def test_download_offline_fails_fast_naming_the_file(monkeypatch, tmp_path, caps
     the message names the file it would keep; the data directory is not left behind."""
     import functools
 
-    import mlx_rnn.tools.prepare as prepare_mod
+    import mlx_rnn.core.prepare as prepare_mod
     from mlx_rnn.run.cli import main
 
     monkeypatch.setattr(prepare_mod, "prepare", functools.partial(prepare_mod.prepare,
@@ -280,7 +280,7 @@ def test_download_offline_fails_fast_naming_the_file(monkeypatch, tmp_path, caps
 
 
 def test_download_failures_exit_codes(monkeypatch, tmp_path, capsys):
-    import mlx_rnn.tools.prepare as prepare_mod
+    import mlx_rnn.core.prepare as prepare_mod
     from mlx_rnn.run.cli import main
 
     def offline(out_dir, **kw):

@@ -114,7 +114,7 @@ def test_markdown_table_and_plot(quick_run):
 
 
 def test_flop_count():
-    from mlx_rnn.tools.bench.figures import matmul_flops_per_step
+    from mlx_rnn.tools.bench.rows import matmul_flops_per_step
 
     B, T, E, H, V = 32, 100, 64, 512, 27
     expected = 3 * (2 * B * T * E * 4 * H + 2 * B * T * H * 4 * H      # layer 0
@@ -150,7 +150,7 @@ def test_sweep_points_and_markdown(tmp_path):
     """The sweep varies one size at a time around each task's defaults; its table and plot."""
     pytest.importorskip("matplotlib")
     from mlx_rnn.tools.bench.sweep import HIDDEN_SIZES, SEQ_LENS, sweep_markdown, sweep_points, write_sweep_plot
-    from mlx_rnn.tools.bench.benchmark import STANDARD_CONFIGS
+    from mlx_rnn.tools.bench.names import STANDARD_CONFIGS
 
     pts = sweep_points(STANDARD_CONFIGS)
     assert len(pts) == 2 * (len(HIDDEN_SIZES) + len(SEQ_LENS))

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from mlx_rnn.tools.bench import scaling as bench_scaling
-from mlx_rnn.tools.bench.scaling import RESULT_TAG, _launch_cmd, failure_line
+from mlx_rnn.tools.bench.scaling import RESULT_TAG, launch_cmd, failure_line
 from tests.conftest import ROOT
 
 pytest.importorskip("torch")
@@ -24,7 +24,7 @@ def test_two_rank_torch_worker_starts_and_tears_down_20_times_without_an_abort()
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
                PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     for i in range(20):
-        proc = subprocess.run(_launch_cmd("torch", 2, TINY_WORKER), cwd=ROOT, env=env, capture_output=True,
+        proc = subprocess.run(launch_cmd("torch", 2, TINY_WORKER), cwd=ROOT, env=env, capture_output=True,
                               text=True, timeout=180)
         assert "terminate called" not in proc.stderr, f"run {i + 1}: {failure_line(proc.stderr)}"
         assert proc.returncode == 0, f"run {i + 1}: exit {proc.returncode}: {failure_line(proc.stderr)}"

@@ -16,7 +16,7 @@ import pytest
 
 from mlx_rnn.core import distributed
 from mlx_rnn.core.batching import classify_batches, lm_streams
-from mlx_rnn.tools.bench.scaling import _free_ports
+from mlx_rnn.tools.bench.scaling import free_ports
 from mlx_rnn.tools.launch import exit_status
 from tests.conftest import ROOT
 
@@ -92,7 +92,7 @@ def test_launcher_exit_status():
 # ----- launches ------------------------------------------------------------------------------
 def _free_port_pair() -> int:
     """A port p with p and p + 1 free on 127.0.0.1 (one ring port per rank)."""
-    return _free_ports(2)
+    return free_ports(2)
 
 
 def _mlx_launch(args, env=None, timeout=150):

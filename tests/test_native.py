@@ -16,7 +16,7 @@ nn = pytest.importorskip("mlx.nn")
 from mlx_rnn import native  # noqa: E402
 
 from mlx_rnn import recurrence
-from mlx_rnn.gru import GRU, _gru_loop  # noqa: E402
+from mlx_rnn.gru import GRU, gru_loop  # noqa: E402
 from mlx_rnn.lstm import LSTM  # noqa: E402
 from mlx_rnn.lstm_op import lstm_recurrence, lstm_recurrence_reference  # noqa: E402
 
@@ -271,11 +271,11 @@ def _gru_native_exact(xw, w, b, h0):
 def test_gru_native_matches_loop(B, T, H):
     args = _gru_inputs(B, T, H, seed=B * 7 + T)
     out = _gru_native_exact(*args)
-    ref = _gru_loop(*args)
+    ref = gru_loop(*args)
     for o, r in zip(out, ref):
         assert float(mx.abs(o - r).max()) <= 1e-6
     got = mx.grad(_gru_loss(_gru_native_exact, B, T, H), argnums=(0, 1, 2, 3))(*args)
-    want = mx.grad(_gru_loss(_gru_loop, B, T, H), argnums=(0, 1, 2, 3))(*args)
+    want = mx.grad(_gru_loss(gru_loop, B, T, H), argnums=(0, 1, 2, 3))(*args)
     for g, r, name in zip(got, want, ("xw", "w_hh", "b_hh", "h0")):
         assert _rel(g, r) <= 1e-5, name
 
@@ -328,8 +328,9 @@ def test_gru_module_native_matches_loop(monkeypatch, layers):
 
 
 # ----- selection and the fallback ------------------------------------------------------------
-def test_unknown_impl_is_refused(monkeypatch):
-    monkeypatch.setenv(recurrence.IMPL_ENV, "turbo")
+@pytest.mark.parametrize("value", ["turbo", "fast"])  # "fast": an old name of op, no longer taken
+def test_unknown_impl_is_refused(monkeypatch, value):
+    monkeypatch.setenv(recurrence.IMPL_ENV, value)
     with pytest.raises(ValueError, match="MLX_RNN_LSTM_IMPL"):
         LSTM(2, 3)
 

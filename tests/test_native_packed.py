@@ -14,7 +14,7 @@ mx = pytest.importorskip("mlx.core")
 from mlx_rnn import native, recurrence  # noqa: E402
 from mlx_rnn.lstm_op import lstm_recurrence_reference  # noqa: E402
 
-from mlx_rnn.gru import _gru_loop  # noqa: E402
+from mlx_rnn.gru import gru_loop  # noqa: E402
 from test_native import _gru_inputs, _gru_loss, _lstm_inputs, _rel, _weighted_loss  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
@@ -122,7 +122,7 @@ def test_gru_packed_matches_blas_path_and_loop(kernels, B, T, H, threads):
     blas = _gru_run(args, True, True, B, T, H)
     kernels(True, threads)
     got = _gru_run(args, True, True, B, T, H)
-    ref = (_gru_loop(*args), mx.grad(_gru_loss(_gru_loop, B, T, H), argnums=(0, 1, 2, 3))(*args))
+    ref = (gru_loop(*args), mx.grad(_gru_loss(gru_loop, B, T, H), argnums=(0, 1, 2, 3))(*args))
     _assert_agree(got, blas, ref, ("xw", "w_hh", "b_hh", "h0"), ref_tol=1e-5)
 
 

@@ -1,4 +1,4 @@
-"""scripts/prepare_data.py and mlx_rnn/tools/prepare/: text8 checks, windows, atomic output.
+"""scripts/prepare_data.py and mlx_rnn/core/prepare/ and tools/prepare/: text8 checks, windows, atomic output.
 
 The real text8 is 10^8 characters; these tests use a generated text8-shaped file of a
 couple of MB (lowercase words and single spaces, no newline). When the standard data
@@ -24,8 +24,8 @@ from mlx_rnn.core.data import DataError, read_examples, read_text
 from mlx_rnn.core.normalize import normalize_text
 from mlx_rnn.core.vocab import VOWELS
 from mlx_rnn.tools.prepare.cli import build_parser
-from mlx_rnn.tools.prepare.dataset import build_dataset
-from mlx_rnn.tools.prepare.text8 import (LM_TRAIN_CHARS, TEXT8_100K_SHA256, TEXT8_CHARS, TEXT8_SHA1, TEXT8_URL,
+from mlx_rnn.core.prepare.dataset import build_dataset
+from mlx_rnn.core.prepare.text8 import (LM_TRAIN_CHARS, TEXT8_100K_SHA256, TEXT8_CHARS, TEXT8_SHA1, TEXT8_URL,
                                          ChecksumError, Text8, check_text8, load_text8)
 from tests.prepare_helpers import (gen_dir, standard_100k, text8_raw, text8_zip, wrong_text,  # noqa: F401  (fixtures)
                                    wrong_zip)

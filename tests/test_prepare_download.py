@@ -1,4 +1,4 @@
-"""scripts/prepare_data.py and mlx_rnn/tools/prepare/download.py: downloads with pooch.
+"""scripts/prepare_data.py and mlx_rnn/core/prepare/download.py: downloads with pooch.
 
 The downloads go to an HTTP server on 127.0.0.1 started in a thread (the ``server`` fixture of
 prepare_helpers.py), which can cut a connection half-way, stall, or answer an HTTP error; the
@@ -20,8 +20,8 @@ import zipfile
 import pytest
 
 from mlx_rnn.core.data import DataError
-from mlx_rnn.tools.prepare.download import download
-from mlx_rnn.tools.prepare.text8 import TEXT8_ZIP_SHA1, ChecksumError
+from mlx_rnn.core.prepare.download import download
+from mlx_rnn.core.prepare.text8 import TEXT8_ZIP_SHA1, ChecksumError
 from tests.prepare_helpers import (gen_dir, server, standard_100k, text8_raw, text8_zip,  # noqa: F401  (fixtures)
                                    wrong_text, wrong_zip)
 from tests.prepare_helpers import OUTPUTS, ROOT, SCRIPT, assert_error, files_in, generate, run, sha256

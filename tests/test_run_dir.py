@@ -142,10 +142,10 @@ def test_next_commands_fall_back_to_the_console_commands(monkeypatch, tmp_path):
 def test_distributed_run_rank_0_alone_writes_the_default_directory(data, tmp_path):
     """Two MLX ranks (ring, loopback) without --save: one directory, written by rank 0."""
     pytest.importorskip("mlx.core")
-    from mlx_rnn.tools.bench.scaling import _free_ports
+    from mlx_rnn.tools.bench.scaling import free_ports
 
     cmd = [sys.executable, "-m", "mlx_rnn.tools.launch", "-n", "2", "--backend", "ring", "--starting-port",
-           str(_free_ports(2)), "--", sys.executable, str(ROOT / "scripts" / "train_mlx.py"), "--distributed",
+           str(free_ports(2)), "--", sys.executable, str(ROOT / "scripts" / "train_mlx.py"), "--distributed",
            "--task", "lm", "--data-dir", str(data), "--epochs", "1", *TINY]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)

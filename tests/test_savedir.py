@@ -109,9 +109,9 @@ def test_a_full_disk_names_the_file_keeps_the_previous_one_and_leaves_no_tempora
     with pytest.raises(OSError) as e:
         ckpt.atomic_write_bytes(target, b"new" * 1000)
     assert e.value.filename == str(target) and e.value.errno == errno.ENOSPC
-    from mlx_rnn.run.errors import _one_line
+    from mlx_rnn.run.errors import one_line
 
-    assert _one_line(e.value) == f"{target}: No space left on device"
+    assert one_line(e.value) == f"{target}: No space left on device"
     assert target.read_bytes() == b"previous" and [p.name for p in tmp_path.iterdir()] == ["model.safetensors"]
     with pytest.raises(OSError) as e:
         ckpt.append_jsonl(tmp_path / "metrics.jsonl", {"epoch": 1})

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 #: (variable, field, [(value in the environment, value read)], [junk])
 CASES = [
     ("MLX_RNN_LSTM_IMPL", "lstm_impl", [("native", "native"), (" OP ", "op"), ("reference", "reference"),
-                                        ("fast", "op"), ("auto", "auto"), ("", "auto")], ["turbo", "1"]),
+                                        ("auto", "auto"), ("", "auto")], ["turbo", "1", "fast"]),
     ("MLX_RNN_LSTM_ACT", "lstm_act", [("exact", "exact"), ("Approx", "approx"), ("", "auto")], ["fast", "0"]),
     ("MLX_RNN_LAYERS", "layers", [("mlx", "mlx"), ("AUTO", "auto"), ("", "auto")], ["fast", "native"]),
     ("MLX_RNN_ADAMW", "adamw", [("mlx", "mlx"), ("auto", "auto"), (" ", "auto")], ["fast", "fused"]),
@@ -82,7 +82,7 @@ def test_one_switch_alone_does_not_check_the_others():
 
 def test_describe_lists_the_switches_not_at_their_default():
     assert describe(Switches()) == "" and describe(read({"MLX_RNN_LSTM_IMPL": "auto", "MLX_RNN_PACKED": "1"})) == ""
-    sw = read({"MLX_RNN_PACKED": "0", "MLX_RNN_LSTM_IMPL": "fast", "MLX_RNN_NUM_THREADS": "2",
+    sw = read({"MLX_RNN_PACKED": "0", "MLX_RNN_LSTM_IMPL": "op", "MLX_RNN_NUM_THREADS": "2",
                "MLX_RNN_CPU_FUSION": "1", "MLX_RNN_BLAS": "reference", "OTHER": "x"})
     assert describe(sw) == ("MLX_RNN_LSTM_IMPL=op, MLX_RNN_NUM_THREADS=2, MLX_RNN_PACKED=0, "
                             "MLX_RNN_CPU_FUSION=1, MLX_RNN_BLAS=reference")

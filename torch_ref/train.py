@@ -12,7 +12,7 @@ import torch
 
 from mlx_rnn.core import distributed
 from mlx_rnn.core.batching import lm_chunk, prefix_labels
-from mlx_rnn.run.fit import EpochLoop, EpochResult  # noqa: F401  (EpochResult: the Trainer's API)
+from mlx_rnn.run.fit import EpochLoop
 
 from . import parallel
 from .device import current_device, select_device, synchronize  # noqa: F401  (the framework API)

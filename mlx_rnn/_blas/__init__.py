@@ -49,14 +49,13 @@ keep working; ``tests/test_blas.py`` checks both in the same process.
 
 from .preload import ENV_VAR, get_num_threads, preload, set_num_threads  # importing .preload preloads
 from .detect import blas_info, describe
-from .probe import measure_sgemm_gflops_mlx, measure_sgemm_gflops_torch
+from .probe import measure_sgemm_gflops_mlx
 
 __all__ = [
     "preload",
     "blas_info",
     "describe",
     "measure_sgemm_gflops_mlx",
-    "measure_sgemm_gflops_torch",
     "set_num_threads",
     "get_num_threads",
     "ENV_VAR",

@@ -7,8 +7,8 @@ import os
 import sys
 from typing import Any
 
-from .loader import _dladdr, _find_libmlx, _libc, _object_path_of, _read_got
-from .preload import ENV_VAR, _INSTALL_HINT, preload
+from .loader import find_libmlx, libc, object_at, object_path_of, read_got
+from .preload import ENV_VAR, INSTALL_HINT, preload
 
 
 def _classify(path: str | None) -> str:
@@ -86,7 +86,7 @@ def blas_info(import_mlx: bool = True) -> dict:
     if not sys.platform.startswith("linux"):
         info["method"] = "platform"
         return info
-    found = _find_libmlx()
+    found = find_libmlx()
     if found is None:
         info["reason"] += "; libmlx not found in the link map"
         return info
@@ -103,15 +103,15 @@ def blas_info(import_mlx: bool = True) -> dict:
 def _sgemm_from_got(mx: Any, libmlx: str, base: int) -> str | None:
     """The object that libmlx's bound ``cblas_sgemm`` GOT slot points into (binding it first with
     a tiny matmul if needed); None when the slot is absent or still points into libmlx."""
-    addr = _read_got(libmlx, base, "cblas_sgemm")
+    addr = read_got(libmlx, base, "cblas_sgemm")
     if addr is None:
         return None
-    path, _ = _dladdr(addr)
+    path, _ = object_at(addr)
     if path is None or os.path.realpath(path) == os.path.realpath(libmlx):
         try:  # not bound yet: bind it with a tiny matmul, read again
             _force_bind(mx)
-            addr = _read_got(libmlx, base, "cblas_sgemm")
-            path, _ = _dladdr(addr or 0)
+            addr = read_got(libmlx, base, "cblas_sgemm")
+            path, _ = object_at(addr or 0)
         except Exception:  # pragma: no cover - defensive
             path = None
     if path is not None and os.path.realpath(path) != os.path.realpath(libmlx):
@@ -124,13 +124,13 @@ def _sgemm_from_lookup(libmlx: str) -> str | None:
     first, then libmlx's dependencies; None when neither has it."""
     path = None
     try:
-        path = _object_path_of(_libc(), "cblas_sgemm")
+        path = object_path_of(libc(), "cblas_sgemm")
     except OSError:  # pragma: no cover
         pass
     if path is None:
         try:
             lib = ctypes.CDLL(libmlx, mode=getattr(os, "RTLD_NOLOAD", 4) | getattr(os, "RTLD_LAZY", 1))
-            path = _object_path_of(lib, "cblas_sgemm")
+            path = object_path_of(lib, "cblas_sgemm")
         except OSError:
             path = None
     return path
@@ -165,7 +165,7 @@ def describe(info: dict | None = None) -> str:
         if req.startswith("too late"):
             return ("MLX BLAS: reference BLAS (slow; import mlx_rnn._blas before "
                     "mlx.core so it can preload OpenBLAS)")
-        return f"MLX BLAS: reference BLAS (slow; {_INSTALL_HINT})"
+        return f"MLX BLAS: reference BLAS (slow; {INSTALL_HINT})"
     if name in ("unavailable", "not-imported"):
         return f"MLX BLAS: {name} ({info.get('reason')})"
     where = lib or "?"

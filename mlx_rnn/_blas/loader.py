@@ -35,16 +35,17 @@ _LinkMap._fields_ = [
 _RTLD_DI_LINKMAP = 2
 
 
-def _libc() -> Any:
+def libc() -> Any:
+    """The process's own symbols (libc and everything loaded globally), as a ctypes library."""
     return ctypes.CDLL(None)
 
 
-def _dladdr(addr: int) -> tuple[str | None, str | None]:
-    """(path of the object containing addr, nearest symbol name) or (None, None)."""
+def object_at(addr: int) -> tuple[str | None, str | None]:
+    """(path of the object containing addr, nearest symbol name) or (None, None), by ``dladdr``."""
     if not addr:
         return None, None
     try:
-        dladdr = _libc().dladdr
+        dladdr = libc().dladdr
     except AttributeError:
         try:
             dladdr = ctypes.CDLL(ctypes.util.find_library("dl") or "libdl.so.2").dladdr
@@ -67,20 +68,21 @@ def _symbol_addr(lib: Any, name: str) -> int:
         return 0
 
 
-def _object_path_of(lib: Any, symbol: str) -> str | None:
-    return _dladdr(_symbol_addr(lib, symbol))[0]
+def object_path_of(lib: Any, symbol: str) -> str | None:
+    """The path of the object that provides ``symbol`` as ``lib`` resolves it, or None."""
+    return object_at(_symbol_addr(lib, symbol))[0]
 
 
 def _loaded_objects() -> list[tuple[str, int]]:
     """(path, load base) of every object in the main link-map namespace."""
     try:
-        dlinfo = _libc().dlinfo
+        dlinfo = libc().dlinfo
     except AttributeError:
         return []
     dlinfo.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
     dlinfo.restype = ctypes.c_int
     lm = ctypes.POINTER(_LinkMap)()
-    if dlinfo(_libc()._handle, _RTLD_DI_LINKMAP, ctypes.byref(lm)) != 0 or not lm:
+    if dlinfo(libc()._handle, _RTLD_DI_LINKMAP, ctypes.byref(lm)) != 0 or not lm:
         return []
     while lm.contents.l_prev:  # rewind to the head
         lm = lm.contents.l_prev
@@ -92,7 +94,8 @@ def _loaded_objects() -> list[tuple[str, int]]:
     return out
 
 
-def _find_libmlx() -> tuple[str, int] | None:
+def find_libmlx() -> tuple[str, int] | None:
+    """(path, load address) of the loaded libmlx, or None."""
     for path, base in _loaded_objects():
         if os.path.basename(path).startswith("libmlx."):
             return path, base
@@ -144,7 +147,9 @@ def _got_offset(path: str, symbol: str) -> int | None:
     return None
 
 
-def _read_got(libmlx: str, base: int, symbol: str) -> int | None:
+def read_got(libmlx: str, base: int, symbol: str) -> int | None:
+    """The address in libmlx's GOT slot for ``symbol`` (what its calls really reach; 0 when the
+    slot is unresolved), or None when the library has no such slot."""
     off = _got_offset(libmlx, symbol)
     if off is None:
         return None

@@ -14,7 +14,7 @@ import sys
 from typing import Any
 
 from ..core import switches  # (the standard library only: safe before mlx.core)
-from .loader import _object_path_of
+from .loader import object_path_of
 
 ENV_VAR = switches.BLAS
 # OpenBLAS's idle threads spin (sched_yield) for 2**28 cycles after each call by default,
@@ -25,7 +25,7 @@ ENV_VAR = switches.BLAS
 TIMEOUT_ENV = "OPENBLAS_THREAD_TIMEOUT"
 TIMEOUT_DEFAULT = "4"
 _OPT_OUT = {"reference", "ref", "none", "off", "0", "no", "false"}
-_INSTALL_HINT = (
+INSTALL_HINT = (
     "install Debian's libopenblas0-pthread as root: apt-get install libopenblas0-pthread"
 )
 
@@ -163,7 +163,7 @@ def preload() -> dict:
             if lib is not None:
                 _HANDLES.append(lib)
                 state["preloaded"] = True
-                state["library"] = _object_path_of(lib, "cblas_sgemm") or name
+                state["library"] = object_path_of(lib, "cblas_sgemm") or name
                 state["reason"] = (
                     f"loaded from {ENV_VAR}" if req else "found a system OpenBLAS/BLIS"
                 )
@@ -175,7 +175,7 @@ def preload() -> dict:
                     "MLX's linked BLAS"
                 )
         else:
-            state["reason"] = "no optimised CBLAS found (" + _INSTALL_HINT + ")"
+            state["reason"] = "no optimised CBLAS found (" + INSTALL_HINT + ")"
     _STATE = state
     return dict(state)
 

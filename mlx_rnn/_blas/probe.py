@@ -1,4 +1,5 @@
-"""fp32 sgemm rates (GFLOP/s) under MLX and PyTorch, for the benchmark's reports."""
+"""The fp32 sgemm rate (GFLOP/s) under MLX, for the benchmark's reports (PyTorch's:
+:func:`mlx_rnn.tools.bench.worker.torch_sgemm_gflops`)."""
 
 from __future__ import annotations
 
@@ -35,35 +36,3 @@ def measure_sgemm_gflops_mlx(n: int = 1024, repeats: int = 10, warmup: int = 2,
             times.append(time.perf_counter() - t0)
     return 2.0 * n**3 / _median(times) / 1e9
 
-
-def measure_sgemm_gflops_torch(n: int = 1024, repeats: int = 10, warmup: int = 2,
-                               device: str = "cpu") -> float:
-    """fp32 (n x n) @ (n x n) rate in GFLOP/s under PyTorch (median of repeats).
-
-    Synchronises CUDA/MPS before stopping the clock; warm-up excluded.
-    """
-    import time
-
-    import torch
-
-    dev = torch.device(device)
-
-    def sync() -> None:
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        elif dev.type == "mps":
-            torch.mps.synchronize()
-
-    a = torch.randn(n, n, dtype=torch.float32, device=dev)
-    b = torch.randn(n, n, dtype=torch.float32, device=dev)
-    with torch.no_grad():
-        for _ in range(warmup):
-            a @ b
-        sync()
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            a @ b
-            sync()
-            times.append(time.perf_counter() - t0)
-    return 2.0 * n**3 / _median(times) / 1e9

@@ -71,11 +71,6 @@ def lm_streams(ids: np.ndarray, batch_size: int, seq_len: int, seed: int, epoch:
     return body.reshape(batch_size, per_stream + 1).astype(np.int32)
 
 
-def lm_num_chunks(streams: np.ndarray, seq_len: int) -> int:
-    """How many truncated-BPTT chunks of ``seq_len`` steps fit in ``streams``."""
-    return (streams.shape[1] - 1) // seq_len
-
-
 def lm_chunk(streams: np.ndarray, k: int, seq_len: int) -> tuple[np.ndarray, np.ndarray]:
     """Inputs and targets of chunk ``k``: two int32 arrays of shape (B, seq_len)."""
     s = k * seq_len

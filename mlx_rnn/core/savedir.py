@@ -28,6 +28,7 @@ from .textcache import CACHE_DIR as _CACHE_DIR
 
 #: the files a trainer writes into a checkpoint directory (removed when no checkpoint was committed)
 PARTIAL = ("model.safetensors", "metrics.jsonl")
+#: the configuration of a task an interrupted two-task run has not started (DIR/TASK/resume/PENDING)
 PENDING = "pending_config.json"
 
 _held: dict[str, int] = {}  # resolved path -> open fd holding the lock (for the life of the process)

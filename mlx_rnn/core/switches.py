@@ -15,7 +15,7 @@ The switches (docs/usage.md; what they do: docs/native.md):
 ===================== ============== ===============================================================
 variable              field          values (default first)
 ===================== ============== ===============================================================
-MLX_RNN_LSTM_IMPL     lstm_impl      auto | native | op | reference (``fast``: op): the recurrence
+MLX_RNN_LSTM_IMPL     lstm_impl      auto | native | op | reference: the recurrence
 MLX_RNN_LSTM_ACT      lstm_act       auto | exact | approx: the recurrences' tanh/sigmoid
 MLX_RNN_LAYERS        layers         auto | mlx: native dropout masks, one-hot embedding products
 MLX_RNN_ADAMW         adamw          auto | mlx: the fused native AdamW update and clipping norm
@@ -50,7 +50,6 @@ BLAS = "MLX_RNN_BLAS"
 FAULT = "MLX_RNN_FAULT"
 
 IMPL_CHOICES = ("auto", "native", "op", "reference")
-_IMPL_ALIASES = {"fast": "op"}  # the op's name before the native primitives existed
 ACT_CHOICES = ("auto", "exact", "approx")
 FUSION_CHOICES = ("auto", "0", "1")
 
@@ -95,9 +94,8 @@ def _spelling(value) -> str:
     return str(value)
 
 
-def _word(raw: str, name: str, choices: tuple, expected: str, aliases: dict | None = None) -> str:
+def _word(raw: str, name: str, choices: tuple, expected: str) -> str:
     value = raw.lower() or choices[0]
-    value = (aliases or {}).get(value, value)
     if value not in choices:
         raise ValueError(f"{name}={value!r}: expected {expected}")
     return value
@@ -123,7 +121,7 @@ def _packed(raw: str) -> bool:
 
 
 _PARSERS = {
-    "lstm_impl": lambda raw: _word(raw, LSTM_IMPL, IMPL_CHOICES, f"one of {', '.join(IMPL_CHOICES)}", _IMPL_ALIASES),
+    "lstm_impl": lambda raw: _word(raw, LSTM_IMPL, IMPL_CHOICES, f"one of {', '.join(IMPL_CHOICES)}"),
     "lstm_act": lambda raw: _word(raw, LSTM_ACT, ACT_CHOICES, "auto, exact or approx"),
     "layers": lambda raw: _word(raw, LAYERS, ("auto", "mlx"), "auto or mlx"),
     "adamw": lambda raw: _word(raw, ADAMW, ("auto", "mlx"), "auto or mlx"),

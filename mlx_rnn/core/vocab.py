@@ -99,8 +99,3 @@ def encode_batch(vocab: Indexer, texts: list[str]) -> np.ndarray:
     for i, t in enumerate(texts):
         check_text(vocab, t, f"text {i}")
     return np.stack([vocab.encode(t) for t in texts])
-
-
-def is_vowel(ch: str) -> bool:
-    """True for a, e, i, o, u (the exercise's definition of a vowel)."""
-    return ch in VOWELS

@@ -18,12 +18,11 @@ from mlx_rnn.core import backend
 from mlx_rnn.core import distributed
 from mlx_rnn.core.config import LOG_EVERY_DEFAULT, build_parser
 from mlx_rnn.core.savedir import remove_if_empty, unlock_all
-from .errors import EXIT_OK, Interrupted, _log, print_result, report_exit
-from .evaluation import _print_heldout, zero_shot_bundle
+from .errors import EXIT_OK, Interrupted, log, print_result, report_exit
+from .evaluation import print_heldout, zero_shot_bundle
 from .fit import Outputs, train_task
 from .next_steps import next_steps
-from .plan import TaskPlan, plan_run
-from .resume import _save_pending
+from .plan import TaskPlan, plan_run, save_pending
 from .stop import StopFlag, terminate_as_interrupt
 
 
@@ -75,7 +74,7 @@ def run_tasks(framework: str, args, t0: float, plans: list | None = None) -> dic
             if task == "classify" and args.zero_shot_lm:
                 result[task] = zero_shot_bundle(fw, args.zero_shot_lm, plan.data, device)
                 result[task]["total_time_s"] = time.perf_counter() - t_task + plan.read_time_s
-                _print_heldout(result[task], "zero-shot from the LM")
+                print_heldout(result[task], "zero-shot from the LM")
                 continue
             bundle = _train_plan(fw, args, plans, i, root, stop)
             bundle["total_time_s"] = (time.perf_counter() - t0 if not multi
@@ -91,9 +90,8 @@ def run_tasks(framework: str, args, t0: float, plans: list | None = None) -> dic
         for line in next_steps(framework, args, plans):
             print(line, file=sys.stderr, flush=True)
     if dist.enabled and framework == "torch":
-        from torch_ref.parallel import shutdown
-
-        shutdown()  # the process group torn down before interpreter exit (no abort at exit)
+        # the process group torn down before interpreter exit (no abort at exit)
+        backend.parallel_module(framework).shutdown()
     return result
 
 
@@ -108,7 +106,7 @@ def _outputs(args, plan: TaskPlan, multi: bool, root: Path) -> Outputs:
             plot_path = plot_path.with_name(f"{plot_path.stem}-{plan.task}{plot_path.suffix or '.png'}")
     return Outputs(save_dir=plan.save_dir if main_rank else None, interrupt_dir=root / plan.task if multi else None,
                    plot_path=plot_path, quiet=args.quiet or not main_rank,
-                   log=_log if main_rank else lambda *a, **k: None, log_every=args.log_every or LOG_EVERY_DEFAULT)
+                   log=log if main_rank else lambda *a, **k: None, log_every=args.log_every or LOG_EVERY_DEFAULT)
 
 
 def _train_plan(fw, args, plans: list[TaskPlan], i: int, root: Path, stop) -> dict:
@@ -125,7 +123,7 @@ def _train_plan(fw, args, plans: list[TaskPlan], i: int, root: Path, stop) -> di
         if not multi:
             raise
         if distributed.current().is_main:
-            _save_pending(plans, i, root)
+            save_pending(plans, i, root)
         # tasks finished without --save left nothing to resume: name the rest
         rest = "" if all(p.save_dir is not None for p in plans[:i]) else \
             "--task " + ("both " if len(plans) - i > 1 else f"{plan.task} ")
@@ -144,7 +142,7 @@ def _print_classify_notes(bundle: dict, cfg: dict) -> None:
         print(f"[classify] note: {bundle['dev_windows_in_lm_train']} of {bundle['total']} dev windows occur "
               f"verbatim in text8-100k.txt and {bundle['dev_windows_in_classifier_train']} in the "
               "classifier's training examples", flush=True)
-    _print_heldout(bundle, "initialised from the LM" if cfg.get("init_from_lm") else "direct")
+    print_heldout(bundle, "initialised from the LM" if cfg.get("init_from_lm") else "direct")
 
 
 def main_mlx() -> int:

@@ -37,13 +37,13 @@ def _outcome(e: BaseException) -> tuple[int | None, list[str]]:
     """``e``'s exit code (None: not one a script handles) and the lines that say so on stderr."""
     own = getattr(e, "exit_code", None)
     if isinstance(own, int) and not isinstance(own, bool):
-        return own, [f"error: {_one_line(e)}"]
+        return own, [f"error: {one_line(e)}"]
     if isinstance(e, CheckFailed):
-        return EXIT_CHECK_FAILED, [f"error: {_one_line(e)}"]
+        return EXIT_CHECK_FAILED, [f"error: {one_line(e)}"]
     if isinstance(e, (ValueError, OSError)):  # DataError and CheckpointError are ValueErrors
-        return EXIT_BAD_INPUT, [f"error: {_one_line(e)}"] + [f"  {line}" for line in getattr(e, "details", ())]
+        return EXIT_BAD_INPUT, [f"error: {one_line(e)}"] + [f"  {line}" for line in getattr(e, "details", ())]
     if isinstance(e, Diverged):
-        return EXIT_DIVERGED, [f"error: {_one_line(e)}"]
+        return EXIT_DIVERGED, [f"error: {one_line(e)}"]
     if isinstance(e, Interrupted):  # (distributed: rank 0 saved the state; the others wrote nothing)
         return EXIT_INTERRUPTED, [f"{e}"] if distributed.current().is_main else []
     if isinstance(e, KeyboardInterrupt):
@@ -52,7 +52,7 @@ def _outcome(e: BaseException) -> tuple[int | None, list[str]]:
         if allocation_message(e):  # an allocation that failed despite the estimate
             return EXIT_BAD_INPUT, [f"error: {allocation_message(e)}"]
         if distributed.current().enabled:  # a peer died ("connection to a peer was lost")
-            return EXIT_CHECK_FAILED, [f"error: rank {distributed.current().rank}: {_one_line(e)}"]
+            return EXIT_CHECK_FAILED, [f"error: rank {distributed.current().rank}: {one_line(e)}"]
     return None, []
 
 
@@ -86,7 +86,7 @@ def report_exit(e: BaseException) -> int:
     return code
 
 
-_log = partial(print, flush=True)
+log = partial(print, flush=True)
 
 
 def print_result(result: dict, output_json: str | None) -> None:
@@ -102,7 +102,7 @@ def check_output_json(path, flag: str = "--output-json") -> None:
     check_file_output(path, flag)
 
 
-def _one_line(e: BaseException) -> str:
+def one_line(e: BaseException) -> str:
     """An exception as one line (OSError: 'path: reason')."""
     if isinstance(e, OSError) and e.filename and e.strerror:
         return f"{e.filename}: {e.strerror}"

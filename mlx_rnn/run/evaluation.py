@@ -153,7 +153,7 @@ def zero_shot_bundle(fw, lm_path, data: dict, device: str) -> dict:
     return out
 
 
-def _print_heldout(bundle: dict, how: str) -> None:
+def print_heldout(bundle: dict, how: str) -> None:
     """The labelled dev and held-out accuracies, with the contamination note."""
     if not distributed.current().is_main:
         return

@@ -34,14 +34,15 @@ from mlx_rnn.core import distributed
 from mlx_rnn.core import corpus as corpus_mod
 from mlx_rnn.core.calibration import T_RANGE
 from mlx_rnn.core.config import LOG_EVERY_DEFAULT, cell_of
+from mlx_rnn.core.curves import plot_history
 from mlx_rnn.core.schedule import lr_at
 from mlx_rnn.core.taskdata import check_trainable, data_fingerprint
 from mlx_rnn.core.transfer import lm_init_weights
 from mlx_rnn.core.vocab import Indexer
-from .errors import Diverged, Interrupted, _log
+from .errors import Diverged, Interrupted, log
 from .evaluation import calibrate_on_validation, calibration_note, dev_summary, final_bundle, validation_loss
 from .progress import Progress
-from .resume import ResumeState, _restore, _truncate_metrics
+from .resume import ResumeState, restore_training_state, truncate_metrics
 
 
 @dataclass
@@ -160,7 +161,7 @@ class Outputs:
     interrupt_dir: Path | None = None
     plot_path: Path | None = None
     quiet: bool = False
-    log: Callable[[str], None] = _log
+    log: Callable[[str], None] = log
     log_every: tuple = LOG_EVERY_DEFAULT
 
 
@@ -231,7 +232,7 @@ class TaskRun:
     def _restore(self, resume: ResumeState) -> None:
         """Continue where ``resume`` stopped: trainer state, model selection, epoch records."""
         state, log = resume.state, self.out.log
-        _restore(self.trainer, resume)
+        restore_training_state(self.trainer, resume)
         self.first_epoch = self.epochs_run = state["epoch"]
         self.start_step = state["step"]
         if "epoch_loss_steps" in state:
@@ -247,7 +248,7 @@ class TaskRun:
                 "the resumed run will not match an uninterrupted one")
         metrics = self.save_dir / "metrics.jsonl" if self.save_dir is not None else None
         if metrics is not None and self.save_dir.resolve() == resume.dir.resolve():
-            _truncate_metrics(metrics, self.first_epoch)
+            truncate_metrics(metrics, self.first_epoch)
         log(f"[{self.task}] resuming from {resume.dir}: epoch {self.first_epoch + 1}, step {self.start_step}")
         if metrics is not None and metrics.is_file():
             self.history = [json.loads(ln) for ln in metrics.read_text().splitlines() if ln.strip()]
@@ -362,8 +363,6 @@ class TaskRun:
         final checkpoint and the result bundle (``train_time``: seconds in the epoch loop)."""
         task, cfg, fw = self.task, self.cfg, self.fw
         if self.out.plot_path is not None and self.history:
-            from mlx_rnn.tools.plot import plot_history
-
             plot_history(self.history, self.out.plot_path, task, f"{task}: {fw.FRAMEWORK} on {cfg['device']}")
             self.out.log(f"[{task}] training curves written to {self.out.plot_path}")
         if self.best_weights is not None:

@@ -11,10 +11,8 @@ from pathlib import Path
 import shlex
 import sys
 
-import mlx_rnn
-
 #: the scripts of a source checkout (absent from an installed wheel: the console commands then)
-SCRIPTS = Path(mlx_rnn.__file__).resolve().parent.parent / "scripts"
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"  # mlx_rnn/run/next_steps.py
 CONSOLE = {"sample": "mlx-rnn-sample", "evaluate": "mlx-rnn-evaluate"}
 
 

@@ -18,12 +18,12 @@ from mlx_rnn.core.config import RUNS_DIR, resolve_config
 from mlx_rnn.core.data import corpus_alphabet, CLASSIFY_FILES, LM_FILES, MissingData, data_dir_complete, data_dir_given_by, resolve_data_dir
 from mlx_rnn.core.memory import check_fits
 from mlx_rnn.core.outputs import check_dir_output, check_plot_output
-from mlx_rnn.core.savedir import (DirLocked, check_save_dirs, claim_run_dir, held_elsewhere, prepare_save_dir,
+from mlx_rnn.core.savedir import (PENDING, DirLocked, check_save_dirs, claim_run_dir, held_elsewhere, prepare_save_dir,
                                   run_dir_name)
 from mlx_rnn.core.taskdata import check_trainable, load_task_data, task_files
 from mlx_rnn.core.vocab import Indexer
 from .errors import CheckFailed, check_output_json
-from .resume import PENDING, ResumeState, _read_pending, _resume_config, load_resume_state
+from .resume import ResumeState, load_resume_state, read_pending, resume_config
 
 
 @dataclass
@@ -57,7 +57,7 @@ def _tasks_from_args(args) -> list[str]:
         if (root / "config.json").exists():
             return [ckpt.read_config(root)["task"]]
         if (root / "resume" / PENDING).exists():
-            return [_read_pending(root / "resume" / PENDING)["task"]]
+            return [read_pending(root / "resume" / PENDING)["task"]]
         if root.is_dir() and not any(_resumable(root / t) for t in ckpt.TASKS):
             raise _nothing_to_resume(root)  # (a missing directory or a file: _check_flags says so)
     return ["classify", "lm"]
@@ -206,7 +206,7 @@ def _plan_resume(plan: TaskPlan, args, multi: bool) -> None:
         _no_task_to_resume(root, rdir, plan.task)
     pending = rdir / "resume" / PENDING
     plan.pending = pending if not (rdir / "config.json").exists() and pending.is_file() else None
-    plan.cfg = _resume_config(args, plan.task, rdir, plan.pending)
+    plan.cfg = resume_config(args, plan.task, rdir, plan.pending)
     plan.resume_dir = rdir
 
 
@@ -274,9 +274,18 @@ def download_data(data_dir: Path, quiet: bool) -> None:
     """Build the data files in ``data_dir`` (``--download``), as ``scripts/prepare_data.py --out`` does."""
     print(f"{data_dir}: data not found; building it (--download), as scripts/prepare_data.py --out {data_dir} "
           "would", file=sys.stderr, flush=True)
-    from mlx_rnn.tools.prepare import ChecksumError, prepare
+    from mlx_rnn.core.prepare import ChecksumError, prepare
 
     try:
         prepare(data_dir, progress=not quiet)
     except ChecksumError as e:
         raise CheckFailed(str(e)) from None
+
+
+def save_pending(plans: list[TaskPlan], after: int, root: Path) -> None:
+    """After an interrupt, record the configuration of the tasks not started, so that
+    ``--resume ROOT`` can run them later exactly as this run would have."""
+    for plan in plans[after + 1:]:
+        d = plan.save_dir or root / plan.task
+        if not (d / "config.json").exists():
+            ckpt.atomic_write_json(d / "resume" / PENDING, plan.cfg)

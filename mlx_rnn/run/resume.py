@@ -1,11 +1,9 @@
 """Resuming: the saved training state, restoring it, the checkpoint configuration a resumed run
 continues with (read and migrated by :func:`mlx_rnn.core.checkpoint.read_config`), and the list
-of tasks still pending.
+of tasks still pending (written by :func:`mlx_rnn.run.plan.save_pending`).
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 from dataclasses import dataclass
 import json
@@ -14,10 +12,6 @@ from pathlib import Path
 from mlx_rnn.core import checkpoint as ckpt
 from mlx_rnn.core.config import RESUME_OVERRIDABLE, TASK_DEFAULTS, COMMON_DEFAULTS, validate_config
 from mlx_rnn.core.taskdata import steps_per_epoch
-
-if TYPE_CHECKING:
-    from .plan import TaskPlan
-
 
 @dataclass
 class ResumeState:
@@ -47,7 +41,7 @@ def load_resume_state(resume_dir, task: str, cfg: dict, train, framework: str) -
     return ResumeState(resume_dir, weights, tensors, state, best_weights)
 
 
-def _restore(trainer, resume: ResumeState) -> None:
+def restore_training_state(trainer, resume: ResumeState) -> None:
     """Load resumable state into a fresh trainer; any failure is a CheckpointError."""
     try:
         trainer.load_weights(resume.weights)
@@ -60,7 +54,7 @@ def _restore(trainer, resume: ResumeState) -> None:
     trainer.global_step = resume.state["global_step"]
 
 
-def _truncate_metrics(path: Path, last_epoch: int) -> None:
+def truncate_metrics(path: Path, last_epoch: int) -> None:
     """Drop metrics.jsonl lines of epochs after ``last_epoch`` (re-run after a crash)."""
     if not path.is_file():
         return
@@ -77,10 +71,7 @@ def _truncate_metrics(path: Path, last_epoch: int) -> None:
         ckpt.atomic_write_bytes(path, "".join(keep).encode())
 
 
-PENDING = "pending_config.json"
-
-
-def _read_pending(path: Path) -> dict:
+def read_pending(path: Path) -> dict:
     """The configuration of a task not started yet, migrated and checked like a checkpoint's."""
     cfg = ckpt.read_json_object(path)
     if cfg.get("task") not in ckpt.TASKS:
@@ -88,7 +79,7 @@ def _read_pending(path: Path) -> dict:
     return ckpt.check_config(cfg, path)
 
 
-def _resume_config(args, task: str, resume_dir: Path, pending: Path | None) -> dict:
+def resume_config(args, task: str, resume_dir: Path, pending: Path | None) -> dict:
     """The configuration of the run being resumed (read, migrated and checked by
     :mod:`mlx_rnn.core.checkpoint`), with the flags a resumed run may change.
 
@@ -97,7 +88,7 @@ def _resume_config(args, task: str, resume_dir: Path, pending: Path | None) -> d
         ValueError: a flag that differs from the run's setting, or a bad value of one it may change.
     """
     if pending is not None:
-        cfg, where = _read_pending(pending), pending
+        cfg, where = read_pending(pending), pending
     else:
         cfg, where = ckpt.read_config(resume_dir), resume_dir / "config.json"
     if cfg["task"] != task:
@@ -122,12 +113,3 @@ def _resume_config(args, task: str, resume_dir: Path, pending: Path | None) -> d
             cfg[key] = getattr(args, key)
     validate_config(cfg)  # the file's settings passed already: only a changed flag can fail, named as one
     return cfg
-
-
-def _save_pending(plans: list[TaskPlan], after: int, root: Path) -> None:
-    """After an interrupt, record the configuration of the tasks not started, so that
-    ``--resume ROOT`` can run them later exactly as this run would have."""
-    for plan in plans[after + 1:]:
-        d = plan.save_dir or root / plan.task
-        if not (d / "config.json").exists():
-            ckpt.atomic_write_json(d / "resume" / PENDING, plan.cfg)

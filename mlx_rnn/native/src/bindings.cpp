@@ -7,11 +7,11 @@
 #include "mlx/compile.h"
 
 #include "adamw.h"
-#include "clip.h"
 #include "dropout.h"
 #include "gru.h"
 #include "lstm.h"
 #include "packed.h"
+#include "sum_squares.h"
 
 namespace nb = nanobind;
 using namespace nb::literals;

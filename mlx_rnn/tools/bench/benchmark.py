@@ -14,7 +14,8 @@ phases of a shared machine hit both frameworks alike. Every time is
 evaluation.
 
 Output: a Markdown report on stdout (environment, table, ratios, FLOP rates, notes;
-:mod:`mlx_rnn.tools.bench.report`, from the rows of :mod:`mlx_rnn.tools.bench.figures`),
+:mod:`mlx_rnn.tools.bench.report`, from the rows of :mod:`mlx_rnn.tools.bench.rows`;
+names and constants: :mod:`mlx_rnn.tools.bench.names`),
 optionally a JSON file (``--output-json``) and a PNG bar chart (``--plot``).
 """
 
@@ -34,27 +35,11 @@ from mlx_rnn.core.config import OneLineParser, prog_name
 from mlx_rnn.core import switches
 from mlx_rnn.core.cpus import usable_cpus
 from mlx_rnn.run.errors import EXIT_CHECK_FAILED, EXIT_OK, report_exit
-from .driver import SIZE_KEYS, Timing, WorkerError, time_config
-from .figures import compute_ratios, result_row
+from .driver import Timing, WorkerError, time_config
+from .names import FRAMEWORKS, QUICK_BATCHES, QUICK_WARMUP, SIZE_KEYS, STANDARD_CONFIGS, THREAD_ENV
+from .rows import compute_ratios, result_row
 from . import trust
 
-#: "mlx" runs whatever path MLX_RNN_LSTM_IMPL picks (default: the native primitives on the CPU);
-#: "mlx-op" forces the Python-level op and mlx.optimizers' AdamW (the path before the primitives).
-FRAMEWORKS = ("mlx", "mlx-op", "torch")
-FRAMEWORK_NAMES = {"mlx": "MLX", "mlx-op": "MLX op", "torch": "PyTorch"}
-#: The standard configurations: the trainers' defaults of both tasks (classify, lm) and the
-#: longer-sequence LM that the benchmark measured before the defaults changed (lm-t100).
-STANDARD_CONFIGS = {
-    "classify": dict(task="classify", embed_dim=32, hidden_size=128, num_layers=1, batch_size=64, seq_len=20),
-    "lm": dict(task="lm", embed_dim=512, hidden_size=512, num_layers=2, batch_size=32, seq_len=25),
-    "lm-t100": dict(task="lm", embed_dim=64, hidden_size=512, num_layers=2, batch_size=32, seq_len=100),
-}
-#: --quick: timed batches per repeat (a classifier batch takes milliseconds, an LM batch seconds).
-QUICK_BATCHES = {"classify": 10, "lm": 4}
-#: --quick: untimed warm-up batches (the first includes tracing and compilation).
-QUICK_WARMUP = {"classify": 3, "lm": 2}
-THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
-              "OMP_WAIT_POLICY", "MLX_RNN_BLAS", "MLX_RNN_LSTM_ACT")
 EXIT_FAILED = EXIT_CHECK_FAILED  # a worker failed (the other codes: mlx_rnn/run/errors.py)
 
 

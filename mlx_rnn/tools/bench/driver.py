@@ -19,14 +19,10 @@ import tempfile
 import time
 
 from mlx_rnn.run.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_DIVERGED
+from .names import BASE_FRAMEWORK, MARK, SIZE_KEYS, VARIANT_ENV
 from .trust import machine_sample, window
 
 ROOT = Path(__file__).resolve().parents[3]  # the repository root (mlx_rnn/tools/bench/<file>)
-MARK = "@@bench "  # the prefix of the worker's messages on stdout (worker.MARK)
-#: Environment of each framework variant's worker, and the framework it runs.
-VARIANT_ENV = {"mlx-op": {"MLX_RNN_LSTM_IMPL": "op", "MLX_RNN_ADAMW": "mlx", "MLX_RNN_LAYERS": "mlx"}}
-BASE_FRAMEWORK = {"mlx": "mlx", "mlx-op": "mlx", "torch": "torch"}
-SIZE_KEYS = ("embed_dim", "hidden_size", "num_layers", "batch_size", "seq_len")
 #: Pause before each timed repeat, so the previous worker's spinning BLAS/OpenMP threads go to sleep.
 SETTLE_S = 0.25
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from mlx_rnn.core.outputs import save_figure
 
-from .benchmark import FRAMEWORK_NAMES
+from .names import FRAMEWORK_NAMES
 
 
 def scoring_markdown(report: dict) -> list[str]:

@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[3]  # the repository root (mlx_rnn/tools
 RESULT_TAG = "SCALING_RESULT "
 
 
-def _free_ports(n: int) -> int:
+def free_ports(n: int) -> int:
     """A port p with p .. p + n - 1 free on 127.0.0.1 (mlx.launch's ring takes one port per rank)."""
     for _ in range(200):
         p = random.randint(20000, 60000)
@@ -56,12 +56,14 @@ def _free_ports(n: int) -> int:
     raise RuntimeError("no free port pair on 127.0.0.1")
 
 
-def _launch_cmd(framework: str, ranks: int, worker_args: list[str]) -> list[str]:
+def launch_cmd(framework: str, ranks: int, worker_args: list[str]) -> list[str]:
+    """The command that runs the scaling worker on ``ranks`` processes of ``framework`` (one rank:
+    the worker itself; else mlx.launch's ring or torchrun on free local ports)."""
     worker = [sys.executable, "-m", "mlx_rnn.tools.bench.scaling", "--worker", *worker_args]
     if ranks == 1:
         return worker
     if framework == "mlx":
-        port = _free_ports(ranks)
+        port = free_ports(ranks)
         return [sys.executable, "-m", "mlx_rnn.tools.launch", "-n", str(ranks), "--backend", "ring",
                 "--starting-port", str(port), "--", *worker, "--distributed"]
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(ranks),
@@ -92,7 +94,7 @@ def measure_scaling(framework: str = "mlx", ranks=(1, 2), *, hidden_size: int = 
     threads = {n: threads_per_rank or max(1, cores // n) for n in ranks}  # default: the cores split among ranks
     for _ in range(repeats):
         for n in ranks:  # interleaved, so that a change in the machine's load hits every configuration
-            cmd = _launch_cmd(framework, n, worker_args)
+            cmd = launch_cmd(framework, n, worker_args)
             n_env = dict(run_env)
             for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
                 n_env[var] = (env or {}).get(var, str(threads[n]))  # an explicit env wins

@@ -19,6 +19,8 @@ import time
 
 import numpy as np
 
+from .names import FRAMEWORK_NAMES
+
 #: the text lengths scored by default, and the one ``--scoring-1m`` adds
 SCORING_CHARS = (10_000, 100_000)
 SCORING_1M = 1_000_000
@@ -78,7 +80,7 @@ def measure_scoring(frameworks, lengths, sizes: dict | None = None, threads: int
         env.update({k: str(threads) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
     rows = []
     for n in lengths:
-        for fw in frameworks:  # "mlx-op": MLX on the Python-level op (driver.VARIANT_ENV)
+        for fw in frameworks:  # "mlx-op": MLX on the Python-level op (names.VARIANT_ENV)
             base = "mlx" if fw.startswith("mlx") else fw
             cmd = [sys.executable, "-m", "mlx_rnn.tools.bench.scoring", "--framework", base, "--chars", str(n),
                    "--sizes", json.dumps(sizes)]
@@ -95,9 +97,6 @@ def measure_scoring(frameworks, lengths, sizes: dict | None = None, threads: int
     return rows
 
 
-_NAMES = {"mlx": "MLX", "mlx-op": "MLX op", "torch": "PyTorch"}
-
-
 def format_scoring(rows: list[dict]) -> str:
     """A Markdown table of the scoring rows (empty string when there are none)."""
     if not rows:
@@ -108,7 +107,7 @@ def format_scoring(rows: list[dict]) -> str:
              "| characters | framework | time (s) | chars/s | peak RSS | RSS before scoring |",
              "| --: | --- | --: | --: | --: | --: |"]
     for r in rows:
-        lines.append(f"| {r['chars']:,} | {_NAMES.get(r['framework'], r['framework'])} | {r['time_s']:.2f} | "
+        lines.append(f"| {r['chars']:,} | {FRAMEWORK_NAMES.get(r['framework'], r['framework'])} | {r['time_s']:.2f} | "
                      f"{r['chars_per_s']:,.0f} | {r['peak_rss_bytes'] / 2**20:,.0f} MiB | "
                      f"{r['rss_before_bytes'] / 2**20:,.0f} MiB |")
     return "\n".join(lines)

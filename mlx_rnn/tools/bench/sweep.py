@@ -15,6 +15,7 @@ from dataclasses import replace
 import statistics
 
 from .driver import Timing, time_config
+from .names import STANDARD_CONFIGS
 
 HIDDEN_SIZES = (128, 256, 512, 1024)
 SEQ_LENS = (20, 50, 100, 200)
@@ -39,8 +40,6 @@ def run_sweep(timing: Timing, log) -> list[dict]:
     """Time every sweep point for MLX and PyTorch (repeats, devices, threads as ``timing`` says;
     synthetic data, the sweep's own batch counts); one row per point, with its timed phase's
     ``timed_window`` (other processes' CPU use, :mod:`mlx_rnn.tools.bench.trust`)."""
-    from .benchmark import STANDARD_CONFIGS
-
     rows = []
     for task, vary, value, settings in sweep_points(STANDARD_CONFIGS):
         name = f"{task} {vary}={value}"

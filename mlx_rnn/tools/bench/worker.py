@@ -31,12 +31,14 @@ import os
 import platform
 import re
 import resource
+import statistics
 import sys
 import time
 
 import numpy as np
 
-MARK = "@@bench "
+from .names import MARK
+
 #: Training-set sizes of the shipped data after the 5% validation slice: 10,000
 #: classification examples -> 9,500; text8-100k.txt (100,000 characters) -> 95,000.
 SYNTHETIC_SIZES = {"classify": 9500, "lm": 95000}
@@ -124,11 +126,44 @@ def peak_memory(framework: str, device: str) -> tuple[int | None, str]:
 
 
 def sgemm_gflops(framework: str, device: str, n: int, repeats: int) -> float:
-    from mlx_rnn import _blas as blas
-
+    """fp32 (n x n) @ (n x n) rate in GFLOP/s under ``framework`` on ``device`` (median of
+    ``repeats``)."""
     if framework == "mlx":
+        from mlx_rnn import _blas as blas
+
         return blas.measure_sgemm_gflops_mlx(n, repeats, device=device)
-    return blas.measure_sgemm_gflops_torch(n, repeats, device=device)
+    return torch_sgemm_gflops(n, repeats, device=device)
+
+
+def torch_sgemm_gflops(n: int = 1024, repeats: int = 10, warmup: int = 2,
+                       device: str = "cpu") -> float:
+    """fp32 (n x n) @ (n x n) rate in GFLOP/s under PyTorch (median of repeats).
+
+    Synchronises CUDA/MPS before stopping the clock; warm-up excluded.
+    """
+    import torch
+
+    dev = torch.device(device)
+
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        elif dev.type == "mps":
+            torch.mps.synchronize()
+
+    a = torch.randn(n, n, dtype=torch.float32, device=dev)
+    b = torch.randn(n, n, dtype=torch.float32, device=dev)
+    with torch.no_grad():
+        for _ in range(warmup):
+            a @ b
+        sync()
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            a @ b
+            sync()
+            times.append(time.perf_counter() - t0)
+    return 2.0 * n**3 / statistics.median(times) / 1e9
 
 
 def torch_blas_info() -> dict:

@@ -15,11 +15,10 @@ from pathlib import Path
 from mlx_rnn.core.config import prog_name
 from mlx_rnn.core.corpus import SPLIT_FRACTIONS, TEXT8_CHARS, split_bounds
 from mlx_rnn.core.data import CLASSIFY_FILES, LM_FILES, DataError, resolve_data_dir
-
-from .build import Report, prepare
-from .dataset import TEST_TEXT_FILE
-from .download import DEFAULT_RETRIES
-from .text8 import TEXT8_SHA1, TEXT8_URL, TEXT8_ZIP_SHA1, ChecksumError
+from mlx_rnn.core.prepare.build import Report, prepare
+from mlx_rnn.core.prepare.dataset import TEST_TEXT_FILE
+from mlx_rnn.core.prepare.download import DEFAULT_RETRIES
+from mlx_rnn.core.prepare.text8 import TEXT8_SHA1, TEXT8_URL, TEXT8_ZIP_SHA1, ChecksumError
 
 DESCRIPTION = (
     "Build the exercise's data files from text8 (downloaded, or a local copy) or from "

@@ -1,4 +1,5 @@
-"""Issue-5 tools on generated data: held-out windows, --plot, --init-from-lm, --zero-shot-lm."""
+"""Transfer from the LM to the classifier, on generated data: held-out windows, --init-from-lm,
+--zero-shot-lm (trainers and evaluate.py), and --plot beside them."""
 
 import json
 

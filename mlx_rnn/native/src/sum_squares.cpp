@@ -1,5 +1,5 @@
-// Native squared norm for gradient clipping.
-#include "clip.h"
+// Native squared norm (sum of squares over a list of arrays), for gradient clipping.
+#include "sum_squares.h"
 
 #include <algorithm>
 #include <stdexcept>

@@ -31,7 +31,7 @@ def test_contamination_note_follows_the_count(capsys):
     assert "all" not in heldout_note(3, 360).split(";")[1]
     bundle = {"accuracy": 80.0, "heldout": {"accuracy": 70.0, "correct": 7, "total": 10},
               "dev_windows_in_lm_train": 3, "total": 360}
-    evaluation._print_heldout(bundle, "direct")
+    evaluation.print_heldout(bundle, "direct")
     out = capsys.readouterr().out
     assert "3 of the 360 standard dev windows" in out and "windows all occur" not in out
 

@@ -51,7 +51,7 @@ def prepare(out_dir, *, text8=None, text=None, url: str = TEXT8_URL, sha256: str
             seed: int = 0, fractions=SPLIT_FRACTIONS, force: bool = False,
             fold_accents: bool = False, retries: int = DEFAULT_RETRIES, progress: bool = True,
             log: Callable[[str], None] = _say) -> Report:
-    """Build and write the data files (see :mod:`mlx_rnn.tools.prepare`).
+    """Build and write the data files (see :mod:`mlx_rnn.core.prepare`).
 
     Args:
         out_dir: where to write; created if needed. A download is kept there too.

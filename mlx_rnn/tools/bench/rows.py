@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import statistics
 
-from .driver import SIZE_KEYS, Timing
-
-VOCAB_SIZE = 27
+from .driver import Timing
+from .names import SIZE_KEYS, VOCAB_SIZE
 
 
 def matmul_flops_per_step(task: str, embed_dim: int, hidden_size: int, num_layers: int, batch_size: int,
