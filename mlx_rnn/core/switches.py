@@ -31,6 +31,14 @@ MLX_RNN_FAULT         fault          unset | RANK:STEP:MODE: a fault injected in
 the preload); ``native`` where the extension is missing is refused by
 :func:`mlx_rnn.recurrence.requested`. A value is stripped of white space, the word-valued ones
 are lower-cased, and an empty value counts as unset.
+
+Not switches, so read where they are used: ``MLX_RNN_DATA`` (the default of ``--data-dir``:
+:func:`mlx_rnn.core.data.resolve_data_dir`); ``OPENBLAS_NUM_THREADS`` and ``OMP_NUM_THREADS``
+(the BLAS's own thread counts, which the native kernels follow when ``MLX_RNN_NUM_THREADS`` is
+unset: :mod:`mlx_rnn.native`, :mod:`mlx_rnn.parallel`); ``OPENBLAS_THREAD_TIMEOUT`` (written by
+the preload for OpenBLAS); ``MLX_ENABLE_TF32`` and mlx-rnn's mark ``MLX_RNN_TF32_SET``
+(:mod:`mlx_rnn.core.precision`); and the launchers' variables (``MLX_HOSTFILE``, ``RANK``,
+``WORLD_SIZE`` ...: the two ``parallel`` modules).
 """
 
 from __future__ import annotations
