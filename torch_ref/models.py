@@ -13,10 +13,9 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from mlx_rnn.core.checkpoint import load_checkpoint
-from mlx_rnn.core.config import cell_of
 from mlx_rnn.core.scoring import chunk_bounds
 from mlx_rnn.core.vocab import Indexer
-from mlx_rnn.core.wrappers import ClassifierWrapper, LanguageModelWrapper
+from mlx_rnn.core.wrappers import ClassifierWrapper, LanguageModelWrapper, model_args
 
 from .device import current_device
 
@@ -170,16 +169,13 @@ def build_model(config: dict):
     """A fresh model for ``config`` (task, vocab_size, embed_dim, hidden_size, num_layers, dropout,
     cell, weight_drop, input_dropout)."""
     cls = RNNClassifierModel if config["task"] == "classify" else LMRNNModel
-    return cls(config["vocab_size"], config["embed_dim"], config["hidden_size"],
-               config["num_layers"], config.get("dropout", 0.0), cell_of(config),
-               config.get("weight_drop", 0.0), config.get("input_dropout"))
+    return cls(*model_args(config))
 
 
 def wrap(model, config: dict):
     """The wrapper (RNNClassifier or RNNLanguageModel) for a trained ``model``."""
-    vocab = Indexer(config["vocab"])
     cls = RNNClassifier if config["task"] == "classify" else RNNLanguageModel
-    return cls(model, vocab, config)
+    return cls(model, Indexer(config["vocab"]), config)
 
 
 def load(path, task: str | None = None, device=None):

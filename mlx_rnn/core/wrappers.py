@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .config import cell_of
 from .sampling import choose
 from .scoring import SCORE_CHUNK, score_sequence
 from .vocab import Indexer, check_text, encode_batch
@@ -162,3 +163,12 @@ class LanguageModelWrapper:
             out.append(self.vocab.get_object(idx))
             logits, state = self._step(np.array([idx], dtype=np.int32), state)
         return "".join(out)
+
+
+def model_args(config: dict) -> tuple:
+    """The network constructors' positional arguments, from a run or checkpoint configuration:
+    ``(vocab_size, embed_dim, hidden_size, num_layers, dropout, cell, weight_drop, input_dropout)``
+    (both frameworks' ``RNNClassifierModel`` and ``LMRNNModel`` take them in this order)."""
+    return (config["vocab_size"], config["embed_dim"], config["hidden_size"], config["num_layers"],
+            config.get("dropout", 0.0), cell_of(config), config.get("weight_drop", 0.0),
+            config.get("input_dropout"))
