@@ -19,13 +19,12 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten
 
 from mlx_rnn.core.checkpoint import load_checkpoint
-from mlx_rnn.core.config import cell_of
 from .layers import Dropout, Embedding
 from .gru import GRU
 from .lstm import LSTM
-from mlx_rnn.core.sampling import choose
-from mlx_rnn.core.scoring import SCORE_CHUNK, chunk_bounds, score_sequence
-from mlx_rnn.core.vocab import Indexer, check_text, encode_batch
+from mlx_rnn.core.scoring import chunk_bounds
+from mlx_rnn.core.vocab import Indexer
+from mlx_rnn.core.wrappers import ClassifierWrapper, LanguageModelWrapper, model_args
 
 
 class _Base(nn.Module):
@@ -131,75 +130,25 @@ class LMRNNModel(_Base):
         return nn.losses.cross_entropy(logits, y, reduction="mean"), state
 
 
-class RNNClassifier:
-    """Trained classifier with the exercise's API.
+class RNNClassifier(ClassifierWrapper):
+    """Trained classifier with the exercise's API (:class:`mlx_rnn.core.wrappers.ClassifierWrapper`):
+    ``logits``, ``predict_batch``, ``predict``."""
 
-    Args:
-        model: an :class:`RNNClassifierModel` (switched to eval mode).
-        vocab: the :class:`~mlx_rnn.core.vocab.Indexer` the model was trained with.
-        config: the checkpoint configuration (kept for saving and reporting).
-    """
-
-    def __init__(self, model: RNNClassifierModel, vocab: Indexer, config: dict | None = None):
-        self.model, self.vocab, self.config = model, vocab, config or {}
-        self.model.eval()
-
-    def logits(self, contexts: list[str]) -> np.ndarray:
-        """float32 (N,) logits for N contexts (any lengths >= 1; same-length ones batched).
-
-        Raises:
-            ValueError: an empty context or a character outside the vocabulary.
-        """
-        out = np.zeros(len(contexts), dtype=np.float32)
-        by_len: dict[int, list[int]] = {}
-        for i, c in enumerate(contexts):
-            if not c:
-                raise ValueError(f"context {i} is empty")
-            check_text(self.vocab, c, f"context {i}")
-            by_len.setdefault(len(c), []).append(i)
-        for _, idx in by_len.items():
-            x = mx.array(np.stack([self.vocab.encode(contexts[i]) for i in idx]))
-            out[idx] = np.array(self.model(x))
-        return out
-
-    def predict_batch(self, contexts: list[str]) -> np.ndarray:
-        """int32 (N,) predictions: 1 when a vowel is predicted to follow, else 0."""
-        return (self.logits(contexts) >= 0).astype(np.int32)
-
-    def predict(self, context: str) -> int:
-        """0 (consonant follows) or 1 (vowel follows) for one context string."""
-        return int(self.predict_batch([context])[0])
+    def _logits_of(self, x: np.ndarray) -> np.ndarray:
+        return np.array(self.model(mx.array(x)))
 
 
-class RNNLanguageModel:
-    """Trained character LM with the exercise's API (natural-log probabilities).
+class RNNLanguageModel(LanguageModelWrapper):
+    """Trained character LM with the exercise's API (:class:`mlx_rnn.core.wrappers.LanguageModelWrapper`):
+    ``get_next_char_log_probs``, ``get_log_prob_sequence``, ``score``, ``logits_batch``,
+    ``logits_sequence``, ``sample``."""
 
-    An empty context means "start of text" and is treated as a single space.
-    """
-
-    def __init__(self, model: LMRNNModel, vocab: Indexer, config: dict | None = None):
-        self.model, self.vocab, self.config = model, vocab, config or {}
-        self.model.eval()
-        #: the logits are divided by this before the softmax (:mod:`mlx_rnn.core.calibration`;
-        #: fitted on the validation slice after training, 1.0 = the raw model)
-        self.calibration_temperature = float(self.config.get("calibration_temperature", 1.0))
-        #: symbols per forward pass when scoring (state carried between chunks; :mod:`mlx_rnn.core.scoring`)
-        self.score_chunk = SCORE_CHUNK
-
-    def logits_batch(self, texts: list[str]) -> np.ndarray:
-        """float32 (N, L, V): raw logits (before calibration) after every prefix of each of N texts
-        of the same length L, in one batched pass (each text starts from the zero state).
-
-        Raises:
-            ValueError: texts of different lengths, an empty text or an unknown symbol.
-        """
-        x = encode_batch(self.vocab, texts)
+    def _logits_of(self, x: np.ndarray) -> np.ndarray:
         logits, _ = self.model(mx.array(x))
         return np.array(logits.astype(mx.float32))
 
     def _chunk_logits(self, ids: np.ndarray):
-        """Raw logits mx float32 (n, V) of one sequence, chunk by chunk (:mod:`mlx_rnn.core.scoring`):
-        the state is carried and each chunk evaluated, so the lazy graph stays one chunk long."""
+        # each chunk evaluated (mx.eval), so the lazy graph stays one chunk long
         state = None
         for start, stop in chunk_bounds(len(ids), self.score_chunk):
             logits, state = self.model(mx.array(ids[None, start:stop]), state)
@@ -207,75 +156,28 @@ class RNNLanguageModel:
             mx.eval(logits, state)
             yield logits
 
-    def logits_sequence(self, text: str) -> np.ndarray:
-        """float32 (len(text), V): raw logits (before calibration) after every prefix text[:i+1]."""
-        ids = encode_batch(self.vocab, [text])[0]
-        return np.concatenate([np.array(z) for z in self._chunk_logits(ids)])
+    def _log_probs(self, z: mx.array) -> np.ndarray:
+        return np.array(nn.log_softmax(z.astype(mx.float32) / self.calibration_temperature, axis=-1))
 
-    def _chunk_log_probs(self, ids: np.ndarray, raw: bool = False):
-        """Per chunk ``(log P(next symbol) float32 (n, V), raw logits or None)`` as numpy."""
-        for z in self._chunk_logits(ids):
-            lp = nn.log_softmax(z / self.calibration_temperature, axis=-1)
-            yield np.array(lp), (np.array(z) if raw else None)
+    def _numpy(self, z: mx.array) -> np.ndarray:
+        return np.array(z)
 
-    def get_next_char_log_probs(self, context: str) -> np.ndarray:
-        """Log probabilities (nats) of every next symbol: float32 (V,), vocabulary order."""
-        context = context or " "
-        check_text(self.vocab, context, "context")
-        for lp, _ in self._chunk_log_probs(self.vocab.encode(context)):
-            pass
-        return lp[-1]
-
-    def score(self, next_chars: str, context: str, raw: bool = False) -> tuple[float, float]:
-        """``(log_prob, raw_log_prob)`` of ``next_chars`` after ``context`` in nats: the calibrated
-        figure of :meth:`get_log_prob_sequence` and (``raw``) that of the uncalibrated logits,
-        else nan. One chunked pass in bounded memory (:mod:`mlx_rnn.core.scoring`)."""
-        return score_sequence(self.vocab, self._chunk_log_probs, next_chars, context, raw)
-
-    def get_log_prob_sequence(self, next_chars: str, context: str) -> float:
-        """Sum over i of log P(next_chars[i] | context + next_chars[:i]) in nats.
-
-        Scored in one pass that carries the LSTM state along the text, chunk by chunk.
-        """
-        return self.score(next_chars, context)[0]
-
-    def sample(self, prime: str = " ", length: int = 200, temperature: float = 1.0,
-               top_k: int | None = None, seed: int = 0) -> str:
-        """Generate ``length`` symbols after ``prime``, carrying the LSTM state one step at a time.
-
-        ``temperature`` 0 is greedy; ``top_k`` keeps the k most likely symbols. The same
-        weights, prime and seed give the same text. Raises ValueError for a prime with
-        symbols outside the vocabulary or a negative length.
-        """
-        prime = prime or " "
-        check_text(self.vocab, prime, "prime")
-        if length < 0:
-            raise ValueError(f"length must be >= 0 (got {length})")
-        rng = np.random.default_rng(seed)
-        logits, state = self.model(mx.array(self.vocab.encode(prime)[None, :]))
-        out = []
-        for _ in range(length):
-            lp = np.array(nn.log_softmax(logits[0, -1].astype(mx.float32) / self.calibration_temperature))
-            idx = choose(lp, temperature, top_k, rng)
-            out.append(self.vocab.get_object(idx))
-            logits, state = self.model(mx.array([[idx]], dtype=mx.int32), state)
-        return "".join(out)
+    def _step(self, ids: np.ndarray, state):
+        logits, state = self.model(mx.array(ids[None, :]), state)
+        return logits[0, -1], state
 
 
 def build_model(config: dict):
     """A fresh model for ``config`` (task, vocab_size, embed_dim, hidden_size, num_layers, dropout,
     cell, weight_drop, input_dropout)."""
     cls = RNNClassifierModel if config["task"] == "classify" else LMRNNModel
-    return cls(config["vocab_size"], config["embed_dim"], config["hidden_size"],
-               config["num_layers"], config.get("dropout", 0.0), cell_of(config),
-               config.get("weight_drop", 0.0), config.get("input_dropout"))
+    return cls(*model_args(config))
 
 
 def wrap(model, config: dict):
     """The wrapper (RNNClassifier or RNNLanguageModel) for a trained ``model``."""
-    vocab = Indexer(config["vocab"])
     cls = RNNClassifier if config["task"] == "classify" else RNNLanguageModel
-    return cls(model, vocab, config)
+    return cls(model, Indexer(config["vocab"]), config)
 
 
 def load(path, task: str | None = None):

@@ -13,10 +13,9 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from mlx_rnn.core.checkpoint import load_checkpoint
-from mlx_rnn.core.config import cell_of
-from mlx_rnn.core.sampling import choose
-from mlx_rnn.core.scoring import SCORE_CHUNK, chunk_bounds, score_sequence
-from mlx_rnn.core.vocab import Indexer, check_text, encode_batch
+from mlx_rnn.core.scoring import chunk_bounds
+from mlx_rnn.core.vocab import Indexer
+from mlx_rnn.core.wrappers import ClassifierWrapper, LanguageModelWrapper, model_args
 
 from .device import current_device
 
@@ -130,130 +129,53 @@ class LMRNNModel(_Base):
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1)), state
 
 
-class RNNClassifier:
+class RNNClassifier(ClassifierWrapper):
     """Trained classifier with the exercise's API (mirror of ``mlx_rnn.models.RNNClassifier``)."""
 
-    def __init__(self, model: RNNClassifierModel, vocab: Indexer, config: dict | None = None):
-        self.model, self.vocab, self.config = model, vocab, config or {}
-        self.model.eval()
-
     @torch.no_grad()
-    def logits(self, contexts: list[str]) -> np.ndarray:
-        """float32 (N,) logits for N contexts (same-length ones batched).
-
-        Raises:
-            ValueError: an empty context or a character outside the vocabulary.
-        """
-        out = np.zeros(len(contexts), dtype=np.float32)
-        by_len: dict[int, list[int]] = {}
-        for i, c in enumerate(contexts):
-            if not c:
-                raise ValueError(f"context {i} is empty")
-            check_text(self.vocab, c, f"context {i}")
-            by_len.setdefault(len(c), []).append(i)
-        for _, idx in by_len.items():
-            x = torch.from_numpy(np.stack([self.vocab.encode(contexts[i]) for i in idx]).astype(np.int64))
-            out[idx] = self.model(x.to(self.model.device)).float().cpu().numpy()
-        return out
-
-    def predict_batch(self, contexts: list[str]) -> np.ndarray:
-        """int32 (N,) predictions: 1 when a vowel is predicted to follow, else 0."""
-        return (self.logits(contexts) >= 0).astype(np.int32)
-
-    def predict(self, context: str) -> int:
-        """0 (consonant follows) or 1 (vowel follows) for one context string."""
-        return int(self.predict_batch([context])[0])
+    def _logits_of(self, x: np.ndarray) -> np.ndarray:
+        return self.model(torch.from_numpy(x.astype(np.int64)).to(self.model.device)).float().cpu().numpy()
 
 
-class RNNLanguageModel:
+class RNNLanguageModel(LanguageModelWrapper):
     """Trained character LM with the exercise's API (mirror of ``mlx_rnn.models.RNNLanguageModel``)."""
 
-    def __init__(self, model: LMRNNModel, vocab: Indexer, config: dict | None = None):
-        self.model, self.vocab, self.config = model, vocab, config or {}
-        self.model.eval()
-        #: the logits are divided by this before the softmax (as ``mlx_rnn.models.RNNLanguageModel``)
-        self.calibration_temperature = float(self.config.get("calibration_temperature", 1.0))
-        #: symbols per forward pass when scoring (state carried between chunks; :mod:`mlx_rnn.core.scoring`)
-        self.score_chunk = SCORE_CHUNK
-
     @torch.no_grad()
-    def logits_batch(self, texts: list[str]) -> np.ndarray:
-        """float32 (N, L, V): raw logits of N same-length texts; see ``mlx_rnn.models.RNNLanguageModel.logits_batch``."""
-        x = torch.from_numpy(encode_batch(self.vocab, texts).astype(np.int64)).to(self.model.device)
-        logits, _ = self.model(x)
+    def _logits_of(self, x: np.ndarray) -> np.ndarray:
+        logits, _ = self.model(torch.from_numpy(x.astype(np.int64)).to(self.model.device))
         return logits.float().cpu().numpy()
 
     @torch.no_grad()
     def _chunk_logits(self, ids: np.ndarray):
-        """Raw logits float32 (n, V) of one sequence, chunk by chunk with the state carried
-        (mirror of ``mlx_rnn.models.RNNLanguageModel._chunk_logits``)."""
         state = None
         for start, stop in chunk_bounds(len(ids), self.score_chunk):
             x = torch.from_numpy(ids[None, start:stop].astype(np.int64)).to(self.model.device)
             logits, state = self.model(x, state)
             yield logits[0].float().cpu()
 
-    def logits_sequence(self, text: str) -> np.ndarray:
-        """float32 (len(text), V): raw logits (before calibration) after every prefix text[:i+1]."""
-        ids = encode_batch(self.vocab, [text])[0]
-        return np.concatenate([z.numpy() for z in self._chunk_logits(ids)])
+    def _log_probs(self, z: torch.Tensor) -> np.ndarray:
+        return F.log_softmax(z.float() / self.calibration_temperature, dim=-1).cpu().numpy()
 
-    def _chunk_log_probs(self, ids: np.ndarray, raw: bool = False):
-        """Per chunk ``(log P(next symbol) float32 (n, V), raw logits or None)`` as numpy."""
-        for z in self._chunk_logits(ids):
-            lp = F.log_softmax(z / self.calibration_temperature, dim=-1)
-            yield lp.numpy(), (z.numpy() if raw else None)
-
-    def get_next_char_log_probs(self, context: str) -> np.ndarray:
-        """Log probabilities (nats) of every next symbol: float32 (V,), vocabulary order."""
-        context = context or " "
-        check_text(self.vocab, context, "context")
-        for lp, _ in self._chunk_log_probs(self.vocab.encode(context)):
-            pass
-        return lp[-1]
-
-    def score(self, next_chars: str, context: str, raw: bool = False) -> tuple[float, float]:
-        """``(log_prob, raw_log_prob)`` in nats; mirror of ``mlx_rnn.models.RNNLanguageModel.score``."""
-        return score_sequence(self.vocab, self._chunk_log_probs, next_chars, context, raw)
-
-    def get_log_prob_sequence(self, next_chars: str, context: str) -> float:
-        """Sum over i of log P(next_chars[i] | context + next_chars[:i]) in nats, in one chunked pass."""
-        return self.score(next_chars, context)[0]
+    def _numpy(self, z: torch.Tensor) -> np.ndarray:
+        return z.numpy()
 
     @torch.no_grad()
-    def sample(self, prime: str = " ", length: int = 200, temperature: float = 1.0,
-               top_k: int | None = None, seed: int = 0) -> str:
-        """Generate ``length`` symbols after ``prime``; mirror of ``mlx_rnn`` ``RNNLanguageModel.sample``."""
-        prime = prime or " "
-        check_text(self.vocab, prime, "prime")
-        if length < 0:
-            raise ValueError(f"length must be >= 0 (got {length})")
-        rng = np.random.default_rng(seed)
-        dev = self.model.device
-        logits, state = self.model(torch.from_numpy(self.vocab.encode(prime).astype(np.int64)[None, :]).to(dev))
-        out = []
-        for _ in range(length):
-            lp = F.log_softmax(logits[0, -1].float() / self.calibration_temperature, dim=-1).cpu().numpy()
-            idx = choose(lp, temperature, top_k, rng)
-            out.append(self.vocab.get_object(idx))
-            logits, state = self.model(torch.tensor([[idx]], dtype=torch.int64, device=dev), state)
-        return "".join(out)
+    def _step(self, ids: np.ndarray, state):
+        logits, state = self.model(torch.from_numpy(ids.astype(np.int64)[None, :]).to(self.model.device), state)
+        return logits[0, -1], state
 
 
 def build_model(config: dict):
     """A fresh model for ``config`` (task, vocab_size, embed_dim, hidden_size, num_layers, dropout,
     cell, weight_drop, input_dropout)."""
     cls = RNNClassifierModel if config["task"] == "classify" else LMRNNModel
-    return cls(config["vocab_size"], config["embed_dim"], config["hidden_size"],
-               config["num_layers"], config.get("dropout", 0.0), cell_of(config),
-               config.get("weight_drop", 0.0), config.get("input_dropout"))
+    return cls(*model_args(config))
 
 
 def wrap(model, config: dict):
     """The wrapper (RNNClassifier or RNNLanguageModel) for a trained ``model``."""
-    vocab = Indexer(config["vocab"])
     cls = RNNClassifier if config["task"] == "classify" else RNNLanguageModel
-    return cls(model, vocab, config)
+    return cls(model, Indexer(config["vocab"]), config)
 
 
 def load(path, task: str | None = None, device=None):
