@@ -112,6 +112,11 @@ def _share_cores(rank: int, hostfile: str | None) -> None:
             native.ext().set_num_threads(share)  # the native kernels' threads likewise
 
 
+def shutdown() -> None:
+    """Nothing to tear down: MLX's distributed group needs no explicit end (the twin of
+    ``torch_ref.parallel.shutdown``, which destroys PyTorch's process group)."""
+
+
 def setup_model(model, config: dict, dist: DistInfo) -> None:
     """Before training: every rank takes rank 0's initial weights (one all_sum), and dropout
     gets a per-rank seed. Nothing for a single process."""

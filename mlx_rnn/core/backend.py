@@ -1,17 +1,54 @@
 """The one place a framework is chosen: "mlx" (package ``mlx_rnn``) or "torch" (``torch_ref``).
 
-Both packages offer the same modules with the same API (``train``: Trainer, select_device,
-synchronize, ...; ``models``: load, build_model, wrap; ``parallel``: init_distributed,
-stream_scorer). Everything outside them reaches a framework through the functions here, by
-the framework's name or by one of its objects, and imports it only when asked.
+Both packages offer the same modules with the same API, declared once here as the protocols
+:class:`TrainModule`, :class:`ModelsModule` and :class:`ParallelModule` (a test checks that both
+frameworks' modules satisfy them). Everything outside the packages reaches a framework through
+the functions here, by the framework's name or by one of its objects, and imports it only
+when asked. A new framework is a package with these three modules and a line in ``_PACKAGES``.
 """
 
 from __future__ import annotations
 
 import importlib
+from typing import Any, Callable, Protocol, runtime_checkable
 
 FRAMEWORKS = ("mlx", "torch")
 _PACKAGES = {"mlx": "mlx_rnn", "torch": "torch_ref"}
+
+
+@runtime_checkable
+class TrainModule(Protocol):
+    """``mlx_rnn.train`` / ``torch_ref.train``: training on one device."""
+
+    Trainer: type  #: Trainer(config, train_data): train_epoch, evaluation, state to save and restore
+    select_device: Callable[[str], Any]  #: "auto" or a device name -> the device runs will use
+    synchronize: Callable[[], None]  #: wait for the device's queued work (timing)
+    set_tf32: Callable[[bool], None]  #: --tf32: allow TF32 products on a GPU (before the first one)
+    precision: Callable[[], str]  #: "float32" or "tf32": what float32 products run as now
+    describe_precision: Callable[[], str]  #: the run header's words for precision()
+    describe_backend: Callable[[], str]  #: the run header's line: BLAS, recurrence path, optimizer
+    framework_version: Callable[[], str]  #: the framework's version string
+
+
+@runtime_checkable
+class ModelsModule(Protocol):
+    """``mlx_rnn.models`` / ``torch_ref.models``: the networks and their wrappers."""
+
+    RNNClassifier: type  #: the classifier wrapper (core/wrappers.ClassifierWrapper)
+    RNNLanguageModel: type  #: the LM wrapper (core/wrappers.LanguageModelWrapper)
+    build_model: Callable[[dict], Any]  #: a fresh network for a configuration
+    wrap: Callable[[Any, dict], Any]  #: the wrapper of a trained network
+    load: Callable[..., Any]  #: load(path, task=None): a checkpoint directory's wrapper
+
+
+@runtime_checkable
+class ParallelModule(Protocol):
+    """``mlx_rnn.parallel`` / ``torch_ref.parallel``: data-parallel training and batched scoring."""
+
+    init_distributed: Callable[[Any], Any]  #: join the ranks (launcher flags) -> DistInfo
+    setup_model: Callable[[Any, dict, Any], None]  #: same initial weights on every rank
+    stream_scorer: Callable[[Any], Any]  #: an LM wrapper's batched, state-carrying scorer
+    shutdown: Callable[[], None]  #: end this rank's part (after the last collective)
 
 
 def _module(framework: str, part: str):

@@ -89,8 +89,8 @@ def run_tasks(framework: str, args, t0: float, plans: list | None = None) -> dic
         print_result(result, args.output_json)
         for line in next_steps(framework, args, plans):
             print(line, file=sys.stderr, flush=True)
-    if dist.enabled and framework == "torch":
-        # the process group torn down before interpreter exit (no abort at exit)
+    if dist.enabled:
+        # PyTorch's process group torn down before interpreter exit (no abort at exit)
         backend.parallel_module(framework).shutdown()
     return result
 
