@@ -1,7 +1,7 @@
 """MLX training: one compiled step over model, optimizer and RNG state, and its batches.
 
 Mirrored by ``torch_ref/train.py``. The epoch control (timing, the device-side non-finite
-marker, progress, interruption) lives once, in :mod:`mlx_rnn.run.fit`; checkpoints and
+marker, progress, interruption) lives once, in :mod:`mlx_rnn.run.epoch`; checkpoints and
 reporting around it in :mod:`mlx_rnn.run`.
 """
 
@@ -19,7 +19,7 @@ from mlx.utils import tree_flatten, tree_unflatten
 from mlx_rnn.core import distributed, switches
 from mlx_rnn.core import precision as _precision
 from mlx_rnn.core.batching import lm_chunk, prefix_labels
-from mlx_rnn.run.fit import EpochLoop
+from mlx_rnn.run.epoch import EpochLoop
 
 from . import native, parallel, recurrence
 from .layers import native_masks
@@ -150,7 +150,7 @@ class Trainer(EpochLoop):
         self._step = step
         self._state = state
 
-    # ----- one epoch's batches (the epoch control: mlx_rnn.run.fit) --------------
+    # ----- one epoch's batches (the epoch control: mlx_rnn.run.epoch) --------------
     def _epoch_batches(self, epoch: int):
         cfg, dist = self.config, self.dist
         if self.task == "classify":

@@ -29,9 +29,9 @@ PACKAGES = ("mlx_rnn", "torch_ref")
 
 #: (importer, imported): the deliberate exceptions to the rules, each listed in docs/design.md.
 EXCEPTIONS = {
-    # the Trainer of each framework derives from run/fit.py's EpochLoop, the one epoch loop
-    ("mlx_rnn.train", "mlx_rnn.run.fit"): "mlx_rnn/train.py",
-    ("torch_ref.train", "mlx_rnn.run.fit"): "torch_ref/train.py",
+    # the Trainer of each framework derives from run/epoch.py's EpochLoop, the one epoch loop
+    ("mlx_rnn.train", "mlx_rnn.run.epoch"): "mlx_rnn/train.py",
+    ("torch_ref.train", "mlx_rnn.run.epoch"): "torch_ref/train.py",
 }
 
 #: (importer, module, name): private names still imported across modules, each a known next step.

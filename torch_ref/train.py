@@ -1,7 +1,7 @@
 """PyTorch training, mirror of ``mlx_rnn/train.py`` (same Trainer API and batches).
 
 The epoch control (timing, the device-side non-finite marker, progress, interruption)
-lives once, in :mod:`mlx_rnn.run.fit`; checkpoints and reporting around it in
+lives once, in :mod:`mlx_rnn.run.epoch`; checkpoints and reporting around it in
 :mod:`mlx_rnn.run`. Here: the step and how one epoch's batches reach the device.
 """
 
@@ -12,7 +12,7 @@ import torch
 
 from mlx_rnn.core import distributed
 from mlx_rnn.core.batching import lm_chunk, prefix_labels
-from mlx_rnn.run.fit import EpochLoop
+from mlx_rnn.run.epoch import EpochLoop
 
 from . import parallel
 from .device import current_device, select_device, synchronize  # noqa: F401  (the framework API)
@@ -69,7 +69,7 @@ class Trainer(EpochLoop):
             carry = tuple(t.detach() for t in carry)
         return parallel.global_loss(loss.detach(), weight, self.dist), carry
 
-    # ----- one epoch's batches (the epoch control: mlx_rnn.run.fit) --------------
+    # ----- one epoch's batches (the epoch control: mlx_rnn.run.epoch) --------------
     def _epoch_batches(self, epoch: int):
         cfg, dist, dev = self.config, self.dist, current_device()
         if self.task == "classify":
