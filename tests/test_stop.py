@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from mlx_rnn.run import cli
-from mlx_rnn.run.stop import StopFlag, terminate_as_interrupt
+from mlx_rnn.run.stop import StopFlag, deferred_signals, terminate_as_interrupt
 from tests.synthetic import SCRIPTS, TINY, TRAINERS, fake_checkpoint, make_data_dir, run_script, script_env
 from tests.test_resume import TOL, max_diff
 
@@ -51,6 +51,43 @@ def test_sigterm_outside_training_interrupts_like_ctrl_c():
     finally:
         terminate_as_interrupt(old)
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+def test_signals_during_an_import_wait_and_reach_the_handler_in_place_after():
+    old = terminate_as_interrupt()
+    try:
+        with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+            with deferred_signals():
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.2)  # (a handler would run here: the held one only records)
+                reached = True  # nothing was raised inside
+            time.sleep(1)
+        assert reached
+        with StopFlag() as stop:
+            with deferred_signals():
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.2)
+                assert not stop()
+            time.sleep(0.2)
+            assert stop() and stop.cause == "Ctrl-C"  # delivered to StopFlag once the import is over
+    finally:
+        terminate_as_interrupt(old)
+
+
+def test_a_save_directory_the_run_created_is_removed_when_it_saved_nothing(data, tmp_path, capsys, monkeypatch):
+    def signal_before_training(*args, **kwargs):
+        raise KeyboardInterrupt("SIGTERM")
+
+    monkeypatch.setattr(cli, "_train_plan", signal_before_training)
+    target = tmp_path / "runs" / "new"
+    argv = ["--task", "classify", "--data-dir", str(data), "--epochs", "1", *TINY]
+    assert cli.main("mlx", [*argv, "--save", str(target)]) == 130
+    assert "interrupted by SIGTERM" in capsys.readouterr().err
+    assert not target.exists() and (tmp_path / "runs").is_dir()  # its parent stays
+    kept = tmp_path / "mine"
+    kept.mkdir()
+    assert cli.main("mlx", [*argv, "--save", str(kept)]) == 130
+    assert kept.is_dir()  # the user's own empty directory stays
 
 
 # ----- SIGTERM on the real scripts ----------------------------------------------------------

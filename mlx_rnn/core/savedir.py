@@ -109,16 +109,18 @@ def claim_run_dir(path) -> Path:
     raise FileExistsError(errno.EEXIST, "a thousand runs of this name exist", str(path))
 
 
-def remove_if_empty(path) -> bool:
+def remove_if_empty(path, parent: bool = True) -> bool:
     """Remove directory ``path`` when no file is in it outside ``text-cache/`` (a default
     checkpoint directory of a run that saved nothing: the encoded own text alone is no use
-    without a checkpoint), and its parent (``runs/``) when that is left empty; True when
-    ``path`` was removed."""
+    without a checkpoint), and (``parent``) its parent (``runs/``) when that is left empty;
+    True when ``path`` was removed."""
     path = Path(path)
     if not path.is_dir() or any((p.is_file() or p.is_symlink()) and _CACHE_DIR not in p.relative_to(path).parts
                                 for p in path.rglob("*")):
         return False
     shutil.rmtree(path)
+    if not parent:
+        return True
     try:
         path.parent.rmdir()  # only succeeds when empty: the first run's runs/ folder
     except OSError:

@@ -23,7 +23,7 @@ from .evaluation import print_heldout, zero_shot_bundle
 from .fit import Outputs, train_task
 from .next_steps import next_steps
 from .plan import TaskPlan, plan_run, save_pending
-from .stop import StopFlag, terminate_as_interrupt
+from .stop import StopFlag, deferred_signals, terminate_as_interrupt
 
 
 def main(framework: str, argv=None) -> int:
@@ -31,6 +31,7 @@ def main(framework: str, argv=None) -> int:
     t0 = time.perf_counter()
     args = build_parser(framework).parse_args(argv)
     old_term = terminate_as_interrupt()  # before training: SIGTERM ends the run like Ctrl-C (training: StopFlag)
+    new_save_dir = bool(args.save) and not Path(args.save).exists()  # removed again if the run saves nothing
     plans: list[TaskPlan] = []
     try:
         run_tasks(framework, args, t0, plans)
@@ -42,6 +43,8 @@ def main(framework: str, argv=None) -> int:
         terminate_as_interrupt(old_term)
         if plans and not (args.save or args.resume) and plans[0].root is not None and distributed.current().is_main:
             remove_if_empty(plans[0].root)  # a default directory the run wrote nothing into (bad input, divergence)
+        if new_save_dir and distributed.current().is_main:
+            remove_if_empty(args.save, parent=False)  # a --save directory this run created and wrote nothing into
 
 
 def run_tasks(framework: str, args, t0: float, plans: list | None = None) -> dict:
@@ -52,10 +55,11 @@ def run_tasks(framework: str, args, t0: float, plans: list | None = None) -> dic
     Raises:
         what :func:`main` turns into exit codes (bad input, CheckFailed, Diverged, Interrupted).
     """
+    with deferred_signals():  # a signal during the framework's import is delivered after it
+        fw = backend.train_module(framework)
     dist = distributed.init_from_args(framework, args)  # --distributed: rank and world size
     plans = plans if plans is not None else []
     plans.extend(plan_run(framework, args))
-    fw = backend.train_module(framework)
     device = fw.select_device(args.device)
     fw.set_tf32(args.tf32)  # before the first matrix product (MLX reads its switch once)
     multi = len(plans) > 1
@@ -67,9 +71,11 @@ def run_tasks(framework: str, args, t0: float, plans: list | None = None) -> dic
             task, cfg = plan.task, plan.cfg
             t_task = time.perf_counter()
             cfg["device"], cfg["precision"] = device, fw.precision()
+            with deferred_signals():  # the first describe_backend() loads the native extension
+                backend_line = fw.describe_backend()
             distributed.print0(f"[{task}] {fw.FRAMEWORK} {fw.framework_version()} on {device}, "
                                f"{fw.describe_precision()}; "
-                               f"{fw.describe_backend()}" + (f"; data-parallel over {dist.world_size} ranks "
+                               f"{backend_line}" + (f"; data-parallel over {dist.world_size} ranks "
                                                              f"({dist.backend})" if dist.enabled else ""))
             if task == "classify" and args.zero_shot_lm:
                 result[task] = zero_shot_bundle(fw, args.zero_shot_lm, plan.data, device)

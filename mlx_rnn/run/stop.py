@@ -5,11 +5,15 @@ While an epoch trains, :class:`StopFlag` turns the first signal into a flag the 
 so the step finishes, resumable state is saved and the run exits 130 (docs/design.md, Exit
 codes), naming the signal and the ``--resume`` command; a second signal interrupts at once.
 Outside training (planning, reading data, evaluation), SIGTERM raises ``KeyboardInterrupt`` as
-Ctrl-C does (:func:`terminate_as_interrupt`), so it too ends in one line and exit 130.
+Ctrl-C does (:func:`terminate_as_interrupt`), so it too ends in one line and exit 130. While a
+framework and its native extension are imported, both signals wait (:func:`deferred_signals`):
+an exception raised inside an extension's initialisation would break it (an ImportError, a
+silent fall-back, or an abort) instead of stopping the run.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 import signal
 import sys
 import threading
@@ -57,3 +61,22 @@ def terminate_as_interrupt(handler=_terminate):
     if handler is None or threading.current_thread() is not threading.main_thread():
         return None
     return signal.signal(signal.SIGTERM, handler)
+
+
+@contextmanager
+def deferred_signals():
+    """Hold SIGINT and SIGTERM for the duration (in the main thread; elsewhere a no-op), then
+    deliver the first one held to the handlers in place before, as if it arrived just now.
+    For imports of frameworks and native extensions, which must not be interrupted halfway."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    old = {sig: signal.signal(sig, lambda signum, frame: held.append(signum)) for sig in StopFlag.SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        if held:
+            signal.raise_signal(held[0])
