@@ -96,3 +96,21 @@ def test_distributed_runtime_errors_and_interrupts(monkeypatch, capsys):
         EXIT_CHECK_FAILED, ["error: rank 1: connection to a peer was lost"])
     assert _report(Interrupted("interrupted; resume with --resume ck"), capsys) == (EXIT_INTERRUPTED, [])
     assert errors.exit_code(RuntimeError("x")) == EXIT_CHECK_FAILED
+
+
+def test_a_closed_output_pipe_is_one_line_not_a_traceback(tmp_path):
+    """``sample.py ... | head -c 10``: the reader goes away; one line on stderr, exit 2."""
+    import subprocess
+    import sys
+
+    from tests.synthetic import SCRIPTS, fake_checkpoint, script_env
+
+    ckpt_dir = fake_checkpoint(tmp_path / "lm", "lm")
+    proc = subprocess.Popen([sys.executable, str(SCRIPTS["sample"]), "--checkpoint", str(ckpt_dir), "--length",
+                             "200000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=script_env())
+    proc.stdout.read(10)
+    proc.stdout.close()  # as head does
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == EXIT_BAD_INPUT
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    assert err.strip() == "error: standard output was closed before the output was written (broken pipe)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from functools import partial
 import json
+import os
 from pathlib import Path
 import sys
 
@@ -40,6 +41,8 @@ def _outcome(e: BaseException) -> tuple[int | None, list[str]]:
         return own, [f"error: {one_line(e)}"]
     if isinstance(e, CheckFailed):
         return EXIT_CHECK_FAILED, [f"error: {one_line(e)}"]
+    if isinstance(e, BrokenPipeError):  # `... | head`: the reader of the output is gone
+        return EXIT_BAD_INPUT, ["error: standard output was closed before the output was written (broken pipe)"]
     if isinstance(e, (ValueError, OSError)):  # DataError and CheckpointError are ValueErrors
         return EXIT_BAD_INPUT, [f"error: {one_line(e)}"] + [f"  {line}" for line in getattr(e, "details", ())]
     if isinstance(e, Diverged):
@@ -81,6 +84,11 @@ def report_exit(e: BaseException) -> int:
     code, lines = _outcome(e)
     if code is None:
         raise e
+    if isinstance(e, BrokenPipeError):  # no "Exception ignored" traceback when Python flushes stdout at exit
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # (stdout without a file descriptor: nothing to flush there)
+            pass
     for line in lines:
         print(line, file=sys.stderr)
     return code

@@ -43,9 +43,9 @@ def main(argv=None) -> int:
 
         lm, _ = load_wrapper(args.framework, args.checkpoint, args.device)
         text = lm.sample(args.prime, args.length, args.temperature, args.top_k or None, args.seed)
+        print(text if args.no_prime else args.prime + text, flush=True)
     except (Exception, KeyboardInterrupt) as e:
         return report_exit(e)
-    print(text if args.no_prime else args.prime + text)
     return EXIT_OK
 
 
