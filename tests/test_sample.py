@@ -73,3 +73,7 @@ def test_sample_script(checkpoint):
         neg = subprocess.run([sys.executable, "scripts/sample.py", "--checkpoint", str(checkpoint), flag, "-1"],
                              cwd=ROOT, capture_output=True, text=True)
         assert neg.returncode == 2 and neg.stderr.strip() == f"error: {flag} must be >= 0 (got -1)", neg.stderr
+    huge = subprocess.run([sys.executable, "scripts/sample.py", "--checkpoint", str(checkpoint), "--length",
+                           "99999999999999999999"], cwd=ROOT, capture_output=True, text=True)
+    assert huge.returncode == 2 and huge.stderr.strip() == \
+        "error: --length must be at most 10,000,000 (got 99999999999999999999)", huge.stderr

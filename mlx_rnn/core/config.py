@@ -248,13 +248,17 @@ def resolve_config(args: argparse.Namespace, task: str) -> dict:
 CALIBRATION_TEMPERATURE_BOUNDS = (0.01, 100.0)
 _T_LO, _T_HI = CALIBRATION_TEMPERATURE_BOUNDS
 
+#: More epochs than anyone trains for (a typo such as 2000000000 is refused, not run for years).
+MAX_EPOCHS = 100_000
+
 #: What each numeric setting must be: key -> (integer?, test, the rule in a flag's words, the rule in
 #: config.json's words). A flag's type is already checked by argparse, so its words give the range;
 #: a config.json value may be any JSON value, so those words give the type as well.
 SETTING_RULES = {
     **{key: (True, lambda v: v >= 1, "must be at least 1", "must be a positive integer")
-       for key in ("vocab_size", "embed_dim", "hidden_size", "num_layers", "batch_size", "seq_len", "epochs",
-                   "save_every")},
+       for key in ("vocab_size", "embed_dim", "hidden_size", "num_layers", "batch_size", "seq_len", "save_every")},
+    "epochs": (True, lambda v: 1 <= v <= MAX_EPOCHS, f"must be between 1 and {MAX_EPOCHS:,}",
+               f"must be an integer between 1 and {MAX_EPOCHS:,}"),
     "dropout": (False, lambda v: 0.0 <= v < 1.0, "must be in [0, 1)", "must be a number in [0, 1)"),
     "input_dropout": (False, lambda v: 0.0 <= v < 1.0, "must be in [0, 1)", "must be a number in [0, 1)"),
     "weight_drop": (False, lambda v: 0.0 <= v < 1.0, "must be in [0, 1)", "must be a number in [0, 1)"),

@@ -28,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-prime", action="store_true", help="print only the generated text, not the prime")
     return p
 
+#: symbols one call may sample (one forward step each)
+MAX_LENGTH = 10_000_000
+
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
@@ -35,6 +38,9 @@ def main(argv=None) -> int:
         if value < 0:
             print(f"error: {flag} must be >= 0 (got {value})", file=sys.stderr)
             return EXIT_BAD_INPUT
+    if args.length > MAX_LENGTH:  # about 40 minutes of sampling on a CPU: a typo, not a wish
+        print(f"error: --length must be at most {MAX_LENGTH:,} (got {args.length})", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         config = ckpt.read_config(args.checkpoint)
         if config["task"] != "lm":
