@@ -118,6 +118,8 @@ BAD = {
     "missing": (["--train-text", "{f}"], None, "{f}: file not found"),
     "empty": (["--train-text", "{f}"], "", "{f}: file is empty"),
     "not-utf8": (["--train-text", "{f}"], b"Caf\xe9 au lait\n", "{f}:1:4: not valid UTF-8 (byte 0xe9)"),
+    "binary-zeros": (["--train-text", "{f}"], b"two words\n" + bytes(5000),
+                     "{f}:2:1: NUL character: this is a binary file, not text"),
     "too-short": (["--train-text", "{f}"], "Hi there.\n", "{f}: text of 9 characters is too short"),
     "short-for-seq-len": (["--train-text", "{t}", "--seq-len", "500"], None,
                           "{t}: {n} training characters (after the validation slice) give no full training step "

@@ -180,6 +180,18 @@ def test_resumed_epoch_from_an_older_state_says_its_train_loss_is_partial(framew
 
 
 @pytest.mark.parametrize("framework", ["mlx", "torch"])
+def test_resuming_a_finished_run_says_nothing_is_left(framework, data, tmp_path):
+    _, fw, cfg, d = _setup(framework, "lm", data, epochs=1)
+    _train(fw, dict(cfg), d, tmp_path / "ck", None, lambda: False)
+    logged = []
+    resume = load_resume_state(tmp_path / "ck", "lm", cfg, d["train"], fw.FRAMEWORK)
+    bundle = fit.train_task(fw, dict(cfg), d, fit.Outputs(tmp_path / "ck", quiet=True, log=logged.append),
+                            lambda: False, resume=resume)
+    assert any("already trained for all 1 epochs: nothing left to train" in line for line in logged), logged
+    assert bundle["epochs"] == 1
+
+
+@pytest.mark.parametrize("framework", ["mlx", "torch"])
 def test_resume_needs_the_rng_state(framework, data, tmp_path):
     """Control: resuming with another generator state gives other weights, so the test above
     really checks that the RNG state is restored (dropout is on)."""

@@ -117,3 +117,17 @@ def test_sample_rejects_non_finite_temperature(tmp_path):
     for t in ("nan", "inf", "-1"):
         proc = run_script("sample", "--checkpoint", lm, "--temperature", t, "--length", "5")
         assert proc.returncode == 2 and "--temperature" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_zero_shot_from_an_lm_of_another_alphabet_names_it(tmp_path, capsys):
+    from mlx_rnn.run.cli import main
+
+    data = make_data_dir(tmp_path / "data")
+    lm = fake_checkpoint(tmp_path / "lm", "lm")
+    cfg = json.loads((lm / "config.json").read_text())
+    cfg.update(vocab=cfg["vocab"].replace("q", "Q"), vocab_kind="corpus")  # an LM of another text
+    (lm / "config.json").write_text(json.dumps(cfg))
+    rc = main("mlx", ["--task", "classify", "--data-dir", str(data), "--zero-shot-lm", str(lm), "--no-save"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err[-1] == (f"error: --zero-shot-lm {lm}: the LM's alphabet lacks 'q' of the classifier's "
+                                   "text8 symbols (a-z and space): it was trained on another text"), err

@@ -141,7 +141,8 @@ def decoded_pieces(path, progress=None):
 
     Raises:
         DataError: a file :func:`open_regular` refuses, a read error, invalid UTF-8 (line,
-            column, byte) or a file with no text at all ("file is empty").
+            column, byte), a NUL character (a binary file) or a file with no text at all
+            ("file is empty").
     """
     p = Path(path)
     where, carry, cr, done, total = Where(), b"", "", 0, 0
@@ -162,6 +163,10 @@ def decoded_pieces(path, progress=None):
             except UnicodeDecodeError as e:
                 raise _utf8_error(p, data, e, where) from None
             carry = data[end:]
+            nul = text.find("\x00")  # valid UTF-8, but no text: a binary file (zeros, an image, a database)
+            if nul >= 0:
+                line, col = where.at(text, nul)
+                raise DataError(p, "NUL character: this is a binary file, not text", line, col)
             where.advance(text)
             text = cr + text
             cr = "\r" if not eof and text.endswith("\r") else ""  # a CRLF may span two pieces

@@ -16,6 +16,7 @@ from mlx_rnn.core.metrics import classification_bundle, lm_bundle, perplexity_fi
 from mlx_rnn.core.scoring import SCORE_CHUNK, chunk_bounds
 from mlx_rnn.core.taskdata import contamination
 from mlx_rnn.core.transfer import heldout_note, zero_shot_predict
+from mlx_rnn.core.vocab import TEXT8_SYMBOLS
 
 
 def bce_from_logits(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -141,8 +142,15 @@ def zero_shot_bundle(fw, lm_path, data: dict, device: str) -> dict:
 
     Returns the classification bundle on the dev examples, with ``"heldout"`` on windows
     of text8-dev.txt and the contamination counts; nothing is trained.
+
+    Raises:
+        ValueError: an LM whose alphabet lacks some of text8's symbols (one trained on another text).
     """
     lm = backend.load(fw.FRAMEWORK, lm_path, "lm")
+    missing = "".join(c for c in TEXT8_SYMBOLS if c not in lm.config["vocab"])
+    if missing:
+        raise ValueError(f"--zero-shot-lm {lm_path}: the LM's alphabet lacks {missing!r} of the classifier's "
+                         f"text8 symbols (a-z and space): it was trained on another text")
     texts, labels = data["dev"]
     out = classification_bundle(zero_shot_predict(lm, texts), labels)
     out.update(contamination(texts, data["train_texts"], data.get("lm_text")))

@@ -146,6 +146,9 @@ class TaskRun:
         if self.cfg["patience"] and self.bad_epochs >= self.cfg["patience"]:
             log(f"[{self.task}] already stopped early (no better validation loss for {self.bad_epochs} epochs)")
             self.last_epoch = self.first_epoch
+        elif self.first_epoch >= self.last_epoch:
+            log(f"[{self.task}] already trained for all {self.last_epoch} epochs: nothing left to train "
+                f"(--epochs N with N > {self.last_epoch} trains more)")
 
     @cached_property
     def fingerprint(self) -> str:
