@@ -1,7 +1,8 @@
 """The environment switches (``MLX_RNN_*``): read and validated here, and nowhere else.
 
-:func:`read` returns a :class:`Switches` record from the environment as it is now (no
-caching: a test or a script that changes ``os.environ`` sees the change at the next call), and
+:func:`read` returns a :class:`Switches` record from the environment as it is now (read at
+every call, so a test or a script that changes ``os.environ`` sees the change at the next one;
+only the parsing of values unchanged since the last call is reused), and
 refuses a value a switch does not take with a one-line ValueError naming the variable, the
 value and the values allowed, which every script turns into exit 2. Every module asks this
 record instead of ``os.environ``; :func:`describe` is the text the run header and the
@@ -158,11 +159,6 @@ def read_one(name: str, environ: Mapping[str, str] | None = None):
 
 def _raw_values(environ: Mapping[str, str] | None) -> tuple:
     """Each switch's value in ``environ`` (default ``os.environ``) as set, None where unset."""
-    data = getattr(os.environ, "_data", None) if environ is None else None
-    if isinstance(data, dict):  # os.environ.get raises and catches a KeyError for each unset
-        # variable (microseconds, and the models ask at every call): its dict, read directly
-        enc, dec = os.environ.encodekey, os.environ.decodevalue
-        return tuple(None if (v := data.get(enc(var))) is None else dec(v) for var in _VARIABLES.values())
     env = os.environ if environ is None else environ
     return tuple(env.get(var) for var in _VARIABLES.values())
 
@@ -172,8 +168,7 @@ _LAST: list = [None, Switches()]  # the raw values last parsed and their record 
 
 def read(environ: Mapping[str, str] | None = None) -> Switches:
     """Every switch from ``environ`` (default ``os.environ``), read now: a change to the
-    environment shows at the next call (only the parsing of values seen last time is reused;
-    the models ask at every call, sampling once per symbol).
+    environment shows at the next call (only the parsing of values seen last time is reused).
 
     Raises:
         ValueError: a value a switch does not take, e.g. ``MLX_RNN_PACKED='yes': expected 1 (the

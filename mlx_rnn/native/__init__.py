@@ -38,7 +38,6 @@ __all__ = ["available", "unavailable_reason", "ext", "can_run", "describe_kernel
 THREADS_ENV = switches.NUM_THREADS
 PACKED_ENV = switches.PACKED
 FUSION_ENV = switches.CPU_FUSION
-FUSION_VALUES = switches.FUSION_CHOICES
 MAX_DEFAULT_THREADS = 8
 
 _STATE: dict = {}
