@@ -116,7 +116,7 @@ class Trainer(EpochLoop):
         state = [model.state, optimizer.state, mx.random.state]
         reduce = parallel.gradient_reducer(self.dist)  # identity for one process
         # no fused kernels where the native recurrence serves a CPU run: nothing to compile at first use
-        self.fused = native.configure_fusion(recurrence.path_for(mx.float32) == "native")
+        native.configure_fusion(recurrence.path_for(mx.float32) == "native")
 
         def apply(grads):  # clip to config["clip_norm"], then AdamW (optimizer.max_grad_norm)
             optimizer.update(model, grads)
