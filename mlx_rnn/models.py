@@ -24,14 +24,16 @@ from .gru import GRU
 from .lstm import LSTM
 from mlx_rnn.core.scoring import chunk_bounds
 from mlx_rnn.core.vocab import Indexer
-from mlx_rnn.core.wrappers import ClassifierWrapper, LanguageModelWrapper, model_args
+from mlx_rnn.core.config import ModelConfig, RunConfig
+from mlx_rnn.core.wrappers import ClassifierWrapper, LanguageModelWrapper
 
 
 class _Base(nn.Module):
-    def __init__(self, vocab_size: int, embed_dim: int, hidden_size: int, num_layers: int,
-                 dropout: float, out_features: int, cell: str = "lstm", weight_drop: float = 0.0,
-                 input_dropout: float | None = None):
+    def __init__(self, config: ModelConfig, out_features: int):
         super().__init__()
+        vocab_size, embed_dim, hidden_size, num_layers = (config.vocab_size, config.embed_dim, config.hidden_size,
+                                                          config.num_layers)
+        cell, dropout, weight_drop = config.cell, config.dropout, config.weight_drop
         self.embedding = Embedding(vocab_size, embed_dim)
         # PyTorch's nn.Embedding draws N(0, 1); MLX's default is N(0, 1/E). Match PyTorch.
         self.embedding.weight = mx.random.normal((vocab_size, embed_dim))
@@ -45,7 +47,7 @@ class _Base(nn.Module):
         self.output = nn.Linear(hidden_size, out_features)
         self.dropout = Dropout(dropout)
         # dropout on the embedding output (the LSTM's input); None = the same as ``dropout``
-        self.input_dropout = Dropout(dropout if input_dropout is None else input_dropout)
+        self.input_dropout = Dropout(config.embedding_dropout)
 
     def recurrent(self, x: mx.array, state=None):
         """Run the LSTM or GRU: ``(output (B, T, H), state)``; state is ``(h, c)`` or ``(h,)``."""
@@ -69,11 +71,8 @@ class RNNClassifierModel(_Base):
     embeddings, between LSTM layers and to the last hidden state, in training only.
     """
 
-    def __init__(self, vocab_size: int, embed_dim: int, hidden_size: int, num_layers: int = 1,
-                 dropout: float = 0.0, cell: str = "lstm", weight_drop: float = 0.0,
-                 input_dropout: float | None = None):
-        super().__init__(vocab_size, embed_dim, hidden_size, num_layers, dropout, 1, cell, weight_drop,
-                         input_dropout)
+    def __init__(self, config: ModelConfig):
+        super().__init__(config, 1)
 
     def __call__(self, x: mx.array) -> mx.array:
         out, _ = self.recurrent(self.input_dropout(self.embedding(x)))
@@ -114,11 +113,8 @@ class LMRNNModel(_Base):
     float32 (num_layers, B, H) -> ``(logits float32 (B, T, V), (h_n, c_n))``.
     """
 
-    def __init__(self, vocab_size: int, embed_dim: int, hidden_size: int, num_layers: int = 1,
-                 dropout: float = 0.0, cell: str = "lstm", weight_drop: float = 0.0,
-                 input_dropout: float | None = None):
-        super().__init__(vocab_size, embed_dim, hidden_size, num_layers, dropout, vocab_size, cell, weight_drop,
-                         input_dropout)
+    def __init__(self, config: ModelConfig):
+        super().__init__(config, config.vocab_size)
 
     def __call__(self, x: mx.array, state=None):
         out, state = self.recurrent(self.input_dropout(self.embedding(x)), state)
@@ -167,17 +163,16 @@ class RNNLanguageModel(LanguageModelWrapper):
         return logits[0, -1], state
 
 
-def build_model(config: dict):
-    """A fresh model for ``config`` (task, vocab_size, embed_dim, hidden_size, num_layers, dropout,
-    cell, weight_drop, input_dropout)."""
-    cls = RNNClassifierModel if config["task"] == "classify" else LMRNNModel
-    return cls(*model_args(config))
+def build_model(config: RunConfig):
+    """A fresh network for ``config``: its task's class built from ``config.model``."""
+    cls = RNNClassifierModel if config.task == "classify" else LMRNNModel
+    return cls(config.model)
 
 
-def wrap(model, config: dict):
+def wrap(model, config: RunConfig):
     """The wrapper (RNNClassifier or RNNLanguageModel) for a trained ``model``."""
-    cls = RNNClassifier if config["task"] == "classify" else RNNLanguageModel
-    return cls(model, Indexer(config["vocab"]), config)
+    cls = RNNClassifier if config.task == "classify" else RNNLanguageModel
+    return cls(model, Indexer(config.vocab), config)
 
 
 def load(path, task: str | None = None):

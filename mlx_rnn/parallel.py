@@ -29,6 +29,7 @@ from mlx.utils import tree_flatten, tree_unflatten
 
 from mlx_rnn import native
 from mlx_rnn.core import distributed, switches
+from mlx_rnn.core.config import RunConfig
 from mlx_rnn.core.distributed import DistInfo
 
 
@@ -44,8 +45,10 @@ def _backend_name() -> str:
     return "mlx"
 
 
-def init_distributed(args) -> DistInfo:
-    """``mx.distributed.init()`` and this process's :class:`DistInfo` (made current).
+def init_distributed(device: str = "auto", timeout: float | None = None) -> DistInfo:
+    """``mx.distributed.init()`` and this process's :class:`DistInfo` (made current); ``timeout``:
+    seconds a rank waits for its peers in a step (None: the default, 0: never; ``device`` is
+    MLX's choice already).
 
     Started without a launcher (no ``MLX_HOSTFILE``/``MLX_RANK``...), MLX gives a group of
     one and the run is an ordinary single-process run (with a note on stderr).
@@ -59,7 +62,6 @@ def init_distributed(args) -> DistInfo:
         except RuntimeError as e:
             raise ValueError(f"--distributed: MLX could not join the process group ({str(e).strip()})") from None
         world, rank = group.size(), group.rank()
-    timeout = getattr(args, "dist_timeout", None)
     fault = distributed.parse_fault(switches.read().fault)
     if world == 1:
         import sys
@@ -117,7 +119,7 @@ def shutdown() -> None:
     ``torch_ref.parallel.shutdown``, which destroys PyTorch's process group)."""
 
 
-def setup_model(model, config: dict, dist: DistInfo) -> None:
+def setup_model(model, config: RunConfig, dist: DistInfo) -> None:
     """Before training: every rank takes rank 0's initial weights (one all_sum), and dropout
     gets a per-rank seed. Nothing for a single process."""
     if not dist.enabled:
@@ -128,7 +130,7 @@ def setup_model(model, config: dict, dist: DistInfo) -> None:
     parts = mx.split(vec, np.cumsum([v.size for _, v in flat])[:-1].tolist())
     model.update(tree_unflatten([(k, p.reshape(v.shape)) for (k, v), p in zip(flat, parts)]))
     mx.eval(model.parameters())
-    mx.random.seed(distributed.rank_seed(config["seed"], dist.rank))
+    mx.random.seed(distributed.rank_seed(config.seed, dist.rank))
 
 
 def gradient_reducer(dist: DistInfo):

@@ -19,6 +19,7 @@ from mlx.utils import tree_flatten, tree_unflatten
 from mlx_rnn.core import distributed, switches
 from mlx_rnn.core import precision as _precision
 from mlx_rnn.core.batching import lm_chunk, prefix_labels
+from mlx_rnn.core.config import RunConfig
 from mlx_rnn.run.epoch import EpochLoop
 
 from . import native, parallel, recurrence
@@ -83,28 +84,28 @@ class Trainer(EpochLoop):
     """Trains one model (classifier or LM) with Adam/AdamW, gradient clipping and a schedule.
 
     Args:
-        config: the run configuration (see :mod:`mlx_rnn.core.config`); ``config["seed"]``
+        config: the run configuration (see :mod:`mlx_rnn.core.config`); ``config.seed``
             seeds initialisation and dropout.
         train: encoded training data: ``(x int32 (N, T), y int32 (N,))`` for "classify",
             int32 ids (n,) for "lm".
     """
 
-    def __init__(self, config: dict, train):
+    def __init__(self, config: RunConfig, train):
         self.config = config
-        self.task = config["task"]
+        self.task = config.task
         self.dist = distributed.current()  # data-parallel rank and world size (1: one process)
-        mx.random.seed(config["seed"])
+        mx.random.seed(config.seed)
         self.model = build_model(config)
         mx.eval(self.model.parameters())
         parallel.setup_model(self.model, config, self.dist)
         # gradient clipping to clip_norm (0: none) happens inside the update (mlx_rnn.optimizer)
-        self.optimizer = AdamW(learning_rate=config["lr"], betas=[0.9, 0.999], eps=1e-8,
-                               weight_decay=config["weight_decay"], bias_correction=True,
-                               max_grad_norm=max(0.0, float(config["clip_norm"])))
+        self.optimizer = AdamW(learning_rate=config.lr, betas=[0.9, 0.999], eps=1e-8,
+                               weight_decay=config.weight_decay, bias_correction=True,
+                               max_grad_norm=max(0.0, float(config.clip_norm)))
         self.optimizer.init(self.model.trainable_parameters())
         self.train_data = train
         # classify: the vowel label after every prefix of each window (the prefix loss; batching.prefix_labels)
-        self.prefix_y = prefix_labels(train[0], config["vocab"]) if self.task == "classify" else None
+        self.prefix_y = prefix_labels(train[0], config.vocab) if self.task == "classify" else None
         self.global_step = 0
         self.carry = None  # LM hidden state carried between chunks (stateful truncated BPTT)
         self._init_loop()
@@ -118,11 +119,11 @@ class Trainer(EpochLoop):
         # no fused kernels where the native recurrence serves a CPU run: nothing to compile at first use
         native.configure_fusion(recurrence.path_for(mx.float32) == "native")
 
-        def apply(grads):  # clip to config["clip_norm"], then AdamW (optimizer.max_grad_norm)
+        def apply(grads):  # clip to config.clip_norm, then AdamW (optimizer.max_grad_norm)
             optimizer.update(model, grads)
 
         if self.task == "classify":
-            prefix_weight = float(self.config.get("prefix_weight", 0.0))
+            prefix_weight = float(self.config.prefix_weight or 0.0)
 
             def classify_loss(x, y, prefix_y):
                 return model.loss(x, y, prefix_y, prefix_weight)
@@ -156,7 +157,7 @@ class Trainer(EpochLoop):
         if self.task == "classify":
             x_all, y_all = self.train_data
             # this rank's share of the shared plan: [(indices, gradient weight)]
-            batches = distributed.classify_plan(len(y_all), cfg["batch_size"], cfg["seed"], epoch,
+            batches = distributed.classify_plan(len(y_all), cfg.batch_size, cfg.seed, epoch,
                                                 dist.rank, dist.world_size)[:self.steps_per_epoch]
 
             def run(k):
@@ -164,12 +165,12 @@ class Trainer(EpochLoop):
                 return self._step(mx.array(x_all[idx]), mx.array(y_all[idx]), mx.array(self.prefix_y[idx]),
                                   *parallel.weight_args(dist, weight))
             return run
-        streams = distributed.lm_shard_streams(self.train_data, cfg["batch_size"], cfg["seq_len"], cfg["seed"],
+        streams = distributed.lm_shard_streams(self.train_data, cfg.batch_size, cfg.seq_len, cfg.seed,
                                                epoch, dist.rank, dist.world_size)
         lm_weight = parallel.weight_args(dist, 1.0 / dist.world_size)
 
         def run(k):
-            xb, yb = lm_chunk(streams, k, cfg["seq_len"])
+            xb, yb = lm_chunk(streams, k, cfg.seq_len)
             loss, self.carry = self._step(mx.array(xb), mx.array(yb), self.carry, *lm_weight)
             return loss
         return run

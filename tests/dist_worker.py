@@ -21,18 +21,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mlx_rnn.core import distributed  # noqa: E402
-from mlx_rnn.core.config import TASK_DEFAULTS  # noqa: E402
-from mlx_rnn.core.vocab import TEXT8_SYMBOLS  # noqa: E402
+from mlx_rnn.core.config import RunConfig, make_config  # noqa: E402
+
 
 STEPS = 10
 
 
-def config(task: str, batch: int, seq_len: int, epochs: int) -> dict:
-    cfg = dict(TASK_DEFAULTS[task], embed_dim=8, hidden_size=16, num_layers=1, dropout=0.0, lr=1e-2,
-               clip_norm=1.0, batch_size=batch, epochs=epochs, seed=0)
-    cfg.update(task=task, vocab=TEXT8_SYMBOLS, vocab_size=27, cell="lstm",
-               seq_len=20 if task == "classify" else seq_len)
-    return cfg
+def config(task: str, batch: int, seq_len: int, epochs: int) -> RunConfig:
+    return make_config(task, embed_dim=8, hidden_size=16, num_layers=1, dropout=0.0, lr=1e-2, clip_norm=1.0,
+                       batch_size=batch, epochs=epochs, seed=0, seq_len=20 if task == "classify" else seq_len)
 
 
 def data(task: str, global_batch: int, seq_len: int):
@@ -57,12 +54,11 @@ def main() -> int:
     p.add_argument("--distributed", action="store_true")
     p.add_argument("--dist-timeout", type=float, default=None)
     args = p.parse_args()
-    args.device = "cpu"
     if args.framework == "mlx":
         from mlx_rnn import train as fw
     else:
         from torch_ref import train as fw
-    dist = distributed.init_from_args(args.framework, args)
+    dist = distributed.init(args.framework, args.distributed, "cpu", args.dist_timeout)
     fw.select_device("cpu")
     out = Path(args.out)
     for task in args.tasks.split(","):

@@ -16,7 +16,8 @@ torch = pytest.importorskip("torch")
 
 from mlx_rnn import models as mm  # noqa: E402
 from mlx_rnn import train as mt  # noqa: E402
-from mlx_rnn.core.config import COMMON_DEFAULTS, TASK_DEFAULTS  # noqa: E402
+from mlx_rnn.core import config as run_config  # noqa: E402
+from mlx_rnn.core.config import RunConfig  # noqa: E402
 from mlx_rnn.core.vocab import TEXT8, TEXT8_SYMBOLS  # noqa: E402
 from torch_ref import models as tm  # noqa: E402
 from torch_ref import train as tt  # noqa: E402
@@ -75,25 +76,21 @@ def devices(request):
 
 
 # ----- helpers ----------------------------------------------------------------------------
-def make_config(task: str, num_layers: int = 1, **overrides) -> dict:
-    """A small run configuration with the same keys resolve_config produces."""
-    cfg = dict(TASK_DEFAULTS[task])
-    cfg.update(COMMON_DEFAULTS)
-    cfg.update(task=task, vocab=TEXT8_SYMBOLS, vocab_size=len(TEXT8_SYMBOLS), cell="lstm", device="cpu",
-               embed_dim=8, hidden_size=16, num_layers=num_layers, dropout=0.0, epochs=1, batch_size=4,
-               seq_len=20 if task == "classify" else 12)
-    cfg.update(overrides)
-    return cfg
+def make_config(task: str, num_layers: int = 1, **overrides) -> RunConfig:
+    """A small run configuration (:func:`mlx_rnn.core.config.make_config` with small sizes)."""
+    small = dict(device="cpu", embed_dim=8, hidden_size=16, num_layers=num_layers, dropout=0.0, epochs=1,
+                 batch_size=4, seq_len=20 if task == "classify" else 12)
+    return run_config.make_config(task, **{**small, **overrides})
 
 
-def mlx_model(cfg: dict, seed: int = 0):
+def mlx_model(cfg: RunConfig, seed: int = 0):
     mx.random.seed(seed)
     m = mm.build_model(cfg)
     mx.eval(m.parameters())
     return m
 
 
-def torch_twin(weights: dict, cfg: dict, device):
+def torch_twin(weights: dict, cfg: RunConfig, device):
     t = tm.build_model(cfg)
     t.load_numpy(weights)
     return t.to(device)
@@ -103,10 +100,10 @@ def rand_ids(shape, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, len(TEXT8_SYMBOLS), size=shape).astype(np.int32)
 
 
-def rand_state(cfg: dict, batch: int, seed: int):
+def rand_state(cfg: RunConfig, batch: int, seed: int):
     """(h0, c0) float32 (num_layers, B, H), moderately sized."""
     rng = np.random.default_rng(seed)
-    shape = (cfg["num_layers"], batch, cfg["hidden_size"])
+    shape = (cfg.num_layers, batch, cfg.hidden_size)
     return (0.5 * rng.standard_normal(shape)).astype(np.float32), (0.5 * rng.standard_normal(shape)).astype(np.float32)
 
 
@@ -162,16 +159,16 @@ def assert_params_close(mw: dict, tw: dict, tol: float, what: str) -> None:
 
 
 # ----- training data -----------------------------------------------------------------------
-def synthetic_train(task: str, cfg: dict, steps: int = 20, seed: int = 5):
+def synthetic_train(task: str, cfg: RunConfig, steps: int = 20, seed: int = 5):
     """Training data for exactly ``steps`` steps per epoch with ``cfg``'s batch size / seq_len."""
     rng = np.random.default_rng(seed)
     if task == "classify":
-        n = steps * cfg["batch_size"]
-        x = rng.integers(0, 27, size=(n, cfg["seq_len"])).astype(np.int32)
+        n = steps * cfg.batch_size
+        x = rng.integers(0, 27, size=(n, cfg.seq_len)).astype(np.int32)
         y = (x[:, -1] % 2).astype(np.int32)  # learnable: parity of the last symbol
         return x, y
     # lm_streams keeps (len - offset - 1) // B // S * S per stream; one chunk is kept in reserve
     # for the random offset, so steps + 1 chunks per stream fit for every offset in [0, S).
-    n = cfg["batch_size"] * (steps + 1) * cfg["seq_len"] + cfg["seq_len"]
+    n = cfg.batch_size * (steps + 1) * cfg.seq_len + cfg.seq_len
     text = " ".join("the cat sat on the mat and a dog ran far away"[i % 7:] for i in range(n // 20 + 2))
     return TEXT8.encode(text[:n])

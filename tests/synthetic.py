@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from mlx_rnn.core import checkpoint as ckpt
-from mlx_rnn.core.config import resolve_config
+from mlx_rnn.core.config import make_config
 from mlx_rnn.core.data import CLASSIFY_FILES, LM_FILES
 from mlx_rnn.core.vocab import VOWELS
 
@@ -72,14 +72,12 @@ def make_data_dir(path: Path, per_class: int = 60, dev_per_class: int = 20, lm_c
 
 def fake_checkpoint(path: Path, task: str, hidden_size: int = 16, embed_dim: int = 8, seed: int = 0) -> Path:
     """A valid checkpoint directory with random weights (no framework needed)."""
-    from types import SimpleNamespace
-
-    cfg = resolve_config(SimpleNamespace(hidden_size=hidden_size, embed_dim=embed_dim), task)
-    cfg.update(framework="numpy", framework_version=np.__version__, best_epoch=1, device="cpu")
+    cfg = make_config(task, hidden_size=hidden_size, embed_dim=embed_dim, device="cpu")
     rng = np.random.default_rng(seed)
     weights = {k: (0.1 * rng.standard_normal(shape)).astype(np.float32)
                for k, shape in ckpt.expected_shapes(cfg).items()}
-    ckpt.save_checkpoint(path, weights, cfg)
+    ckpt.save_checkpoint(path, weights, cfg.to_json({"framework": "numpy", "framework_version": np.__version__},
+                                                    best_epoch=1))
     return Path(path)
 
 

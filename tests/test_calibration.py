@@ -50,7 +50,7 @@ def test_fit_clips_to_the_range_and_rejects_bad_input():
 def _calibrated(tmp_path, temperature):
     path = fake_checkpoint(tmp_path / f"lm{temperature}", "lm", hidden_size=16, embed_dim=8, seed=3)
     weights, cfg = ckpt.load_checkpoint(path)
-    ckpt.save_checkpoint(path, weights, dict(cfg, calibration_temperature=temperature))
+    ckpt.save_checkpoint(path, weights, cfg.replace(calibration_temperature=temperature).to_json())
     return path
 
 

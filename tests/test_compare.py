@@ -21,9 +21,9 @@ torch = pytest.importorskip("torch")
 
 from mlx_rnn import train as mt  # noqa: E402
 from mlx_rnn.core.checkpoint import save_checkpoint  # noqa: E402
-from mlx_rnn.core.config import COMMON_DEFAULTS, TASK_DEFAULTS  # noqa: E402
+from mlx_rnn.core.config import RunConfig, make_config  # noqa: E402
 from mlx_rnn.core.data import CLASSIFY_FILES, LM_FILES  # noqa: E402
-from mlx_rnn.core.vocab import TEXT8, TEXT8_SYMBOLS, VOWELS  # noqa: E402
+from mlx_rnn.core.vocab import TEXT8, VOWELS  # noqa: E402
 from mlx_rnn.tools import compare  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,13 +58,9 @@ def make_dev_dir(path: Path, n_examples: int = 40, dev_chars: int = 120) -> Path
     return path
 
 
-def tiny_config(task: str) -> dict:
-    cfg = dict(TASK_DEFAULTS[task])
-    cfg.update(COMMON_DEFAULTS)
-    cfg.update(task=task, vocab=TEXT8_SYMBOLS, vocab_size=27, cell="lstm", device="cpu", embed_dim=8,
-               hidden_size=16, num_layers=1, epochs=1, batch_size=4, seq_len=20 if task == "classify" else 10,
-               lr=1e-2)
-    return cfg
+def tiny_config(task: str) -> RunConfig:
+    return make_config(task, device="cpu", embed_dim=8, hidden_size=16, num_layers=1, epochs=1, batch_size=4,
+                       seq_len=20 if task == "classify" else 10, lr=1e-2)
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +84,7 @@ def setup(tmp_path_factory):
                 trainer = mt.Trainer(cfg, TEXT8.encode(text[:4 * 11 * 10 + 10]))
             trainer.train_epoch(0)
             save_checkpoint(root / "ck" / task, trainer.weights(),
-                            dict(cfg, framework="mlx", framework_version=mx.__version__))
+                            cfg.to_json({"framework": "mlx", "framework_version": mx.__version__}))
     finally:
         mx.set_default_device(old)
     return data, root / "ck"

@@ -15,9 +15,9 @@ from mlx_rnn.core import corpus
 
 from mlx_rnn.core import distributed
 from mlx_rnn.core.batching import lm_chunk, lm_streams
-from mlx_rnn.core.config import TASK_DEFAULTS
+from mlx_rnn.core.config import make_config
 from mlx_rnn.core.data import DataError
-from mlx_rnn.core.vocab import TEXT8, TEXT8_SYMBOLS
+from mlx_rnn.core.vocab import TEXT8
 from tests.conftest import ROOT
 
 WORDS = ["the", "of", "and", "one", "in", "a", "to", "zero", "nine", "two", "is", "as", "eight", "for", "s",
@@ -110,8 +110,7 @@ def test_lazy_streams_equal_in_memory_layout(small_file, world):
 
 
 def _lm_wrapper(framework: str, cell: str = "lstm"):
-    cfg = dict(TASK_DEFAULTS["lm"], task="lm", vocab=TEXT8_SYMBOLS, vocab_size=27, embed_dim=8, hidden_size=16,
-               seed=0, cell=cell)
+    cfg = make_config("lm", embed_dim=8, hidden_size=16, seed=0, cell=cell)
     if framework == "mlx":
         import mlx.core as mx
 

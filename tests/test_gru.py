@@ -8,19 +8,16 @@ import mlx.nn as nn
 
 torch = pytest.importorskip("torch")
 
-from mlx_rnn.core.config import COMMON_DEFAULTS, TASK_DEFAULTS  # noqa: E402
+from mlx_rnn.core.config import make_config  # noqa: E402
 from mlx_rnn.gru import GRU  # noqa: E402
 from mlx_rnn.models import build_model as build_mlx  # noqa: E402
-from mlx_rnn.core.vocab import TEXT8_SYMBOLS  # noqa: E402
+
 from torch_ref.models import build_model as build_torch  # noqa: E402
 
 
 def config(task, layers):
-    cfg = dict(TASK_DEFAULTS[task], **COMMON_DEFAULTS)
-    cfg.update(task=task, vocab=TEXT8_SYMBOLS, vocab_size=27, embed_dim=8, hidden_size=12,
-               num_layers=layers, dropout=0.0, cell="gru", device="cpu", batch_size=4, seq_len=10,
-               epochs=1, lr=3e-3)
-    return cfg
+    return make_config(task, embed_dim=8, hidden_size=12, num_layers=layers, dropout=0.0, cell="gru", device="cpu",
+                       batch_size=4, seq_len=20 if task == "classify" else 10, epochs=1, lr=3e-3)
 
 
 @pytest.mark.parametrize("layers", [1, 2])
@@ -88,7 +85,7 @@ def test_gru_adam_trainers_agree_for_20_steps(task):
     rng = np.random.default_rng(3)
     if task == "classify":
         data = (rng.integers(0, 27, (80, 20)).astype(np.int32), rng.integers(0, 2, 80).astype(np.int32))
-        cfg["batch_size"] = 4
+        cfg = cfg.replace(batch_size=4)
     else:
         data = rng.integers(0, 27, 1000).astype(np.int32)
     a, b = MLXTrainer(cfg, data), TorchTrainer(cfg, data)

@@ -14,7 +14,7 @@ import pytest
 from mlx_rnn.core import checkpoint as ckpt
 from mlx_rnn.core import taskdata
 from mlx_rnn.run import evaluation
-from mlx_rnn.core.config import resolve_config
+from mlx_rnn.core.config import make_config
 from mlx_rnn.core.data import DataError, read_text
 from mlx_rnn.core.transfer import heldout_note
 from tests.synthetic import TINY, fake_checkpoint, make_data_dir, run_script
@@ -69,7 +69,7 @@ def test_evaluate_refuses_a_text_without_letters_and_scores_11_characters_for_he
 
 
 def test_a_classifier_batch_larger_than_the_training_set_is_refused(data):
-    cfg = resolve_config(SimpleNamespace(batch_size=500), "classify")
+    cfg = make_config("classify", batch_size=500)
     train = (None, [0] * 100)
     with pytest.raises(ValueError, match=r"--batch-size 500 is larger than the 100 training examples"):
         taskdata.check_trainable(cfg, train, "train.txt")
@@ -89,6 +89,6 @@ def test_an_older_checkpoint_is_read_with_the_later_settings_filled_in(tmp_path,
     cfg["dropout"] = 0.3
     (path / "config.json").write_text(json.dumps(cfg))
     _, got = ckpt.load_checkpoint(path, task)
-    assert (got["cell"], got["weight_drop"], got["input_dropout"]) == ("lstm", 0.0, 0.3)
-    assert got.get("calibrate") is (False if task == "lm" else None)
-    assert got.get("prefix_weight") == (0.0 if task == "classify" else None)
+    assert (got.cell, got.weight_drop, got.input_dropout) == ("lstm", 0.0, 0.3)
+    assert got.calibrate is (False if task == "lm" else None)
+    assert got.prefix_weight == (0.0 if task == "classify" else None)

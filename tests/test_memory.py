@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from mlx_rnn.core.config import make_config
 from mlx_rnn.core import memory
 
 from mlx_rnn.run import cli
@@ -19,8 +20,7 @@ def data(tmp_path_factory) -> Path:
 
 
 def test_estimate_counts_model_optimizer_and_activations():
-    cfg = dict(task="lm", vocab_size=27, embed_dim=8, hidden_size=16, num_layers=1, cell="lstm",
-               batch_size=4, seq_len=10)
+    cfg = make_config("lm", embed_dim=8, hidden_size=16, num_layers=1, batch_size=4, seq_len=10)
     params = 27 * 8 + 64 * 8 + 64 * 16 + 2 * 64 + 27 * 16 + 27
     est = memory.estimate_bytes(cfg)
     assert est["model"] == est["optimizer"] == 12 * params

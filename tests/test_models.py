@@ -7,6 +7,7 @@ import pytest
 
 import mlx.core as mx
 
+from mlx_rnn.core.config import make_config
 from mlx_rnn.core.baselines import FrequencyBasedClassifier, UniformLanguageModel
 from mlx_rnn.lstm import LSTM
 from mlx_rnn.core.metrics import check_normalizes, check_sane, lm_bundle
@@ -15,8 +16,7 @@ from mlx_rnn.core.vocab import TEXT8, TEXT8_SYMBOLS
 
 
 def config(task, layers=1, hidden=24, embed=8, dropout=0.0):
-    return dict(task=task, vocab=TEXT8_SYMBOLS, vocab_size=27, embed_dim=embed, hidden_size=hidden,
-                num_layers=layers, dropout=dropout, cell="lstm")
+    return make_config(task, embed_dim=embed, hidden_size=hidden, num_layers=layers, dropout=dropout)
 
 
 @pytest.mark.parametrize("layers", [1, 2])

@@ -57,7 +57,7 @@ def test_forward_random_weights(task, num_layers, with_state, devices):
     t = torch_twin(m.weights(), cfg, devices.torch)
     m.eval()
     t.eval()
-    B, T = 4, cfg["seq_len"]
+    B, T = 4, cfg.seq_len
     x = rand_ids((B, T), seed=2)
     state = rand_state(cfg, B, seed=3) if with_state else None
     lm_, sm = mlx_forward(m, task, x, state)
@@ -86,7 +86,7 @@ def test_forward_trained_weights(task, source, devices):
     t = torch_twin(w, cfg, devices.torch)
     m.eval()
     t.eval()
-    x = rand_ids((4, cfg["seq_len"]), seed=7)
+    x = rand_ids((4, cfg.seq_len), seed=7)
     assert max_abs_diff(mlx_forward(m, task, x)[0], torch_forward(t, task, x)[0]) <= LOGIT_TOL
 
 
@@ -168,7 +168,7 @@ def _expected_init(name: str, cfg: dict):
     if name == "embedding.weight":
         return "normal", 1.0
     # LSTM: PyTorch's U(-1/sqrt(H), 1/sqrt(H)); output layer: fan_in is also the hidden size H.
-    return "uniform", 1.0 / math.sqrt(cfg["hidden_size"])
+    return "uniform", 1.0 / math.sqrt(cfg.hidden_size)
 
 
 def _check_distribution(name: str, values: np.ndarray, kind: str, scale: float) -> list[str]:
@@ -227,7 +227,7 @@ def test_checkpoint_loads_same_in_both(task, tmp_path, devices):
     """save_checkpoint once; mlx_rnn.load and torch_ref.load give the same figures."""
     cfg = make_config(task, 2)
     weights = mlx_model(cfg, seed=41).weights()
-    save_checkpoint(tmp_path / "ck", weights, dict(cfg, framework="mlx", framework_version=mx.__version__))
+    save_checkpoint(tmp_path / "ck", weights, cfg.to_json({"framework": "mlx", "framework_version": mx.__version__}))
     mw, tw = mlx_rnn.load(tmp_path / "ck"), torch_ref.load(tmp_path / "ck", device=devices.torch)
     for name, w in weights.items():
         np.testing.assert_array_equal(mw.model.weights()[name], w)

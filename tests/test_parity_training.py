@@ -96,7 +96,7 @@ def test_gradients(task, num_layers, with_state, devices):
     t = torch_twin(m.weights(), cfg, devices.torch)
     m.train()
     t.train()
-    B, T = 4, cfg["seq_len"]
+    B, T = 4, cfg.seq_len
     x = rand_ids((B, T), seed=12)
     y = rand_ids((B,), seed=13) % 2 if task == "classify" else rand_ids((B, T), seed=13)
     state = rand_state(cfg, B, seed=14) if with_state else None
@@ -125,7 +125,7 @@ def test_prefix_loss_and_gradients(num_layers, devices):
     cfg = make_config("classify", num_layers, dropout=0.0, input_dropout=0.0)
     m = mlx_model(cfg, seed=31)
     t = torch_twin(m.weights(), cfg, devices.torch)
-    B, T, w = 6, cfg["seq_len"], 0.7
+    B, T, w = 6, cfg.seq_len, 0.7
     x = rand_ids((B, T), seed=32)
     x[:, 5] = TEXT8.encode(" ")[0]  # some ignored (space) positions for sure
     y = rand_ids((B,), seed=33) % 2
@@ -172,7 +172,7 @@ def test_sgd_20_steps(task, devices):
     t = torch_twin(m.weights(), cfg, devices.torch)
     m.train()
     t.train()
-    B, T = 4, cfg["seq_len"]
+    B, T = 4, cfg.seq_len
     batches = [(rand_ids((B, T), 100 + k),
                 rand_ids((B,), 200 + k) % 2 if task == "classify" else rand_ids((B, T), 200 + k))
                for k in range(steps)]
@@ -182,7 +182,7 @@ def test_sgd_20_steps(task, devices):
         step_m = mnn.value_and_grad(m, m.loss)
     else:
         step_m = mnn.value_and_grad(m, lambda x, y, h, c: m.loss(x, y, (h, c)))
-    z = mx.zeros((cfg["num_layers"], B, cfg["hidden_size"]))
+    z = mx.zeros((cfg.num_layers, B, cfg.hidden_size))
     carry_m = (z, z)
     losses_m = []
     for x, y in batches:
@@ -195,7 +195,7 @@ def test_sgd_20_steps(task, devices):
         losses_m.append(loss.item())
     # PyTorch
     opt_t = torch.optim.SGD(t.parameters(), lr=lr)
-    zt = torch.zeros((cfg["num_layers"], B, cfg["hidden_size"]), device=devices.torch)
+    zt = torch.zeros((cfg.num_layers, B, cfg.hidden_size), device=devices.torch)
     carry_t = (zt, zt.clone())
     losses_t = []
     for x, y in batches:
@@ -224,8 +224,8 @@ def test_adam_trainer_20_steps(task, prefix_weight, devices):
     every parameter within 1e-4, same epoch loss."""
     cfg = make_config(task, 1)
     if prefix_weight is not None:
-        assert "prefix_weight" in cfg  # a classify default
-        cfg["prefix_weight"] = prefix_weight
+        assert cfg.prefix_weight is not None  # a classify default
+        cfg = cfg.replace(prefix_weight=prefix_weight)
     data = synthetic_train(task, cfg, steps=20)
     tm_ = mt.Trainer(cfg, data)
     tt_ = tt.Trainer(cfg, data)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from mlx_rnn.core import taskdata
-from mlx_rnn.core.config import log_interval
+from mlx_rnn.run.flags import log_interval
 from mlx_rnn.run import fit
 from mlx_rnn.run.progress import Progress, format_duration, is_terminal
 from tests.synthetic import TINY, TRAINERS, make_data_dir, run_script
@@ -134,7 +134,7 @@ def test_lines_in_both_trainers_read_the_loss_only_when_due(framework, task, dat
 
     monkeypatch.setattr(Progress, "report", report)
     out = fit.Outputs(tmp_path / "ck", log=lambda *a: None, log_every=("steps", 2))
-    fit.train_task(fw, dict(cfg), d, out, lambda: False)
+    fit.train_task(fw, cfg, d, out, lambda: False)
     lines = [m for m in map(LINE.match, capsys.readouterr().err.splitlines()) if m]
     assert reports == list(range(2, spe + 1, 2))
     assert [int(m.group(4)) for m in lines] == reports and all(int(m.group(5)) == spe for m in lines)

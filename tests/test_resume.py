@@ -14,14 +14,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from mlx_rnn.core import backend, taskdata
 from mlx_rnn.core import checkpoint as ckpt
-from mlx_rnn.core.config import resolve_config
+from mlx_rnn.core.config import make_config
 from mlx_rnn.core.vocab import Indexer
 from mlx_rnn.run import cli, errors, fit
 from mlx_rnn.run.resume import load_resume_state
@@ -69,11 +68,9 @@ def _setup(framework: str, task: str, data_dir: Path, epochs: int = 2):
     fw.select_device("cpu")
     # constant learning rate: the "between" case extends a 1-epoch run to 2, and a cosine schedule
     # depends on the total number of epochs
-    args = SimpleNamespace(epochs=epochs, hidden_size=16, embed_dim=8, dropout=0.3, batch_size=8, seq_len=10, seed=7,
-                           lr_schedule="constant")
-    cfg = resolve_config(args, task)
-    cfg.update(device="cpu", normalize=False)
-    d = taskdata.load_task_data(task, data_dir, Indexer(cfg["vocab"]), cfg["val_fraction"], cfg["seed"])
+    cfg = make_config(task, epochs=epochs, hidden_size=16, embed_dim=8, dropout=0.3, batch_size=8,
+                      seq_len=20 if task == "classify" else 10, seed=7, lr_schedule="constant", device="cpu")
+    d = taskdata.load_task_data(task, data_dir, Indexer(cfg.vocab), cfg.val_fraction, cfg.seed)
     return fit, fw, cfg, d
 
 
@@ -85,7 +82,7 @@ def _train(fw, cfg, d, save_dir, resume_dir, stop):
     """fit.train_task with quiet outputs at ``save_dir``, resuming from ``resume_dir`` when given."""
     resume = None
     if resume_dir is not None:
-        resume = load_resume_state(resume_dir, cfg["task"], cfg, d["train"], fw.FRAMEWORK)
+        resume = load_resume_state(resume_dir, cfg.task, cfg, d["train"], fw.FRAMEWORK)
     return fit.train_task(fw, cfg, d, fit.Outputs(save_dir, quiet=True, log=_quiet), stop, resume=resume)
 
 
@@ -108,22 +105,22 @@ def test_resume_is_exact(framework, task, data, tmp_path):
     assert spe >= 4
 
     # uninterrupted
-    _train(fw, dict(cfg), d, tmp_path / "ref", None, lambda: False)
+    _train(fw, cfg, d, tmp_path / "ref", None, lambda: False)
 
     # interrupted mid-epoch (epoch 2, halfway), then resumed
     with pytest.raises(errors.Interrupted, match=rf"interrupted at epoch 2, step {spe // 2}; resume with"):
-        _train(fw, dict(cfg), d, tmp_path / "mid", None, StopAfter(spe + spe // 2))
+        _train(fw, cfg, d, tmp_path / "mid", None, StopAfter(spe + spe // 2))
     state = json.loads((tmp_path / "mid" / "resume" / "trainer_state.json").read_text())
     assert (state["epoch"], state["step"], state["global_step"]) == (1, spe // 2, spe + spe // 2)
-    _train(fw, dict(cfg), d, tmp_path / "mid", tmp_path / "mid", lambda: False)
+    _train(fw, cfg, d, tmp_path / "mid", tmp_path / "mid", lambda: False)
     assert max_diff(tmp_path / "ref", tmp_path / "mid") <= TOL
 
     # stopped between epochs (a run of 1 epoch, then resumed for both), interrupted again
     # in the very first step of the resumed part, and resumed once more
-    _train(fw, dict(cfg, epochs=1), d, tmp_path / "between", None, lambda: False)
+    _train(fw, cfg.replace(epochs=1), d, tmp_path / "between", None, lambda: False)
     with pytest.raises(errors.Interrupted, match="interrupted at epoch 2, step 1;"):
-        _train(fw, dict(cfg), d, tmp_path / "between", tmp_path / "between", StopAfter(1))
-    _train(fw, dict(cfg), d, tmp_path / "between", tmp_path / "between", lambda: False)
+        _train(fw, cfg, d, tmp_path / "between", tmp_path / "between", StopAfter(1))
+    _train(fw, cfg, d, tmp_path / "between", tmp_path / "between", lambda: False)
     assert max_diff(tmp_path / "ref", tmp_path / "between") <= TOL
 
     # metrics.jsonl: one line per epoch, whatever the interruptions, and each epoch's train loss
@@ -155,7 +152,7 @@ def test_resumed_epoch_from_an_older_state_says_its_train_loss_is_partial(framew
     _, fw, cfg, d = _setup(framework, "lm", data, epochs=1)
     spe = taskdata.steps_per_epoch(cfg, d["train"])
     with pytest.raises(errors.Interrupted):
-        _train(fw, dict(cfg), d, tmp_path / "ck", None, StopAfter(3))
+        _train(fw, cfg, d, tmp_path / "ck", None, StopAfter(3))
     state = json.loads((tmp_path / "ck" / "resume" / "trainer_state.json").read_text())
     assert state["epoch_loss_steps"] == state["step"] == 3 and state["epoch_loss_sum"] > 0
     for key, bad in (("epoch_loss_sum", float("nan")), ("epoch_loss_steps", 4), ("epoch_loss_steps", -1)):
@@ -170,22 +167,22 @@ def test_resumed_epoch_from_an_older_state_says_its_train_loss_is_partial(framew
     _drop_state_keys(tmp_path / "ck", "epoch_loss_sum", "epoch_loss_steps")
     logged = []
     resume = load_resume_state(tmp_path / "ck", "lm", cfg, d["train"], fw.FRAMEWORK)
-    fit.train_task(fw, dict(cfg), d, fit.Outputs(tmp_path / "ck", quiet=True, log=logged.append), lambda: False,
+    fit.train_task(fw, cfg, d, fit.Outputs(tmp_path / "ck", quiet=True, log=logged.append), lambda: False,
                    resume=resume)
     assert any("covers the rest" in line for line in logged), logged
     [line] = [json.loads(x) for x in (tmp_path / "ck" / "metrics.jsonl").read_text().splitlines()]
     assert line["steps"] == spe - 3
-    _train(fw, dict(cfg), d, tmp_path / "ref", None, lambda: False)
+    _train(fw, cfg, d, tmp_path / "ref", None, lambda: False)
     assert max_diff(tmp_path / "ref", tmp_path / "ck") <= TOL
 
 
 @pytest.mark.parametrize("framework", ["mlx", "torch"])
 def test_resuming_a_finished_run_says_nothing_is_left(framework, data, tmp_path):
     _, fw, cfg, d = _setup(framework, "lm", data, epochs=1)
-    _train(fw, dict(cfg), d, tmp_path / "ck", None, lambda: False)
+    _train(fw, cfg, d, tmp_path / "ck", None, lambda: False)
     logged = []
     resume = load_resume_state(tmp_path / "ck", "lm", cfg, d["train"], fw.FRAMEWORK)
-    bundle = fit.train_task(fw, dict(cfg), d, fit.Outputs(tmp_path / "ck", quiet=True, log=logged.append),
+    bundle = fit.train_task(fw, cfg, d, fit.Outputs(tmp_path / "ck", quiet=True, log=logged.append),
                             lambda: False, resume=resume)
     assert any("already trained for all 1 epochs: nothing left to train" in line for line in logged), logged
     assert bundle["epochs"] == 1
@@ -197,9 +194,9 @@ def test_resume_needs_the_rng_state(framework, data, tmp_path):
     really checks that the RNG state is restored (dropout is on)."""
     _, fw, cfg, d = _setup(framework, "classify", data, epochs=2)
     spe = taskdata.steps_per_epoch(cfg, d["train"])
-    _train(fw, dict(cfg), d, tmp_path / "ref", None, lambda: False)
+    _train(fw, cfg, d, tmp_path / "ref", None, lambda: False)
     with pytest.raises(errors.Interrupted):
-        _train(fw, dict(cfg), d, tmp_path / "b", None, StopAfter(spe + 1))
+        _train(fw, cfg, d, tmp_path / "b", None, StopAfter(spe + 1))
     rdir = tmp_path / "b" / "resume"
     tensors = ckpt.load_tensors(rdir / "optimizer.safetensors")
     if framework == "mlx":
@@ -212,7 +209,7 @@ def test_resume_needs_the_rng_state(framework, data, tmp_path):
     state = json.loads((rdir / "trainer_state.json").read_text())
     state.pop("files")
     ckpt.save_resume(tmp_path / "b", ckpt.load_tensors(rdir / "model.safetensors"), tensors, state)
-    _train(fw, dict(cfg), d, tmp_path / "b", tmp_path / "b", lambda: False)
+    _train(fw, cfg, d, tmp_path / "b", tmp_path / "b", lambda: False)
     assert max_diff(tmp_path / "ref", tmp_path / "b", ("resume/model.safetensors",)) > 1e-4
 
 
@@ -220,12 +217,12 @@ def test_resume_needs_the_rng_state(framework, data, tmp_path):
 def test_interrupt_in_first_epoch_leaves_a_resumable_checkpoint(framework, data, tmp_path):
     _, fw, cfg, d = _setup(framework, "lm", data, epochs=1)
     with pytest.raises(errors.Interrupted, match="interrupted at epoch 1, step 2;"):
-        _train(fw, dict(cfg), d, tmp_path / "ck", None, StopAfter(2))
+        _train(fw, cfg, d, tmp_path / "ck", None, StopAfter(2))
     # config.json + weights exist (no epoch finished yet), so --resume and evaluate accept it
     weights, config = ckpt.load_checkpoint(tmp_path / "ck", "lm")
-    assert config["best_epoch"] == 0
-    _train(fw, dict(cfg), d, tmp_path / "ck", tmp_path / "ck", lambda: False)
-    _train(fw, dict(cfg), d, tmp_path / "ref", None, lambda: False)
+    assert ckpt.read_config_json(tmp_path / "ck")["best_epoch"] == 0
+    _train(fw, cfg, d, tmp_path / "ck", tmp_path / "ck", lambda: False)
+    _train(fw, cfg, d, tmp_path / "ref", None, lambda: False)
     assert max_diff(tmp_path / "ref", tmp_path / "ck") <= TOL
 
 
@@ -303,7 +300,7 @@ def test_interrupted_second_task_with_no_save_names_the_task_to_resume(data, tmp
     real = fit.train_task
 
     def train_task(fw, cfg, d, out, stop, **kw):
-        return real(fw, cfg, d, out, StopAfter(3) if cfg["task"] == "lm" else stop, **kw)
+        return real(fw, cfg, d, out, StopAfter(3) if cfg.task == "lm" else stop, **kw)
 
     monkeypatch.setattr(cli, "train_task", train_task)
     monkeypatch.chdir(tmp_path)

@@ -8,14 +8,14 @@ import pytest
 
 import mlx.core as mx
 
+from mlx_rnn.core.config import make_config
 from mlx_rnn.core.checkpoint import save_checkpoint
 from mlx_rnn.models import build_model
 from mlx_rnn.core.sampling import choose
 from mlx_rnn.core.vocab import TEXT8, TEXT8_SYMBOLS
 from tests.conftest import ROOT
 
-CONFIG = dict(task="lm", vocab=TEXT8_SYMBOLS, vocab_size=27, embed_dim=8, hidden_size=16,
-              num_layers=2, dropout=0.0, cell="lstm")
+CONFIG = make_config("lm", embed_dim=8, hidden_size=16, num_layers=2, dropout=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def checkpoint(tmp_path_factory):
     mx.random.seed(0)
     model = build_model(CONFIG)
     path = tmp_path_factory.mktemp("lm")
-    save_checkpoint(path, model.weights(), CONFIG)
+    save_checkpoint(path, model.weights(), CONFIG.to_json())
     return path
 
 

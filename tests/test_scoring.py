@@ -11,6 +11,7 @@ import mlx.core as mx
 import mlx.nn as mnn
 
 from mlx_rnn import models as mm
+from mlx_rnn.core.config import make_config
 from mlx_rnn.core.metrics import lm_bundle
 from mlx_rnn.core.scoring import chunk_bounds, target_sums
 from mlx_rnn.core.vocab import TEXT8, TEXT8_SYMBOLS
@@ -18,8 +19,7 @@ from mlx_rnn.core.vocab import TEXT8, TEXT8_SYMBOLS
 torch = pytest.importorskip("torch")
 from torch_ref import models as tm  # noqa: E402
 
-CFG = dict(task="lm", vocab=TEXT8_SYMBOLS, vocab_size=27, embed_dim=8, hidden_size=16, num_layers=2,
-           dropout=0.0, cell="lstm", calibration_temperature=1.3)
+CFG = make_config("lm", embed_dim=8, hidden_size=16, num_layers=2, dropout=0.0, calibration_temperature=1.3)
 
 
 def _text(n: int, seed: int = 0) -> str:
@@ -28,7 +28,7 @@ def _text(n: int, seed: int = 0) -> str:
 
 
 def _wrappers(cell: str = "lstm"):
-    cfg = dict(CFG, cell=cell)
+    cfg = CFG.replace(cell=cell)
     mx.random.seed(0)
     m = mm.build_model(cfg)
     t = tm.build_model(cfg)

@@ -14,6 +14,7 @@ import pytest
 
 from mlx_rnn.core import distributed, memory, own_text, textcache, textread
 from mlx_rnn.core.batching import lm_streams
+from mlx_rnn.core.config import make_config
 from mlx_rnn.core.data import DataError, read_text
 from mlx_rnn.core.normalize import normalize_text
 from mlx_rnn.core.taskdata import data_fingerprint, split_validation_blocks
@@ -76,14 +77,14 @@ def test_lm_data_equals_the_in_memory_split(name, tmp_path, monkeypatch):
     path = tmp_path / "t.txt"
     path.write_bytes(TEXTS[name] * 3)
     text = old_read(TEXTS[name] * 3)
-    cfg = dict(train_text=str(path), dev_text=None, vocab_kind="corpus", normalize=False, task="lm", vocab_size=27,
-               embed_dim=8, hidden_size=16, num_layers=1, cell="lstm", batch_size=4, seq_len=5)
-    d = own_text.lm_data(cfg, resumed=False, val_fraction=0.1, save_dir=tmp_path / "run")
-    assert cfg["vocab"] == "".join(sorted(set(text) | {" "}))
+    cfg = make_config("lm", train_text=str(path), vocab_kind="corpus", embed_dim=8, hidden_size=16, num_layers=1,
+                      batch_size=4, seq_len=5)
+    d, cfg = own_text.lm_data(cfg, resumed=False, val_fraction=0.1, save_dir=tmp_path / "run")
+    assert cfg.vocab == "".join(sorted(set(text) | {" "}))
     body, dev = own_text.split_dev_tail(text)
     train, val = split_validation_blocks(body, 0.1)
-    assert d["dev"] == dev and cfg["dev_tail_chars"] == len(dev) and d["val"] == val
-    ids = Indexer(cfg["vocab"]).encode(train)
+    assert d["dev"] == dev and cfg.dev_tail_chars == len(dev) and d["val"] == val
+    ids = Indexer(cfg.vocab).encode(train)
     assert len(d["train"]) == len(ids) and np.array_equal(d["train"].read(0, len(ids)), ids)
     assert d["train"].fingerprint() == data_fingerprint(ids)
     for world, rank in ((1, 0), (2, 1)):
@@ -156,15 +157,15 @@ def test_non_regular_files_are_refused_before_reading(kind, tmp_path):
     for reader in (read_text, textread.text_symbols, textread.read_utf8, own_text.text_alphabet):
         with pytest.raises(DataError, match=cause.replace("(", r"\(").replace(")", r"\)")):
             reader(path)
-    cfg = dict(train_text=str(path), dev_text=None, vocab_kind="corpus", normalize=False)
+    cfg = make_config("lm", train_text=str(path), vocab_kind="corpus")
     with pytest.raises(DataError, match="is a"):
         own_text.lm_data(cfg, resumed=False, val_fraction=0.05)
     assert time.perf_counter() - t < 5
 
 
-def _cfg(path, **kw) -> dict:
-    return dict(train_text=str(path), dev_text=None, vocab_kind="corpus", normalize=False, task="lm", vocab_size=27,
-                embed_dim=8, hidden_size=16, num_layers=1, cell="lstm", batch_size=4, seq_len=5, **kw)
+def _cfg(path, **kw):
+    return make_config("lm", train_text=str(path), vocab_kind="corpus", embed_dim=8, hidden_size=16, num_layers=1,
+                       batch_size=4, seq_len=5, **kw)
 
 
 def test_the_memory_precheck_counts_the_data(tmp_path, monkeypatch):
@@ -199,7 +200,7 @@ def test_the_cache_is_reused_while_the_text_is_unchanged(tmp_path, monkeypatch):
     path = tmp_path / "t.txt"
     path.write_text("The cat sat on the mat.\n" * 200, encoding="utf-8")
     (tmp_path / "run").mkdir()  # a checkpoint directory that exists (--resume): the cache goes straight in
-    first = own_text.lm_data(_cfg(path), resumed=False, val_fraction=0.05, save_dir=tmp_path / "run")
+    first, _ = own_text.lm_data(_cfg(path), resumed=False, val_fraction=0.05, save_dir=tmp_path / "run")
     ids = tmp_path / "run" / "text-cache" / "train-text.ids"
     stamp = ids.stat().st_mtime_ns
     fp = first["train"].fingerprint()
@@ -208,11 +209,11 @@ def test_the_cache_is_reused_while_the_text_is_unchanged(tmp_path, monkeypatch):
     real = textread.checked_pieces
     monkeypatch.setattr(textcache, "checked_pieces", lambda *a, **k: calls.append(1) or real(*a, **k))
     cfg = _cfg(path, vocab=first["text_cache"].meta["vocab"])
-    again = own_text.lm_data(cfg, resumed=True, val_fraction=0.05, save_dir=tmp_path / "run")
+    again, _ = own_text.lm_data(cfg, resumed=True, val_fraction=0.05, save_dir=tmp_path / "run")
     assert not calls and ids.stat().st_mtime_ns == stamp and again["train"].fingerprint() == fp
     assert again["val"] == first["val"] and again["dev"] == first["dev"]
     path.write_text("The hat sat on the mat.\n" * 201, encoding="utf-8")  # changed: read again
-    changed = own_text.lm_data(cfg, resumed=True, val_fraction=0.05, save_dir=tmp_path / "run")
+    changed, _ = own_text.lm_data(cfg, resumed=True, val_fraction=0.05, save_dir=tmp_path / "run")
     assert calls and "hat" in changed["dev"] and changed["train"].fingerprint() != fp
 
 
@@ -222,7 +223,7 @@ def test_default_dev_text_reads_the_tail_without_the_whole_text(tmp_path, monkey
     path.write_text(text, encoding="utf-8")
     cfg = _cfg(path)
     (tmp_path / "ck").mkdir()
-    own_text.lm_data(cfg, resumed=False, val_fraction=0.05, save_dir=tmp_path / "ck")
+    _, cfg = own_text.lm_data(cfg, resumed=False, val_fraction=0.05, save_dir=tmp_path / "ck")
     assert (tmp_path / "ck" / "text-cache" / "train-text.ids").is_file()
     want = own_text.split_dev_tail(text[:-1])[1]
     monkeypatch.setattr(textread, "PIECE_BYTES", 1000)
@@ -247,13 +248,13 @@ def test_a_new_checkpoint_directory_gets_the_cache_only_once_the_run_is_planned(
     """Written hidden beside the directory, moved in by settle(); discarded with nothing left."""
     path = tmp_path / "t.txt"
     path.write_text("The cat sat on the mat.\n" * 200, encoding="utf-8")
-    d = own_text.lm_data(_cfg(path), resumed=False, val_fraction=0.05, save_dir=tmp_path / "runs" / "new")
+    d, _ = own_text.lm_data(_cfg(path), resumed=False, val_fraction=0.05, save_dir=tmp_path / "runs" / "new")
     staged = d["text_cache"].path.parent
     assert not (tmp_path / "runs").exists() and staged.parent == tmp_path and staged.name.startswith(".text-cache-")
     (tmp_path / "runs" / "new").mkdir(parents=True)
     d["text_cache"].settle(tmp_path / "runs" / "new")
     assert d["text_cache"].path == tmp_path / "runs" / "new" / "text-cache" / "train-text.ids" and not staged.exists()
     assert d["train"].read(0, 5).tolist() == Indexer(d["text_cache"].meta["vocab"]).encode("The c").tolist()
-    again = own_text.lm_data(_cfg(path), resumed=False, val_fraction=0.05, save_dir=tmp_path / "other")
+    again, _ = own_text.lm_data(_cfg(path), resumed=False, val_fraction=0.05, save_dir=tmp_path / "other")
     again["text_cache"].discard()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["runs", "t.txt"]

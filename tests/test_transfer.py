@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from mlx_rnn.core.config import make_config
 from mlx_rnn.core.transfer import heldout_windows, lm_init_weights, zero_shot_predict
 from mlx_rnn.core.vocab import TEXT8
 from tests.synthetic import fake_checkpoint, make_data_dir, run_script
@@ -48,7 +49,7 @@ def test_lm_init_weights_drop_the_output_layer(tmp_path):
     sub = lm_init_weights(w, cfg, TEXT8)
     assert "embedding.weight" in sub and "lstm.weight_hh_l0" in sub and not any(k.startswith("output.") for k in sub)
     with pytest.raises(ValueError):
-        lm_init_weights(w, dict(cfg, task="classify"), TEXT8)
+        lm_init_weights(w, make_config("classify"), TEXT8)
 
 
 @pytest.mark.parametrize("script", ["train_mlx", "train_torch"])

@@ -16,18 +16,16 @@ from mlx.utils import tree_flatten
 torch = pytest.importorskip("torch")
 
 import torch_ref.models as tmod  # noqa: E402
-from mlx_rnn.core.config import COMMON_DEFAULTS, TASK_DEFAULTS  # noqa: E402
+from mlx_rnn.core.config import make_config  # noqa: E402
 from mlx_rnn.models import build_model as build_mlx  # noqa: E402
-from mlx_rnn.core.vocab import TEXT8_SYMBOLS  # noqa: E402
+
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def config(task, cell, layers, weight_drop=0.5):
-    cfg = dict(TASK_DEFAULTS[task], **COMMON_DEFAULTS)
-    cfg.update(task=task, vocab=TEXT8_SYMBOLS, vocab_size=27, embed_dim=8, hidden_size=12, num_layers=layers,
-               dropout=0.0, cell=cell, device="cpu", weight_drop=weight_drop)
-    return cfg
+    return make_config(task, embed_dim=8, hidden_size=12, num_layers=layers, dropout=0.0, cell=cell, device="cpu",
+                       weight_drop=weight_drop)
 
 
 class FixedMask(mnn.Module):
@@ -57,7 +55,7 @@ def test_fixed_mask_parity(task, cell, layers, monkeypatch):
     t.load_numpy(m.weights())
     gates = 4 if cell == "lstm" else 3
     rng = np.random.default_rng(4)
-    p = cfg["weight_drop"]
+    p = cfg.weight_drop
     masks = [((rng.random((gates * 12, 12)) >= p) / (1 - p)).astype(np.float32) for _ in range(layers)]
     rnn = getattr(m, cell)
     rnn.weight_dropout = FixedMask([mx.array(k) for k in masks])
@@ -100,7 +98,7 @@ def test_random_mask_behaviour(framework, cell):
     if framework == "mlx":
         mx.random.seed(8)
         m = build_mlx(cfg)
-        ref = build_mlx(dict(cfg, weight_drop=0.0))
+        ref = build_mlx(cfg.replace(weight_drop=0.0))
         ref.load_numpy(m.weights())
 
         def run(model, inp):
@@ -108,7 +106,7 @@ def test_random_mask_behaviour(framework, cell):
     else:
         torch.manual_seed(8)
         m = tmod.build_model(cfg)
-        ref = tmod.build_model(dict(cfg, weight_drop=0.0))
+        ref = tmod.build_model(cfg.replace(weight_drop=0.0))
         ref.load_numpy(m.weights())
 
         def run(model, inp):
@@ -132,7 +130,7 @@ def test_input_dropout_is_its_own_setting(fw):
     x = np.random.default_rng(0).integers(0, 27, (3, 9))
 
     def two_calls(**kw):
-        cfg = dict(config("lm", "lstm", 1, weight_drop=0.0), **kw)
+        cfg = config("lm", "lstm", 1, weight_drop=0.0).replace(**kw)
         if fw == "mlx":
             mx.random.seed(0)
             m = build_mlx(cfg)

@@ -23,11 +23,14 @@ import torch.distributed as tdist
 import torch.nn.functional as F
 
 from mlx_rnn.core import distributed, switches
+from mlx_rnn.core.config import RunConfig
 from mlx_rnn.core.distributed import DistInfo
 
 
-def init_distributed(args) -> DistInfo:
+def init_distributed(device: str = "auto", timeout: float | None = None) -> DistInfo:
     """``init_process_group`` from torchrun's environment; this process's :class:`DistInfo` (made current).
+    ``device``: the ``--device`` asked for; ``timeout``: seconds a rank waits for its peers (None: the
+    default, 0: never).
 
     Without torchrun's variables (RANK, WORLD_SIZE, MASTER_ADDR...) the run is an ordinary
     single-process run (with a note on stderr).
@@ -39,14 +42,12 @@ def init_distributed(args) -> DistInfo:
         print("note: --distributed, but this is a group of one process (start it with torchrun "
               "--nproc-per-node N scripts/train_torch.py --distributed ...)", file=sys.stderr, flush=True)
         return distributed.set_current(DistInfo())
-    device = getattr(args, "device", "auto")
     has_mps = hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
     if device == "mps" or (device == "auto" and has_mps and not torch.cuda.is_available()):
         raise ValueError("--distributed with PyTorch runs on CUDA (NCCL) or the CPU (gloo), not MPS; "
                          "pass --device cpu")
     use_cuda = device in ("auto", "cuda") and torch.cuda.is_available()
     backend = "nccl" if use_cuda else "gloo"
-    timeout = getattr(args, "dist_timeout", None)
     timeout = distributed.DEFAULT_TIMEOUT_S if timeout is None else timeout
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if use_cuda:
@@ -114,7 +115,7 @@ class _Loss(torch.nn.Module):
         return self.model.loss(*args)
 
 
-def setup_model(model, config: dict, dist: DistInfo):
+def setup_model(model, config: RunConfig, dist: DistInfo):
     """The training step's loss function: ``model.loss`` for one process; distributed, the
     model's loss wrapped in DDP (which takes rank 0's initial weights) and a per-rank dropout seed."""
     if not dist.enabled:
@@ -123,7 +124,7 @@ def setup_model(model, config: dict, dist: DistInfo):
 
     dev = next(model.parameters()).device
     ddp = DDP(_Loss(model), device_ids=[dev.index] if dev.type == "cuda" else None)
-    torch.manual_seed(distributed.rank_seed(config["seed"], dist.rank))
+    torch.manual_seed(distributed.rank_seed(config.seed, dist.rank))
     return ddp
 
 

@@ -12,6 +12,7 @@ import torch
 
 from mlx_rnn.core import distributed
 from mlx_rnn.core.batching import lm_chunk, prefix_labels
+from mlx_rnn.core.config import RunConfig
 from mlx_rnn.run.epoch import EpochLoop
 
 from . import parallel
@@ -38,27 +39,27 @@ def describe_backend() -> str:
 class Trainer(EpochLoop):
     """Mirror of :class:`mlx_rnn.train.Trainer` (AdamW, gradient clipping, schedule)."""
 
-    def __init__(self, config: dict, train):
+    def __init__(self, config: RunConfig, train):
         self.config = config
-        self.task = config["task"]
+        self.task = config.task
         self.dist = distributed.current()  # data-parallel rank and world size (1: one process)
-        torch.manual_seed(config["seed"])
+        torch.manual_seed(config.seed)
         self.model = build_model(config).to(current_device())
         self._loss_fn = parallel.setup_model(self.model, config, self.dist)  # model.loss, or its DDP wrapper
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config["lr"], betas=(0.9, 0.999),
-                                           eps=1e-8, weight_decay=config["weight_decay"])
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, betas=(0.9, 0.999),
+                                           eps=1e-8, weight_decay=config.weight_decay)
         self.train_data = train
         # classify: the vowel label after every prefix of each window (the prefix loss; batching.prefix_labels)
-        self.prefix_y = prefix_labels(train[0], config["vocab"]) if self.task == "classify" else None
+        self.prefix_y = prefix_labels(train[0], config.vocab) if self.task == "classify" else None
         self.global_step = 0
         self.carry = None
         self._init_loop()
 
     def _step(self, x, y, carry=None, weight=1.0, prefix_y=None):
-        clip = self.config["clip_norm"]
+        clip = self.config.clip_norm
         self.optimizer.zero_grad(set_to_none=True)
         if self.task == "classify":
-            loss = self._loss_fn(x, y, prefix_y, float(self.config.get("prefix_weight", 0.0)))
+            loss = self._loss_fn(x, y, prefix_y, float(self.config.prefix_weight or 0.0))
         else:
             loss, carry = self._loss_fn(x, y, carry)
         parallel.backward(loss, weight, self.dist)  # distributed: DDP reduces sum_r weight_r * grad_r
@@ -77,7 +78,7 @@ class Trainer(EpochLoop):
             y_all = torch.from_numpy(self.train_data[1].astype(np.int64)).to(dev)
             prefix_all = torch.from_numpy(self.prefix_y).to(dev)
             # this rank's share of the shared plan: [(indices, gradient weight)]
-            batches = distributed.classify_plan(len(self.train_data[1]), cfg["batch_size"], cfg["seed"], epoch,
+            batches = distributed.classify_plan(len(self.train_data[1]), cfg.batch_size, cfg.seed, epoch,
                                                 dist.rank, dist.world_size)[:self.steps_per_epoch]
 
             def run(k):
@@ -86,10 +87,10 @@ class Trainer(EpochLoop):
                 return self._step(x_all[idx], y_all[idx], weight=weight, prefix_y=prefix_all[idx])[0]
             return run
         streams = parallel.device_streams(distributed.lm_shard_streams(
-            self.train_data, cfg["batch_size"], cfg["seq_len"], cfg["seed"], epoch, dist.rank, dist.world_size), dev)
+            self.train_data, cfg.batch_size, cfg.seq_len, cfg.seed, epoch, dist.rank, dist.world_size), dev)
 
         def run(k):
-            xb, yb = lm_chunk(streams, k, cfg["seq_len"])
+            xb, yb = lm_chunk(streams, k, cfg.seq_len)
             loss, self.carry = self._step(xb, yb, self.carry, weight=1.0 / dist.world_size)
             return loss
         return run

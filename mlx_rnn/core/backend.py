@@ -45,8 +45,8 @@ class ModelsModule(Protocol):
 class ParallelModule(Protocol):
     """``mlx_rnn.parallel`` / ``torch_ref.parallel``: data-parallel training and batched scoring."""
 
-    init_distributed: Callable[[Any], Any]  #: join the ranks (launcher flags) -> DistInfo
-    setup_model: Callable[[Any, dict, Any], None]  #: same initial weights on every rank
+    init_distributed: Callable[..., Any]  #: (device, timeout) -> DistInfo: join the launcher's ranks
+    setup_model: Callable[[Any, Any, Any], None]  #: same initial weights on every rank
     stream_scorer: Callable[[Any], Any]  #: an LM wrapper's batched, state-carrying scorer
     shutdown: Callable[[], None]  #: end this rank's part (after the last collective)
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import cell_of, is_finite_number, is_integer, validate_config
+from .config import RunConfig, is_finite_number, is_integer, validate_config
 
 FORMAT_VERSION = 1
 TASKS = ("classify", "lm")
@@ -116,11 +116,10 @@ def load_tensors(path) -> dict:
         raise CheckpointError(f"{path}: corrupt or truncated safetensors file ({e})") from None
 
 
-def expected_shapes(config: dict) -> dict:
+def expected_shapes(config: RunConfig) -> dict:
     """Parameter names and shapes a model built from ``config`` must have."""
-    v, e, h, n = (config["vocab_size"], config["embed_dim"], config["hidden_size"],
-                  config["num_layers"])
-    cell = cell_of(config)  # the recurrent module is named after its cell: lstm.* or gru.*
+    v, e, h, n = config.vocab_size, config.embed_dim, config.hidden_size, config.num_layers
+    cell = config.cell  # the recurrent module is named after its cell: lstm.* or gru.*
     gates = CELL_GATES[cell]
     shapes = {"embedding.weight": (v, e)}
     for k in range(n):
@@ -129,7 +128,7 @@ def expected_shapes(config: dict) -> dict:
         shapes[f"{cell}.weight_hh_l{k}"] = (gates * h, h)
         shapes[f"{cell}.bias_ih_l{k}"] = (gates * h,)
         shapes[f"{cell}.bias_hh_l{k}"] = (gates * h,)
-    out = 1 if config["task"] == "classify" else v
+    out = 1 if config.task == "classify" else v
     shapes["output.weight"] = (out, h)
     shapes["output.bias"] = (out,)
     return shapes
@@ -138,7 +137,10 @@ def expected_shapes(config: dict) -> dict:
 def save_checkpoint(path, weights: dict, config: dict, *, write_weights: bool = True,
                     write_config: bool = True) -> None:
     """Write ``model.safetensors`` (float32) and then ``config.json`` into directory ``path``
-    (``write_weights`` / ``write_config`` False: only the other one, e.g. to commit the pair later)."""
+    (``write_weights`` / ``write_config`` False: only the other one, e.g. to commit the pair later).
+
+    ``config``: what config.json holds, ``RunConfig.to_json(writer, best_epoch)``; ``format_version``
+    is added last."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     config = dict(config, format_version=FORMAT_VERSION)
@@ -177,8 +179,19 @@ def check_config(config: dict, where) -> dict:
     return config
 
 
-def read_config(path) -> dict:
-    """Read, migrate and validate ``config.json`` of checkpoint directory ``path``.
+def read_config(path) -> RunConfig:
+    """The run configuration in ``config.json`` of checkpoint directory ``path``
+    (:func:`read_config_json`, without the writer's keys).
+
+    Raises:
+        CheckpointError: as :func:`read_config_json`.
+    """
+    return RunConfig.from_json(read_config_json(path))
+
+
+def read_config_json(path) -> dict:
+    """Read, migrate and validate ``config.json`` of checkpoint directory ``path``: the file's
+    object, the writer's keys (framework, version, best epoch, format) included.
 
     Every reader of a checkpoint (load, evaluate, sample, resume) goes through here, so each
     gets the settings of older checkpoints filled in (:func:`migrate_config`).
@@ -209,7 +222,7 @@ def read_config(path) -> dict:
     return check_config(config, cfg_path)
 
 
-def check_weights(weights: dict, config: dict, where) -> None:
+def check_weights(weights: dict, config: RunConfig, where) -> None:
     """Raise CheckpointError unless ``weights`` has exactly the finite float32 tensors ``config`` implies."""
     want = expected_shapes(config)
     missing = sorted(set(want) - set(weights))
@@ -227,7 +240,7 @@ def check_weights(weights: dict, config: dict, where) -> None:
             raise CheckpointError(f"{where}: {name} holds NaN or inf values (a diverged or corrupt model)")
 
 
-def load_checkpoint(path, task: str | None = None) -> tuple[dict, dict]:
+def load_checkpoint(path, task: str | None = None) -> tuple[dict, RunConfig]:
     """Load ``(weights, config)`` from checkpoint directory ``path``, checking every shape.
 
     Args:
@@ -238,8 +251,8 @@ def load_checkpoint(path, task: str | None = None) -> tuple[dict, dict]:
             tensors.
     """
     config = read_config(path)
-    if task is not None and config["task"] != task:
-        raise CheckpointError(f"{path}: checkpoint is for task {config['task']!r}, not {task!r}")
+    if task is not None and config.task != task:
+        raise CheckpointError(f"{path}: checkpoint is for task {config.task!r}, not {task!r}")
     weights = load_tensors(Path(path) / "model.safetensors")
     check_weights(weights, config, f"{path}/model.safetensors")
     return weights, config
@@ -334,7 +347,7 @@ def load_resume(path) -> tuple[dict, dict, dict]:
     return tensors[0], tensors[1], state
 
 
-def check_resume(path, config: dict, weights: dict, tensors: dict, state: dict, framework: str,
+def check_resume(path, config: RunConfig, weights: dict, tensors: dict, state: dict, framework: str,
                  steps_per_epoch: int) -> None:
     """Check resumable state read by :func:`load_resume` against the run it is to continue.
 
@@ -370,8 +383,8 @@ def check_resume(path, config: dict, weights: dict, tensors: dict, state: dict, 
         elif kind == "rng":
             rng = True
         elif kind == "carry":
-            want = (config["num_layers"], config["batch_size"], config["hidden_size"])
-            if config["task"] != "lm" or tuple(val.shape) != want:
+            want = (config.num_layers, config.batch_size, config.hidden_size)
+            if config.task != "lm" or tuple(val.shape) != want:
                 raise CheckpointError(f"{where}: {key} has shape {tuple(val.shape)}, expected {want}")
         else:
             raise CheckpointError(f"{where}: unexpected tensor {key}")

@@ -256,17 +256,20 @@ def set_current(info: DistInfo) -> DistInfo:
     return info
 
 
-def init_from_args(framework: str, args) -> DistInfo:
-    """With ``--distributed``, join the launcher's process group (``mlx_rnn.parallel`` or
-    ``torch_ref.parallel`` ``init_distributed``); otherwise the single-process info.
+def init(framework: str, enabled: bool, device: str = "auto", timeout: float | None = None) -> DistInfo:
+    """With ``enabled`` (``--distributed``), join the launcher's process group (``mlx_rnn.parallel``
+    or ``torch_ref.parallel`` ``init_distributed``); otherwise the single-process info.
+
+    Args:
+        device: the ``--device`` asked for; timeout: ``--dist-timeout`` in seconds (None: the default,
+            0: never).
 
     Raises:
         ValueError: a negative ``--dist-timeout`` or an unusable device (one line).
     """
-    timeout = getattr(args, "dist_timeout", None)
     if timeout is not None and not timeout >= 0:
         raise ValueError(f"--dist-timeout must be >= 0 seconds (got {timeout})")
-    if not getattr(args, "distributed", False):
+    if not enabled:
         return current()
     from . import backend
 
@@ -274,7 +277,7 @@ def init_from_args(framework: str, args) -> DistInfo:
         module = backend.parallel_module(framework)
     except ImportError as e:
         raise ValueError(f"--distributed: {e}") from None
-    return module.init_distributed(args)
+    return module.init_distributed(device, timeout)
 
 
 def print0(*args, **kwargs) -> None:

@@ -27,19 +27,19 @@ import os
 import resource
 
 from .checkpoint import expected_shapes
-from .config import cell_of
+from .config import RunConfig
 
 GB = 1e9
 
 
-def estimate_bytes(cfg: dict, data_bytes: int = 0) -> dict:
+def estimate_bytes(cfg: RunConfig, data_bytes: int = 0) -> dict:
     """``{"model", "optimizer", "activations", "data", "total"}`` in bytes for a training run of
     ``cfg`` whose data take ``data_bytes``."""
     params = sum(math.prod(s) for s in expected_shapes(cfg).values())
-    gates = 4 if cell_of(cfg) == "lstm" else 3
-    per_position = (cfg["embed_dim"] + cfg["num_layers"] * (gates + 3) * cfg["hidden_size"]
-                    + (1 if cfg["task"] == "classify" else cfg["vocab_size"]))
-    positions = cfg["batch_size"] * cfg["seq_len"]
+    gates = 4 if cfg.cell == "lstm" else 3
+    per_position = (cfg.embed_dim + cfg.num_layers * (gates + 3) * cfg.hidden_size
+                    + (1 if cfg.task == "classify" else cfg.vocab_size))
+    positions = cfg.batch_size * cfg.seq_len
     out = {"model": 3 * 4 * params, "optimizer": 3 * 4 * params, "activations": 2 * 4 * positions * per_position,
            "data": int(data_bytes)}
     out["total"] = sum(out.values())
@@ -65,7 +65,7 @@ def available_bytes() -> tuple[int | None, str]:
     return min(found) if found else (None, "")
 
 
-def check_fits(task: str, cfg: dict, data_bytes: int = 0, data_what: str = "data") -> None:
+def check_fits(task: str, cfg: RunConfig, data_bytes: int = 0, data_what: str = "data") -> None:
     """ValueError (one line) when the estimate of :func:`estimate_bytes` exceeds what is available.
 
     ``data_bytes``: the memory the data take (``data_what`` names them in the message).

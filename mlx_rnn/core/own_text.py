@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 from . import textcache
+from .config import RunConfig
 from .data import DataError
 from .memory import GB, check_fits
 from .taskdata import validation_ranges
@@ -36,44 +37,6 @@ DEV_TAIL_FRACTION, DEV_TAIL_MAX = 0.10, 50_000
 #: fewer characters than this cannot give a held-out tail and a training part
 MIN_CHARS = 20
 START = " "  # the LM's start-of-text context
-
-
-def check_flags(args, tasks: list[str]) -> None:
-    """ValueError (one line) for flags that cannot go with ``--train-text``/``--dev-text``."""
-    if getattr(args, "dev_text", None) and not args.train_text:
-        raise ValueError("--dev-text FILE goes with --train-text FILE (the text8 LM's dev text is text8-dev.txt)")
-    if not args.train_text:
-        return
-    if tasks != ["lm"]:
-        raise ValueError("--train-text trains the language model only: use --task lm (or leave --task out); "
-                         "the classifier needs the text8 example files")
-    if args.corpus:
-        raise ValueError("--train-text and --corpus are two ways to give the LM's training text: use one")
-    if args.download:
-        raise ValueError("--download builds the text8 data files; --train-text FILE needs none")
-    if args.normalize and args.vocab_kind != "text8":
-        raise ValueError("--normalize maps the text onto a-z and space: add --vocab text8 (with --train-text the "
-                         "alphabet is the text's own symbols by default)")
-
-
-def configure(cfg: dict, args, resumed: bool) -> None:
-    """Record the text files in the LM's config (``vocab_kind`` corpus unless ``--vocab`` says
-    otherwise). On ``--resume`` the run's own files are kept; different ones are an error."""
-    given = {key: str(Path(getattr(args, key)).resolve()) if getattr(args, key, None) else None
-             for key in ("train_text", "dev_text")}
-    if resumed:
-        for key, path in given.items():
-            if path is not None and path != cfg.get(key):
-                had = (f"the resumed run's {cfg[key]}" if cfg.get(key) else
-                       f"the resumed run, which was trained without --{key.replace('_', '-')}")
-                raise ValueError(f"--{key.replace('_', '-')} {getattr(args, key)} differs from {had}; "
-                                 "a resumed run keeps its texts")
-        return
-    if given["train_text"] is None:
-        return
-    cfg.update(given)
-    if args.vocab_kind is None:
-        cfg["vocab_kind"] = "corpus"
 
 
 def text_alphabet(path, progress=None) -> str:
@@ -108,7 +71,7 @@ def resident_bytes(chars: int, symbols: str | None, val_fraction: float, dev_cha
     return int(chars * val_fraction * width) + (dev_tail_chars(chars) if dev_chars is None else dev_chars) * width
 
 
-def check_room(cfg: dict, path: Path, chars: int, symbols: str | None, cache_dir: Path, val_fraction: float) -> None:
+def check_room(cfg: RunConfig, path: Path, chars: int, symbols: str | None, cache_dir: Path, val_fraction: float) -> None:
     """Refuse (one line) a text whose encoded form cannot fit on disk in ``cache_dir`` or whose
     validation blocks and model cannot fit in memory (:func:`mlx_rnn.core.memory.check_fits`),
     before it is read.
@@ -123,7 +86,7 @@ def check_room(cfg: dict, path: Path, chars: int, symbols: str | None, cache_dir
                f"the validation blocks of {path.name}")
 
 
-def read_texts(cfg: dict, vocab: Indexer, save_dir: Path | None = None, progress: ReadProgress | None = None) -> dict:
+def read_texts(cfg: RunConfig, vocab: Indexer, save_dir: Path | None = None, progress: ReadProgress | None = None) -> dict:
     """The encoded training text and the dev text of a ``--train-text`` run with alphabet ``vocab``
     (``progress``: called while reading, :class:`mlx_rnn.core.textread.ReadProgress`).
 
@@ -134,10 +97,10 @@ def read_texts(cfg: dict, vocab: Indexer, save_dir: Path | None = None, progress
         DataError: a bad file, a text too short to hold out a dev tail, a dev text with a symbol
             outside the training text's alphabet (file:line:col), or no room to encode it.
     """
-    train_path, dev_path = Path(cfg["train_text"]), cfg.get("dev_text")
+    train_path, dev_path = Path(cfg.train_text), cfg.dev_text
     cache_dir, created = textcache.cache_dir_for(save_dir)
     try:
-        text = textcache.encode(train_path, vocab.symbols, cfg.get("normalize", False), cache_dir, created, progress)
+        text = textcache.encode(train_path, vocab.symbols, cfg.normalize, cache_dir, created, progress)
     except BaseException:
         textcache.remove(created)
         raise
@@ -153,10 +116,10 @@ def read_texts(cfg: dict, vocab: Indexer, save_dir: Path | None = None, progress
         raise
 
 
-def _read_dev(dev_path, vocab: Indexer, cfg: dict, train_path: Path) -> str:
+def _read_dev(dev_path, vocab: Indexer, cfg: RunConfig, train_path: Path) -> str:
     """The ``--dev-text`` file, its symbol errors naming the training text's alphabet."""
     try:
-        return "".join(piece for piece, _ in checked_pieces(dev_path, vocab.symbols, cfg.get("normalize", False)))
+        return "".join(piece for piece, _ in checked_pieces(dev_path, vocab.symbols, cfg.normalize))
     except DataError as e:
         if "not in the vocabulary" not in e.cause:
             raise
@@ -165,13 +128,13 @@ def _read_dev(dev_path, vocab: Indexer, cfg: dict, train_path: Path) -> str:
                                         f"({len(vocab)} symbols)"), e.line, e.col) from None
 
 
-def lm_data(cfg: dict, resumed: bool, val_fraction: float, save_dir: Path | None = None,
-            progress: bool = False) -> dict:
+def lm_data(cfg: RunConfig, resumed: bool, val_fraction: float, save_dir: Path | None = None,
+            progress: bool = False) -> tuple[dict, RunConfig]:
     """The LM's data for the trainer, as :func:`mlx_rnn.core.taskdata.load_task_data` returns it,
     with "train" a :class:`~mlx_rnn.core.textcache.TextSegments` read from the encoded text and
     "text_cache" the :class:`~mlx_rnn.core.textcache.EncodedText` (``discard()`` it when the run
-    fails before training); sets ``cfg["vocab"]`` (``--vocab corpus``, a new run) and
-    ``cfg["dev_tail_chars"]``.
+    fails before training), and ``cfg`` with what the text settles: its alphabet (``--vocab
+    corpus``, a new run) and ``dev_tail_chars``.
 
     ``save_dir``: the run's checkpoint directory (the encoded text goes to its ``text-cache/``;
     None: a temporary directory). ``progress``: print progress lines while reading.
@@ -180,10 +143,10 @@ def lm_data(cfg: dict, resumed: bool, val_fraction: float, save_dir: Path | None
         DataError: a bad text (:func:`read_texts`), a file that is not a regular file, or one
             too large for this machine (:func:`check_room`), before it is read.
     """
-    path = Path(cfg["train_text"])
+    path = Path(cfg.train_text)
     size = file_size(path)  # a device or a FIFO is refused before it is opened
-    if cfg.get("dev_text"):
-        file_size(cfg["dev_text"])
+    if cfg.dev_text:
+        file_size(cfg.dev_text)
     where = Path(save_dir) / textcache.CACHE_DIR if save_dir is not None else textcache.temp_root()
     passes = []
 
@@ -191,18 +154,18 @@ def lm_data(cfg: dict, resumed: bool, val_fraction: float, save_dir: Path | None
         passes.append(ReadProgress(f"[lm] reading {path.name} ({what})", size, progress))
         return passes[-1]
 
-    if cfg.get("vocab_kind") == "corpus" and not resumed:
+    if cfg.vocab_kind == "corpus" and not resumed:
         check_room(cfg, path, size, None, where, val_fraction)  # a bound: no more characters than bytes
-        cfg["vocab"] = text_alphabet(path, reader("finding its alphabet"))
-        cfg["vocab_size"] = len(cfg["vocab"])
-    check_room(cfg, path, size, cfg["vocab"], where, val_fraction)
-    vocab = Indexer(cfg["vocab"])
+        symbols = text_alphabet(path, reader("finding its alphabet"))
+        cfg = cfg.replace(vocab=symbols, vocab_size=len(symbols))
+    check_room(cfg, path, size, cfg.vocab, where, val_fraction)
+    vocab = Indexer(cfg.vocab)
     texts = read_texts(cfg, vocab, save_dir, reader("checking and encoding it"))
     text = texts["text"]
     n = len(text)
     body = n if texts["dev"] is not None else n - dev_tail_chars(n)
     dev = texts["dev"] if texts["dev"] is not None else text.text(body, n)
-    cfg["dev_tail_chars"] = None if cfg.get("dev_text") else len(dev)
+    cfg = cfg.replace(dev_tail_chars=None if cfg.dev_text else len(dev))
     val = validation_ranges(body, val_fraction)
     train_ranges = [(a, b) for a, b in zip([0] + [e for _, e in val], [s for s, _ in val] + [body])]
     if any(p.printed for p in passes):  # a large text: say what became of it
@@ -212,10 +175,11 @@ def lm_data(cfg: dict, resumed: bool, val_fraction: float, save_dir: Path | None
               f"({item} byte{'s' if item > 1 else ''} a symbol)",
               file=sys.stderr, flush=True)
     return {"train": textcache.TextSegments(text, train_ranges), "val": [text.text(a, b) for a, b in val],
-            "dev": dev, "text_cache": text, "resident_bytes": resident_bytes(n, vocab.symbols, val_fraction, len(dev))}
+            "dev": dev, "text_cache": text,
+            "resident_bytes": resident_bytes(n, vocab.symbols, val_fraction, len(dev))}, cfg
 
 
-def default_dev_text(config: dict, checkpoint_dir=None) -> tuple[str, Path] | None:
+def default_dev_text(config: RunConfig, checkpoint_dir=None) -> tuple[str, Path] | None:
     """For ``scripts/evaluate.py`` and ``compare.py`` without ``--text``: (dev text, its file) of a
     checkpoint trained with ``--train-text``, or None for one trained on the text8 files.
 
@@ -223,21 +187,21 @@ def default_dev_text(config: dict, checkpoint_dir=None) -> tuple[str, Path] | No
     text, else from one pass over the text keeping only its last characters (never the whole
     text in memory).
     """
-    if not config.get("train_text"):
+    if not config.train_text:
         return None
-    vocab = Indexer(config["vocab"])
-    normalize = config.get("normalize", False)
-    if config.get("dev_text"):
-        return "".join(p for p, _ in checked_pieces(config["dev_text"], vocab.symbols, normalize)), \
-            Path(config["dev_text"])
-    path = Path(config["train_text"])
+    vocab = Indexer(config.vocab)
+    normalize = config.normalize
+    if config.dev_text:
+        return "".join(p for p, _ in checked_pieces(config.dev_text, vocab.symbols, normalize)), \
+            Path(config.dev_text)
+    path = Path(config.train_text)
     cached = (textcache.find(Path(checkpoint_dir) / textcache.CACHE_DIR, path, vocab.symbols, normalize)
               if checkpoint_dir is not None else None)
     if cached is not None:
         n = len(cached)
-        return cached.text(n - (config.get("dev_tail_chars") or dev_tail_chars(n)), n), path
+        return cached.text(n - (config.dev_tail_chars or dev_tail_chars(n)), n), path
     tail, n = "", 0
-    want = config.get("dev_tail_chars")
+    want = config.dev_tail_chars
     for piece, _ in checked_pieces(path, vocab.symbols, normalize):
         n += len(piece)
         tail = (tail + piece)[-(want or DEV_TAIL_MAX):]

@@ -197,10 +197,11 @@ def prepare_save_dir(path, flag: str = "--save", log=None) -> list[str]:
     return done
 
 
-def check_save_dirs(plans, args, multi: bool, is_main: bool) -> None:
+def check_save_dirs(plans, save: str | None, resume: str | None, multi: bool, is_main: bool) -> None:
     """The trainers' checks of every task's checkpoint directory, before any data is read: not a
     file, not a two-task root for one task, no checkpoint there unless it is being resumed, and
-    (on the rank that writes) not locked by a run using it now.
+    (on the rank that writes) not locked by a run using it now. ``save``, ``resume``: the
+    ``--save`` and ``--resume`` directories given (None: not given), for the messages.
 
     Raises:
         ValueError: one line naming the directory.
@@ -211,13 +212,13 @@ def check_save_dirs(plans, args, multi: bool, is_main: bool) -> None:
             continue
         for p in (d.parent, d) if multi else (d,):
             if p.exists() and not p.is_dir():
-                raise ValueError(f"--save {args.save}: {p} exists and is not a directory")
+                raise ValueError(f"--save {save}: {p} exists and is not a directory")
         if d.is_dir() and is_main:  # a run using it now: say so first
-            lock_dir(d, f"--save {args.save}" if args.save else f"--resume {args.resume}")
+            lock_dir(d, f"--save {save}" if save else f"--resume {resume}")
         resuming_here = plan.resume_dir is not None and d.resolve() == plan.resume_dir.resolve()
         if not multi and not resuming_here and any((d / t / "config.json").exists() for t in ("classify", "lm")):
-            raise ValueError(f"--save {args.save}: {d} holds the checkpoints of a two-task run; "
+            raise ValueError(f"--save {save}: {d} holds the checkpoints of a two-task run; "
                              "save somewhere else (or --resume one of its task directories)")
         if not resuming_here and (d / "config.json").exists():
-            raise ValueError(f"--save {args.save}: {d} already holds a checkpoint; continue it with --resume {d}, "
+            raise ValueError(f"--save {save}: {d} already holds a checkpoint; continue it with --resume {d}, "
                              "or save somewhere else")

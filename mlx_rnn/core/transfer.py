@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .config import RunConfig
 from .data import EXAMPLE_LENGTH
 from .vocab import VOWELS, Indexer
 
@@ -53,14 +54,14 @@ def zero_shot_predict(lm, contexts: list[str]) -> np.ndarray:
     return (vowel_probability(lm, contexts) >= 0.5).astype(np.int32)
 
 
-def lm_init_weights(lm_weights: dict, lm_config: dict, vocab: Indexer) -> dict:
+def lm_init_weights(lm_weights: dict, lm_config: RunConfig, vocab: Indexer) -> dict:
     """The LM's embedding and recurrent tensors (names unchanged) for a classifier.
 
     Raises:
         ValueError: the LM is not an LM checkpoint or uses another vocabulary.
     """
-    if lm_config["task"] != "lm":
-        raise ValueError(f"--init-from-lm needs a language-model checkpoint, got task {lm_config['task']!r}")
-    if lm_config["vocab"] != vocab.symbols:
+    if lm_config.task != "lm":
+        raise ValueError(f"--init-from-lm needs a language-model checkpoint, got task {lm_config.task!r}")
+    if lm_config.vocab != vocab.symbols:
         raise ValueError("--init-from-lm: the LM's vocabulary differs from the classifier's")
     return {k: v for k, v in lm_weights.items() if not k.startswith("output.")}

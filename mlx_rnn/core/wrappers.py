@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .config import cell_of
+from .config import RunConfig
 from .sampling import choose
 from .scoring import SCORE_CHUNK, score_sequence
 from .vocab import Indexer, check_text, encode_batch
@@ -24,11 +24,11 @@ class ClassifierWrapper:
     Args:
         model: the framework's classifier network (switched to eval mode).
         vocab: the :class:`~mlx_rnn.core.vocab.Indexer` the model was trained with.
-        config: the checkpoint configuration (kept for saving and reporting).
+        config: the run configuration it was trained with (kept for reporting; None: unknown).
     """
 
-    def __init__(self, model, vocab: Indexer, config: dict | None = None):
-        self.model, self.vocab, self.config = model, vocab, config or {}
+    def __init__(self, model, vocab: Indexer, config: RunConfig | None = None):
+        self.model, self.vocab, self.config = model, vocab, config
         self.model.eval()
 
     def _logits_of(self, x: np.ndarray) -> np.ndarray:
@@ -69,12 +69,13 @@ class LanguageModelWrapper:
     and :meth:`_step`.
     """
 
-    def __init__(self, model, vocab: Indexer, config: dict | None = None):
-        self.model, self.vocab, self.config = model, vocab, config or {}
+    def __init__(self, model, vocab: Indexer, config: RunConfig | None = None):
+        self.model, self.vocab, self.config = model, vocab, config
         self.model.eval()
         #: the logits are divided by this before the softmax (:mod:`mlx_rnn.core.calibration`;
         #: fitted on the validation slice after training, 1.0 = the raw model)
-        self.calibration_temperature = float(self.config.get("calibration_temperature", 1.0))
+        temperature = config.calibration_temperature if config is not None else None
+        self.calibration_temperature = 1.0 if temperature is None else float(temperature)
         #: symbols per forward pass when scoring (state carried between chunks; :mod:`mlx_rnn.core.scoring`)
         self.score_chunk = SCORE_CHUNK
 
@@ -163,12 +164,3 @@ class LanguageModelWrapper:
             out.append(self.vocab.get_object(idx))
             logits, state = self._step(np.array([idx], dtype=np.int32), state)
         return "".join(out)
-
-
-def model_args(config: dict) -> tuple:
-    """The network constructors' positional arguments, from a run or checkpoint configuration:
-    ``(vocab_size, embed_dim, hidden_size, num_layers, dropout, cell, weight_drop, input_dropout)``
-    (both frameworks' ``RNNClassifierModel`` and ``LMRNNModel`` take them in this order)."""
-    return (config["vocab_size"], config["embed_dim"], config["hidden_size"], config["num_layers"],
-            config.get("dropout", 0.0), cell_of(config), config.get("weight_drop", 0.0),
-            config.get("input_dropout"))

@@ -16,11 +16,12 @@ import time
 
 from mlx_rnn.core import backend
 from mlx_rnn.core import distributed
-from mlx_rnn.core.config import LOG_EVERY_DEFAULT, build_parser
+from mlx_rnn.core.config import RunConfig
 from mlx_rnn.core.savedir import remove_if_empty, unlock_all
 from .errors import EXIT_OK, Interrupted, log, print_result, report_exit
 from .evaluation import print_heldout, zero_shot_bundle
 from .fit import Outputs, train_task
+from .flags import LOG_EVERY_DEFAULT, build_parser
 from .next_steps import next_steps
 from .plan import TaskPlan, plan_run, save_pending
 from .stop import StopFlag, deferred_signals, terminate_as_interrupt
@@ -57,7 +58,7 @@ def run_tasks(framework: str, args, t0: float, plans: list | None = None) -> dic
     """
     with deferred_signals():  # a signal during the framework's import is delivered after it
         fw = backend.train_module(framework)
-    dist = distributed.init_from_args(framework, args)  # --distributed: rank and world size
+    dist = distributed.init(framework, args.distributed, args.device, args.dist_timeout)  # --distributed: rank and world size
     plans = plans if plans is not None else []
     plans.extend(plan_run(framework, args))
     device = fw.select_device(args.device)
@@ -68,9 +69,9 @@ def run_tasks(framework: str, args, t0: float, plans: list | None = None) -> dic
     result = {}
     with StopFlag() as stop:
         for i, plan in enumerate(plans):
-            task, cfg = plan.task, plan.cfg
             t_task = time.perf_counter()
-            cfg["device"], cfg["precision"] = device, fw.precision()
+            plan.cfg = plan.cfg.replace(device=device, precision=fw.precision())
+            task, cfg = plan.task, plan.cfg
             with deferred_signals():  # the first describe_backend() loads the native extension
                 backend_line = fw.describe_backend()
             distributed.print0(f"[{task}] {fw.FRAMEWORK} {fw.framework_version()} on {device}, "
@@ -87,7 +88,7 @@ def run_tasks(framework: str, args, t0: float, plans: list | None = None) -> dic
                                       else plan.read_time_s + time.perf_counter() - t_task)
             if dist.enabled:
                 bundle["distributed"] = {"world_size": dist.world_size, "backend": dist.backend,
-                                         "global_batch_size": cfg["batch_size"] * dist.world_size}
+                                         "global_batch_size": cfg.batch_size * dist.world_size}
             result[task] = bundle
             if task == "classify" and dist.is_main:
                 _print_classify_notes(bundle, cfg)
@@ -142,13 +143,13 @@ def _train_plan(fw, args, plans: list[TaskPlan], i: int, root: Path, stop) -> di
     return bundle
 
 
-def _print_classify_notes(bundle: dict, cfg: dict) -> None:
+def _print_classify_notes(bundle: dict, cfg: RunConfig) -> None:
     """The classifier's contamination note and its held-out figures (rank 0)."""
     if bundle.get("dev_windows_in_lm_train"):
         print(f"[classify] note: {bundle['dev_windows_in_lm_train']} of {bundle['total']} dev windows occur "
               f"verbatim in text8-100k.txt and {bundle['dev_windows_in_classifier_train']} in the "
               "classifier's training examples", flush=True)
-    print_heldout(bundle, "initialised from the LM" if cfg.get("init_from_lm") else "direct")
+    print_heldout(bundle, "initialised from the LM" if cfg.init_from_lm else "direct")
 
 
 def main_mlx() -> int:

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import time
 
 from mlx_rnn.core import distributed
-from mlx_rnn.core.config import cell_of
 from mlx_rnn.core.schedule import lr_at
 
 
@@ -52,8 +51,8 @@ class EpochLoop:
 
     def _init_loop(self) -> None:
         cfg = self.config  # global batch = batch_size x ranks; LM offsets may cost one chunk
-        self.steps_per_epoch = distributed.steps_per_epoch(self.task, self.train_data, cfg["batch_size"],
-                                                           cfg["seq_len"], self.dist.world_size)
+        self.steps_per_epoch = distributed.steps_per_epoch(self.task, self.train_data, cfg.batch_size,
+                                                           cfg.seq_len, self.dist.world_size)
 
     def weights(self) -> dict:
         """The model's parameters as ``{PyTorch name: float32 numpy array}``."""
@@ -63,12 +62,12 @@ class EpochLoop:
         self.model.load_numpy(weights)
 
     def total_steps(self) -> int:
-        return self.steps_per_epoch * self.config["epochs"]
+        return self.steps_per_epoch * self.config.epochs
 
     def _zero_carry(self):
         cfg = self.config
-        shape = (cfg["num_layers"], cfg["batch_size"], cfg["hidden_size"])
-        return tuple(self._zeros(shape) for _ in range(2 if cell_of(cfg) == "lstm" else 1))
+        shape = (cfg.num_layers, cfg.batch_size, cfg.hidden_size)
+        return tuple(self._zeros(shape) for _ in range(2 if cfg.cell == "lstm" else 1))
 
     def train_epoch(self, epoch: int, start_step: int = 0, should_stop=lambda: False,
                     progress=None, check_every: int = 50, prior: tuple[float, int] = (0.0, 0)) -> EpochResult:
@@ -94,8 +93,8 @@ class EpochLoop:
         steps, nonfinite, interrupted = 0, None, False
         last = self.steps_per_epoch - 1
         for k in range(start_step, self.steps_per_epoch):
-            self._set_lr(lr_at(self.global_step, cfg["lr"], self.total_steps(), cfg["warmup_steps"],
-                               cfg["lr_schedule"]))
+            self._set_lr(lr_at(self.global_step, cfg.lr, self.total_steps(), cfg.warmup_steps,
+                               cfg.lr_schedule))
             loss_sum, bad = self._accumulate(loss_sum, bad, run(k), k)
             steps += 1
             self.global_step += 1

@@ -147,7 +147,7 @@ def zero_shot_bundle(fw, lm_path, data: dict, device: str) -> dict:
         ValueError: an LM whose alphabet lacks some of text8's symbols (one trained on another text).
     """
     lm = backend.load(fw.FRAMEWORK, lm_path, "lm")
-    missing = "".join(c for c in TEXT8_SYMBOLS if c not in lm.config["vocab"])
+    missing = "".join(c for c in TEXT8_SYMBOLS if c not in lm.config.vocab)
     if missing:
         raise ValueError(f"--zero-shot-lm {lm_path}: the LM's alphabet lacks {missing!r} of the classifier's "
                          f"text8 symbols (a-z and space): it was trained on another text")
@@ -157,7 +157,7 @@ def zero_shot_bundle(fw, lm_path, data: dict, device: str) -> dict:
     if data.get("heldout") and data["heldout"][0]:
         out["heldout"] = classification_bundle(zero_shot_predict(lm, data["heldout"][0]), data["heldout"][1])
     out.update(framework=fw.FRAMEWORK, device=device, epochs=0, epoch_times_s=[], train_time_s=None,
-               config={**lm.config, "task": "classify", "zero_shot_lm": str(Path(lm_path).resolve())})
+               config={**lm.config.to_json(), "task": "classify", "zero_shot_lm": str(Path(lm_path).resolve())})
     return out
 
 

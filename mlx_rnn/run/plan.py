@@ -14,7 +14,7 @@ from mlx_rnn.core import checkpoint as ckpt
 from mlx_rnn.core import corpus as corpus_mod
 from mlx_rnn.core import distributed
 from mlx_rnn.core import own_text
-from mlx_rnn.core.config import RUNS_DIR, resolve_config
+from mlx_rnn.core.config import RunConfig
 from mlx_rnn.core.data import corpus_alphabet, CLASSIFY_FILES, LM_FILES, MissingData, data_dir_complete, data_dir_given_by, resolve_data_dir
 from mlx_rnn.core.memory import check_fits
 from mlx_rnn.core.outputs import check_dir_output, check_plot_output
@@ -23,6 +23,7 @@ from mlx_rnn.core.savedir import (PENDING, DirLocked, check_save_dirs, claim_run
 from mlx_rnn.core.taskdata import check_trainable, load_task_data, task_files
 from mlx_rnn.core.vocab import Indexer
 from .errors import CheckFailed, check_output_json
+from .flags import RUNS_DIR, config_from_flags
 from .resume import ResumeState, load_resume_state, read_pending, resume_config
 
 
@@ -31,7 +32,7 @@ class TaskPlan:
     """One task of a run, checked and read before anything is trained or written."""
 
     task: str
-    cfg: dict
+    cfg: RunConfig | None = None
     data: dict | None = None
     save_dir: Path | None = None
     resume: ResumeState | None = None
@@ -55,7 +56,7 @@ def _tasks_from_args(args) -> list[str]:
     if args.resume:
         root = Path(args.resume)
         if (root / "config.json").exists():
-            return [ckpt.read_config(root)["task"]]
+            return [ckpt.read_config(root).task]
         if (root / "resume" / PENDING).exists():
             return [read_pending(root / "resume" / PENDING)["task"]]
         if root.is_dir() and not any(_resumable(root / t) for t in ckpt.TASKS):
@@ -98,7 +99,7 @@ def plan_run(framework: str, args) -> list[TaskPlan]:
     _check_flags(args, tasks)
     root = _run_root(args, tasks)
     plans = [_plan_task(args, task, multi, root) for task in tasks]
-    check_save_dirs(plans, args, multi, distributed.current().is_main)
+    check_save_dirs(plans, args.save, args.resume, multi, distributed.current().is_main)
     _read_data(plans, args)
     if not (args.save or args.resume) and root is not None and distributed.current().is_main:
         root = claim_run_dir(root)  # every input checked: create it now (-2, -3 ... if it was taken meanwhile)
@@ -121,7 +122,7 @@ def plan_run(framework: str, args) -> list[TaskPlan]:
 def _check_flags(args, tasks: list[str]) -> None:
     """The flags that can be checked without any task's configuration: output paths, the LM
     checkpoints a classifier starts from, the directory to resume."""
-    own_text.check_flags(args, tasks)  # --train-text / --dev-text
+    _check_text_flags(args, tasks)
     check_output_json(args.output_json)
     check_plot_output(args.plot)
     check_dir_output(args.save)
@@ -137,10 +138,47 @@ def _check_flags(args, tasks: list[str]) -> None:
                  if getattr(args, k, None) is not None]
         if fixed:
             raise ValueError(f"--init-from-lm takes the sizes from the LM checkpoint; drop {', '.join(fixed)}")
-    if args.zero_shot_lm and ckpt.read_config(args.zero_shot_lm)["task"] != "lm":
+    if args.zero_shot_lm and ckpt.read_config(args.zero_shot_lm).task != "lm":
         raise ckpt.CheckpointError(f"--zero-shot-lm {args.zero_shot_lm}: not a language-model checkpoint")
     if args.resume and not Path(args.resume).is_dir():
         raise ckpt.CheckpointError(f"{args.resume}: checkpoint directory not found (nothing to resume)")
+
+
+def _check_text_flags(args, tasks: list[str]) -> None:
+    """ValueError (one line) for flags that cannot go with ``--train-text``/``--dev-text``."""
+    if args.dev_text and not args.train_text:
+        raise ValueError("--dev-text FILE goes with --train-text FILE (the text8 LM's dev text is text8-dev.txt)")
+    if not args.train_text:
+        return
+    if tasks != ["lm"]:
+        raise ValueError("--train-text trains the language model only: use --task lm (or leave --task out); "
+                         "the classifier needs the text8 example files")
+    if args.corpus:
+        raise ValueError("--train-text and --corpus are two ways to give the LM's training text: use one")
+    if args.download:
+        raise ValueError("--download builds the text8 data files; --train-text FILE needs none")
+    if args.normalize and args.vocab_kind != "text8":
+        raise ValueError("--normalize maps the text onto a-z and space: add --vocab text8 (with --train-text the "
+                         "alphabet is the text's own symbols by default)")
+
+
+def _own_text_config(cfg: RunConfig, args, resumed: bool) -> RunConfig:
+    """``cfg`` with the ``--train-text``/``--dev-text`` files (``vocab_kind`` corpus unless ``--vocab``
+    says otherwise). On ``--resume`` the run's own files are kept; different ones are an error."""
+    given = {key: str(Path(getattr(args, key)).resolve()) if getattr(args, key) else None
+             for key in ("train_text", "dev_text")}
+    if resumed:
+        for key, path in given.items():
+            had = getattr(cfg, key)
+            if path is not None and path != had:
+                had = (f"the resumed run's {had}" if had else
+                       f"the resumed run, which was trained without --{key.replace('_', '-')}")
+                raise ValueError(f"--{key.replace('_', '-')} {getattr(args, key)} differs from {had}; "
+                                 "a resumed run keeps its texts")
+        return cfg
+    if given["train_text"] is None:
+        return cfg
+    return cfg.replace(**given, vocab_kind="corpus" if args.vocab_kind is None else cfg.vocab_kind)
 
 
 def _run_root(args, tasks: list[str]) -> Path | None:
@@ -163,28 +201,26 @@ def _run_root(args, tasks: list[str]) -> Path | None:
 def _plan_task(args, task: str, multi: bool, root: Path | None = None) -> TaskPlan:
     """One task's configuration (resumed or from the flags) and where it is saved (``root``: a
     run's default checkpoint directory, see :func:`_run_root`)."""
-    plan = TaskPlan(task, {})
+    plan = TaskPlan(task)
     if args.resume:
         _plan_resume(plan, args, multi)
-        plan.cfg["normalize"] = bool(args.normalize or plan.cfg.get("normalize", False))
+        plan.cfg = plan.cfg.replace(normalize=bool(args.normalize or plan.cfg.normalize))
     else:
-        plan.cfg = resolve_config(args, task)
-        plan.cfg["normalize"] = bool(args.normalize)
+        plan.cfg = config_from_flags(args, task).replace(normalize=bool(args.normalize))
         if task == "classify" and args.init_from_lm:
             # the classifier takes the LM's sizes, so its embedding and recurrent weights fit
             lm_cfg = ckpt.read_config(args.init_from_lm)
-            if lm_cfg["task"] != "lm":
-                raise ckpt.CheckpointError(f"--init-from-lm {args.init_from_lm}: is a {lm_cfg['task']!r} "
+            if lm_cfg.task != "lm":
+                raise ckpt.CheckpointError(f"--init-from-lm {args.init_from_lm}: is a {lm_cfg.task!r} "
                                            "checkpoint, not an LM")
-            for key in ("embed_dim", "hidden_size", "num_layers", "cell"):
-                plan.cfg[key] = lm_cfg[key]  # (read_config fills "cell" of older checkpoints)
-            plan.cfg["init_from_lm"] = str(Path(args.init_from_lm).resolve())
+            plan.cfg = plan.cfg.replace(  # (read_config fills "cell" of older checkpoints)
+                embed_dim=lm_cfg.embed_dim, hidden_size=lm_cfg.hidden_size, num_layers=lm_cfg.num_layers,
+                cell=lm_cfg.cell, init_from_lm=str(Path(args.init_from_lm).resolve()))
     if task == "lm":
-        own_text.configure(plan.cfg, args, resumed=plan.resume_dir is not None)
-    if task == "lm" and (getattr(args, "corpus", None) or plan.cfg.get("corpus")):
+        plan.cfg = _own_text_config(plan.cfg, args, resumed=plan.resume_dir is not None)
+    if task == "lm" and args.corpus:
         # --corpus NAME PATH: the LM trains on a whole corpus file, streamed (mlx_rnn/core/corpus.py)
-        plan.cfg["corpus"] = ([args.corpus[0], str(Path(args.corpus[1]).resolve())] if args.corpus
-                              else plan.cfg["corpus"])
+        plan.cfg = plan.cfg.replace(corpus=(args.corpus[0], str(Path(args.corpus[1]).resolve())))
     if args.save:
         plan.save_dir = Path(args.save) / task if multi else Path(args.save)
     elif plan.resume_dir is not None:
@@ -219,7 +255,7 @@ def _no_task_to_resume(root: Path, rdir: Path, task: str) -> None:
         raise DirLocked(f"--resume {root}: {rdir} is in use by another run, which has not saved a checkpoint yet "
                         "(it holds the directory's lock); wait for it to finish")
     if rdir != root and (root / "config.json").exists():
-        raise ckpt.CheckpointError(f"--resume {root}: holds one {ckpt.read_config(root)['task']!r} checkpoint, not "
+        raise ckpt.CheckpointError(f"--resume {root}: holds one {ckpt.read_config(root).task!r} checkpoint, not "
                                    "a two-task run's classify/ and lm/; resume it without --task both")
     if not rdir.exists():
         raise ckpt.CheckpointError(f"{rdir}: checkpoint directory not found (nothing to resume)")
@@ -232,7 +268,7 @@ def _read_data(plans: list[TaskPlan], args) -> None:
     in memory. Sets ``plan.data`` and ``plan.read_time_s``."""
     data_dir = resolve_data_dir(args.data_dir)
     needed = sorted({f for plan in plans for f in task_files(plan.task)
-                     if not (plan.task == "lm" and (plan.cfg.get("corpus") or plan.cfg.get("train_text")))})
+                     if not (plan.task == "lm" and (plan.cfg.corpus or plan.cfg.train_text))})
     if needed and not data_dir_complete(data_dir, needed):  # (--corpus or --train-text alone need no data directory)
         if not args.download:
             raise MissingData(data_dir, needed, data_dir_given_by(args.data_dir))
@@ -240,21 +276,21 @@ def _read_data(plans: list[TaskPlan], args) -> None:
     for plan in plans:
         t = time.perf_counter()
         cfg = plan.cfg
-        if plan.task == "lm" and cfg.get("corpus"):
-            plan.data = corpus_mod.lm_data(cfg["corpus"], Indexer(cfg["vocab"]))
-            where = Path(cfg["corpus"][1])
-        elif plan.task == "lm" and cfg.get("train_text"):  # encoded into plan.save_dir/text-cache, memory-mapped
-            plan.data = own_text.lm_data(cfg, plan.resume_dir is not None, cfg["val_fraction"], plan.save_dir,
-                                         progress=not args.quiet and distributed.current().is_main)
-            where = Path(cfg["train_text"])
+        if plan.task == "lm" and cfg.corpus:
+            plan.data = corpus_mod.lm_data(cfg.corpus, Indexer(cfg.vocab))
+            where = Path(cfg.corpus[1])
+        elif plan.task == "lm" and cfg.train_text:  # encoded into plan.save_dir/text-cache, memory-mapped
+            plan.data, cfg = own_text.lm_data(cfg, plan.resume_dir is not None, cfg.val_fraction, plan.save_dir,
+                                              progress=not args.quiet and distributed.current().is_main)
+            where = Path(cfg.train_text)
         else:
-            if cfg.get("vocab_kind") == "corpus" and plan.resume_dir is None:
-                if cfg["normalize"]:
+            if cfg.vocab_kind == "corpus" and plan.resume_dir is None:
+                if cfg.normalize:
                     raise ValueError("--vocab corpus keeps every symbol of the text; it cannot be combined with --normalize")
-                cfg["vocab"] = corpus_alphabet(data_dir / LM_FILES["train"])  # stored in config.json
-                cfg["vocab_size"] = len(cfg["vocab"])
-            plan.data = load_task_data(plan.task, data_dir, Indexer(cfg["vocab"]), cfg["val_fraction"], cfg["seed"],
-                                       normalize=cfg["normalize"])
+                symbols = corpus_alphabet(data_dir / LM_FILES["train"])  # stored in config.json
+                cfg = cfg.replace(vocab=symbols, vocab_size=len(symbols))
+            plan.data = load_task_data(plan.task, data_dir, Indexer(cfg.vocab), cfg.val_fraction, cfg.seed,
+                                       normalize=cfg.normalize)
             where = data_dir / (CLASSIFY_FILES["train_consonant"] if plan.task == "classify" else LM_FILES["train"])
         try:
             check_trainable(cfg, plan.data["train"], where)
@@ -264,7 +300,7 @@ def _read_data(plans: list[TaskPlan], args) -> None:
             if "text_cache" in plan.data:  # a run refused before training leaves no encoded text behind
                 plan.data["text_cache"].discard()
             raise
-        plan.read_time_s = time.perf_counter() - t
+        plan.cfg, plan.read_time_s = cfg, time.perf_counter() - t
     for plan in plans:  # after every task's data read: an error in one says it all, without notes
         for note in plan.data.get("notes", []):
             print(f"[{plan.task}] note: {note}", file=sys.stderr, flush=True)
@@ -288,4 +324,4 @@ def save_pending(plans: list[TaskPlan], after: int, root: Path) -> None:
     for plan in plans[after + 1:]:
         d = plan.save_dir or root / plan.task
         if not (d / "config.json").exists():
-            ckpt.atomic_write_json(d / "resume" / PENDING, plan.cfg)
+            ckpt.atomic_write_json(d / "resume" / PENDING, plan.cfg.to_json())

@@ -19,7 +19,8 @@ import sys
 import time
 from typing import Callable, TextIO
 
-from mlx_rnn.core.config import LOG_EVERY_DEFAULT
+from .flags import LOG_EVERY_DEFAULT
+
 
 
 def is_terminal(stream: TextIO) -> bool:
@@ -44,7 +45,7 @@ def format_duration(seconds: float) -> str:
 
 class Progress:
     """One epoch's progress: a tqdm bar on a terminal, else a line every ``every`` (see
-    :func:`mlx_rnn.core.config.log_interval`: ``("steps", N)`` or ``("s", T)``; N = 0: none).
+    :func:`mlx_rnn.run.flags.log_interval`: ``("steps", N)`` or ``("s", T)``; N = 0: none).
 
     Args:
         task, epoch, epochs: named in the bar and the lines (``epoch`` counts from 1).

@@ -1,17 +1,27 @@
-"""Resuming: the saved training state, restoring it, the checkpoint configuration a resumed run
-continues with (read and migrated by :func:`mlx_rnn.core.checkpoint.read_config`), and the list
-of tasks still pending (written by :func:`mlx_rnn.run.plan.save_pending`).
+"""Saving and resuming a task's run: what each epoch and an interrupt write (the checkpoint,
+``metrics.jsonl``, the resumable state), reading that state back and restoring a run from it, the
+configuration a resumed run continues with (read and migrated by
+:func:`mlx_rnn.core.checkpoint.read_config_json`), and the list of tasks still pending (written by
+:func:`mlx_rnn.run.plan.save_pending`). The run these functions save and restore is
+:class:`mlx_rnn.run.fit.TaskRun`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 import json
+import math
 from pathlib import Path
 
+import numpy as np
+
 from mlx_rnn.core import checkpoint as ckpt
-from mlx_rnn.core.config import RESUME_OVERRIDABLE, TASK_DEFAULTS, COMMON_DEFAULTS, validate_config
+from mlx_rnn.core import distributed
+from mlx_rnn.core.config import RunConfig, validate_config
 from mlx_rnn.core.taskdata import steps_per_epoch
+from .errors import Interrupted
+from .flags import RESUME_OVERRIDABLE
 
 @dataclass
 class ResumeState:
@@ -24,7 +34,7 @@ class ResumeState:
     best_weights: dict | None
 
 
-def load_resume_state(resume_dir, task: str, cfg: dict, train, framework: str) -> ResumeState:
+def load_resume_state(resume_dir, task: str, cfg: RunConfig, train, framework: str) -> ResumeState:
     """Read and check everything a resumed run needs, before anything is trained or written.
 
     Raises:
@@ -72,14 +82,15 @@ def truncate_metrics(path: Path, last_epoch: int) -> None:
 
 
 def read_pending(path: Path) -> dict:
-    """The configuration of a task not started yet, migrated and checked like a checkpoint's."""
+    """The configuration of a task not started yet (its JSON object), migrated and checked like a
+    checkpoint's."""
     cfg = ckpt.read_json_object(path)
     if cfg.get("task") not in ckpt.TASKS:
         raise ckpt.CheckpointError(f"{path}: not a task configuration")
     return ckpt.check_config(cfg, path)
 
 
-def resume_config(args, task: str, resume_dir: Path, pending: Path | None) -> dict:
+def resume_config(args, task: str, resume_dir: Path, pending: Path | None) -> RunConfig:
     """The configuration of the run being resumed (read, migrated and checked by
     :mod:`mlx_rnn.core.checkpoint`), with the flags a resumed run may change.
 
@@ -90,11 +101,11 @@ def resume_config(args, task: str, resume_dir: Path, pending: Path | None) -> di
     if pending is not None:
         cfg, where = read_pending(pending), pending
     else:
-        cfg, where = ckpt.read_config(resume_dir), resume_dir / "config.json"
+        cfg, where = ckpt.read_config_json(resume_dir), resume_dir / "config.json"
     if cfg["task"] != task:
         raise ckpt.CheckpointError(f"{resume_dir}: checkpoint is for task {cfg['task']!r}, not {task!r}")
     cfg.pop("calibration_temperature", None)  # fitted again at the end of the resumed run
-    keys = set(TASK_DEFAULTS[task]) | set(COMMON_DEFAULTS)
+    keys = set(RunConfig.flag_settings(task))
     missing = sorted(k for k in keys if k not in cfg)
     if missing:
         raise ckpt.CheckpointError(f"{where}: missing training settings {', '.join(missing)} (not written by a trainer?)")
@@ -112,4 +123,95 @@ def resume_config(args, task: str, resume_dir: Path, pending: Path | None) -> di
         if getattr(args, key, None) is not None and (key != "calibrate" or task == "lm"):
             cfg[key] = getattr(args, key)
     validate_config(cfg)  # the file's settings passed already: only a changed flag can fail, named as one
-    return cfg
+    return RunConfig.from_json(cfg)
+
+
+# ----- a task run's saves and its restore (the run: mlx_rnn.run.fit.TaskRun) -------------------------
+def checkpoint_config(run) -> dict:
+    """The ``config.json`` of the model ``run`` kept so far: the settings, the writer, ``best_epoch``."""
+    return run.cfg.to_json(run.writer, best_epoch=run.best_epoch + 1)
+
+
+def save_state(run, target: Path, epoch: int, step: int, loss: tuple[float, int] = (0.0, 0)) -> None:
+    """Write ``run``'s resumable state under ``target/resume`` (stopped before ``step`` of ``epoch``;
+    ``loss``: the train loss sum and step count of that epoch so far)."""
+    fw = run.fw
+    ckpt.save_resume(target, run.trainer.weights(), run.trainer.training_state(), {
+        "epoch": epoch, "step": step, "global_step": run.trainer.global_step,
+        "epoch_loss_sum": loss[0], "epoch_loss_steps": loss[1],
+        "data_order_seed": run.cfg.seed, "data_sha256": run.fingerprint,
+        "best_val_loss": run.best_loss if math.isfinite(run.best_loss) else None,
+        "best_epoch": run.best_epoch, "bad_epochs": run.bad_epochs, "epoch_times_s": run.epoch_times,
+        "framework": fw.FRAMEWORK, "framework_version": fw.framework_version(),
+    })
+
+
+def save_epoch(run, epoch: int, improved: bool, record: dict) -> None:
+    """After ``epoch``: the checkpoint (when better), the metrics line and, every ``save_every``
+    epochs, the resumable state, into ``run.save_dir``.
+
+    The first save commits ``config.json`` last, after the resumable state, so a directory
+    with a checkpoint can always be resumed (mlx_rnn.core.savedir).
+    """
+    save_dir = run.save_dir
+    first = not (save_dir / "config.json").exists()
+    if improved:
+        ckpt.save_checkpoint(save_dir, run.best_weights, checkpoint_config(run), write_config=not first)
+    ckpt.append_jsonl(save_dir / "metrics.jsonl", record)
+    if first or (epoch + 1) % run.cfg.save_every == 0 or epoch + 1 == run.cfg.epochs:
+        save_state(run, save_dir, epoch + 1, 0)
+    if first and run.best_weights is not None:
+        ckpt.save_checkpoint(save_dir, run.best_weights, checkpoint_config(run), write_weights=False)
+
+
+def save_interrupted(run, epoch: int, res, cause: str = "") -> Interrupted:
+    """Save resumable state after Ctrl-C or SIGTERM (``cause``) in ``epoch``, with the train loss
+    of its steps so far (``res``, an :class:`~mlx_rnn.run.epoch.EpochResult`); returns the
+    :class:`Interrupted` to raise."""
+    target = run.save_dir
+    if target is None:
+        target = run.out.interrupt_dir or Path("checkpoints") / f"interrupted-{run.task}-{datetime.now():%Y%m%d-%H%M%S}"
+    step = run.trainer.epoch_step
+    if distributed.current().is_main:  # distributed: only rank 0 writes
+        save_state(run, target, epoch, step, (res.loss_sum, res.loss_steps))  # (config.json last commits the pair)
+        if target != run.save_dir or run.best_epoch < 0:
+            # the directory needs a checkpoint (config.json + weights) to be resumable
+            weights = run.best_weights if run.best_weights is not None else run.trainer.weights()
+            ckpt.save_checkpoint(target, weights, checkpoint_config(run))
+    by = f" by {cause}" if cause else ""
+    return Interrupted(f"[{run.task}] interrupted{by} at epoch {epoch + 1}, step {step}; "
+                       f"resume with --resume {target}", run.task, target)
+
+
+def restore(run, resume: ResumeState) -> None:
+    """Continue ``run`` where ``resume`` stopped: trainer state, model selection, epoch records
+    (from ``metrics.jsonl``, for ``--plot``)."""
+    state, log = resume.state, run.out.log
+    restore_training_state(run.trainer, resume)
+    run.first_epoch = run.epochs_run = state["epoch"]
+    run.start_step = state["step"]
+    if "epoch_loss_steps" in state:
+        run.prior = (float(state["epoch_loss_sum"]), state["epoch_loss_steps"])
+    elif run.start_step:  # written before the partial epoch's loss was kept
+        log(f"[{run.task}] note: this resumable state does not hold the train loss of epoch "
+            f"{run.first_epoch + 1}'s first {run.start_step} steps; its logged train loss covers the rest")
+    run.best_loss, run.best_epoch = state["best_val_loss"], state["best_epoch"]
+    run.bad_epochs, run.epoch_times = state["bad_epochs"], list(state["epoch_times_s"])
+    run.best_weights = resume.best_weights
+    if state.get("data_sha256", run.fingerprint) != run.fingerprint:
+        log(f"[{run.task}] warning: the training data differ from those of the interrupted run; "
+            "the resumed run will not match an uninterrupted one")
+    metrics = run.save_dir / "metrics.jsonl" if run.save_dir is not None else None
+    if metrics is not None and run.save_dir.resolve() == resume.dir.resolve():
+        truncate_metrics(metrics, run.first_epoch)
+    log(f"[{run.task}] resuming from {resume.dir}: epoch {run.first_epoch + 1}, step {run.start_step}")
+    if metrics is not None and metrics.is_file():
+        run.history = [json.loads(ln) for ln in metrics.read_text().splitlines() if ln.strip()]
+        for rec, elapsed in zip(run.history, np.cumsum(run.epoch_times)):
+            rec.setdefault("elapsed_s", float(elapsed))
+    if run.cfg.patience and run.bad_epochs >= run.cfg.patience:
+        log(f"[{run.task}] already stopped early (no better validation loss for {run.bad_epochs} epochs)")
+        run.last_epoch = run.first_epoch
+    elif run.first_epoch >= run.last_epoch:
+        log(f"[{run.task}] already trained for all {run.last_epoch} epochs: nothing left to train "
+            f"(--epochs N with N > {run.last_epoch} trains more)")

@@ -32,13 +32,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
 from mlx_rnn.core import checkpoint as ckpt
 from mlx_rnn.core import own_text
-from mlx_rnn.core.config import OneLineParser, prog_name
+from mlx_rnn.run.flags import OneLineParser, prog_name
 from mlx_rnn.core.data import CLASSIFY_FILES, LM_FILES, load_examples, read_text, resolve_data_dir
 from mlx_rnn.core.metrics import classification_bundle, lm_bundle
 from mlx_rnn.run.errors import EXIT_CHECK_FAILED, EXIT_OK, check_output_json, print_result, report_exit
@@ -114,7 +113,7 @@ def find_checkpoints(path, task: str = "both") -> dict:
         raise ckpt.CheckpointError(f"{path}: checkpoint directory not found")
     wanted = TASKS if task == "both" else (task,)
     if (path / "config.json").is_file():
-        found = ckpt.read_config(path)["task"]
+        found = ckpt.read_config(path).task
         if found not in wanted:
             raise ckpt.CheckpointError(f"{path}: checkpoint is for task {found!r}, not {task!r}")
         return {found: path}
@@ -239,7 +238,7 @@ def summary_lines(task: str, b: dict) -> list[str]:
 # ----- optional training -----------------------------------------------------------------
 def train_checkpoints(args, data_dir: Path, tasks: list[str], save_root: Path, log=print) -> dict:
     """Train a small checkpoint per task with the shared runner; returns ``{task: (dir, bundle)}``."""
-    from mlx_rnn.core.config import resolve_config
+    from mlx_rnn.core.config import make_config
     from mlx_rnn.core import backend
     from mlx_rnn.core.taskdata import load_task_data
     from mlx_rnn.run.fit import Outputs, train_task
@@ -260,10 +259,10 @@ def train_checkpoints(args, data_dir: Path, tasks: list[str], save_root: Path, l
     device = fw.select_device(args.device_mlx if args.train_framework == "mlx" else args.device_torch)
     out = {}
     for task in tasks:
-        cfg = resolve_config(SimpleNamespace(epochs=args.epochs, hidden_size=args.hidden_size, seed=args.seed,
-                                             val_fraction=args.val_fraction), task)
-        cfg["device"], cfg["precision"] = device, fw.precision()
-        data = load_task_data(task, data_dir, Indexer(cfg["vocab"]), cfg["val_fraction"], cfg["seed"])
+        given = dict(epochs=args.epochs, hidden_size=args.hidden_size, seed=args.seed, val_fraction=args.val_fraction)
+        cfg = make_config(task, **{k: v for k, v in given.items() if v is not None}, device=device,
+                          precision=fw.precision())
+        data = load_task_data(task, data_dir, Indexer(cfg.vocab), cfg.val_fraction, cfg.seed)
         save_dir = save_root / task
         log(f"[{task}] training with {fw.FRAMEWORK} {fw.framework_version()} on {device} "
             f"({args.epochs} epoch(s), hidden {args.hidden_size}) -> {save_dir}")
@@ -279,7 +278,7 @@ def compare_checkpoint(task: str, path: Path, data_dir: Path) -> dict:
     from mlx_rnn.core import backend
 
     config = ckpt.read_config(path)
-    vocab = Indexer(config["vocab"])
+    vocab = Indexer(config.vocab)
     if task == "classify":
         dev = load_examples(data_dir / CLASSIFY_FILES["dev_consonant"], data_dir / CLASSIFY_FILES["dev_vowel"], vocab)
     else:  # an LM trained with --train-text: its own dev text
@@ -372,7 +371,7 @@ def compare_all(args, save_root: Path | None, t0: float) -> dict:
             checkpoint=str(path),
             epochs=tb.get("epochs"), epoch_times_s=tb.get("epoch_times_s", []),
             train_time_s=tb.get("train_time_s"), total_time_s=time.perf_counter() - t_task,
-            config=ckpt.read_config(path))
+            config=ckpt.read_config_json(path))
         result[task] = bundle
         for line in summary_lines(task, bundle):
             print(line, flush=True)

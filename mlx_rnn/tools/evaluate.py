@@ -15,7 +15,7 @@ from mlx_rnn.core import checkpoint as ckpt
 from mlx_rnn.core import own_text
 from mlx_rnn.core.data import CLASSIFY_FILES, LM_FILES, check_data_dir, load_examples, read_text, resolve_data_dir
 from mlx_rnn.core.metrics import classification_bundle, lm_bundle
-from mlx_rnn.core.config import OneLineParser, prog_name
+from mlx_rnn.run.flags import OneLineParser, prog_name
 from mlx_rnn.run.errors import EXIT_OK, check_output_json, print_result, report_exit
 from mlx_rnn.core.vocab import Indexer
 
@@ -62,10 +62,10 @@ def main(argv=None) -> int:
         if bool(args.checkpoint) == bool(args.zero_shot_lm):
             raise ValueError("give one of --checkpoint DIR or --zero-shot-lm DIR")
         _, config = ckpt.load_checkpoint(args.checkpoint or args.zero_shot_lm)  # every check before the framework loads
-        if args.zero_shot_lm and config["task"] != "lm":
+        if args.zero_shot_lm and config.task != "lm":
             raise ValueError(f"--zero-shot-lm {args.zero_shot_lm}: not a language-model checkpoint")
-        task = "classify" if args.zero_shot_lm else config["task"]
-        vocab = Indexer(config["vocab"])
+        task = "classify" if args.zero_shot_lm else config.task
+        vocab = Indexer(config.vocab)
         data_dir = resolve_data_dir(args.data_dir)
         if task == "classify":
             if args.text:
@@ -87,18 +87,19 @@ def main(argv=None) -> int:
                 if not args.text:
                     check_data_dir(data_dir, [LM_FILES["dev"]])
                 text = read_text(Path(args.text or data_dir / LM_FILES["dev"]), vocab, normalize=args.normalize)
+        recorded = ckpt.read_config_json(args.checkpoint or args.zero_shot_lm)  # the result's "config": the file's
         wrapper, device = load_wrapper(args.framework, args.checkpoint or args.zero_shot_lm, args.device)
         if args.zero_shot_lm:
             from mlx_rnn.core.transfer import zero_shot_predict
 
             bundle = classification_bundle(zero_shot_predict(wrapper, examples.texts), examples.y)
-            config = {**config, "task": "classify", "zero_shot_lm": str(Path(args.zero_shot_lm).resolve())}
+            recorded = {**recorded, "task": "classify", "zero_shot_lm": str(Path(args.zero_shot_lm).resolve())}
         elif task == "classify":
             bundle = classification_bundle(wrapper.predict_batch(examples.texts), examples.y)
         else:
             bundle = lm_bundle(wrapper, vocab, text, " ")
         bundle.update(framework=args.framework, device=device, epochs=None, epoch_times_s=[],
-                      train_time_s=None, total_time_s=time.perf_counter() - t0, config=config)
+                      train_time_s=None, total_time_s=time.perf_counter() - t0, config=recorded)
         print_result({task: bundle}, args.output_json)
         return EXIT_OK
     except (Exception, KeyboardInterrupt) as e:

@@ -30,7 +30,7 @@ import sys
 import time
 import xml.etree.ElementTree as ET
 
-from mlx_rnn.core.config import OneLineParser, prog_name
+from mlx_rnn.run.flags import OneLineParser, prog_name
 from mlx_rnn.core.data import CLASSIFY_FILES, LM_FILES, data_dir_complete, resolve_data_dir
 from mlx_rnn.core.metrics import QUALITY_BARS, meets_bar
 

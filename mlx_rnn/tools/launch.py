@@ -62,7 +62,7 @@ options:
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        from mlx_rnn.core.config import prog_name
+        from mlx_rnn.run.flags import prog_name
 
         text = USAGE.format(prog=prog_name("launch_mlx.py"))
         print(text if argv else text.split("\n\n", 1)[0] + "\n(see --help)", end="" if argv else "\n",

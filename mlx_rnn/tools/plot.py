@@ -76,7 +76,7 @@ def _task_of(metrics: Path, records: list[dict]) -> str:
 
 def main(argv=None) -> int:
     """``scripts/plot.py``: draw a finished run's curves from its metrics.jsonl; exit 0 or 2."""
-    from mlx_rnn.core.config import OneLineParser, prog_name
+    from mlx_rnn.run.flags import OneLineParser, prog_name
     from mlx_rnn.run.errors import report_exit
 
     p = OneLineParser(

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from mlx_rnn.core import checkpoint as ckpt
-from mlx_rnn.core.config import prog_name
+from mlx_rnn.run.flags import prog_name
 from mlx_rnn.run.errors import EXIT_BAD_INPUT, EXIT_OK, report_exit
 
 
@@ -43,8 +43,8 @@ def main(argv=None) -> int:
         return EXIT_BAD_INPUT
     try:
         config = ckpt.read_config(args.checkpoint)
-        if config["task"] != "lm":
-            raise ValueError(f"{args.checkpoint}: is a {config['task']!r} checkpoint; sampling needs an LM")
+        if config.task != "lm":
+            raise ValueError(f"{args.checkpoint}: is a {config.task!r} checkpoint; sampling needs an LM")
         from .evaluate import load_wrapper
 
         lm, _ = load_wrapper(args.framework, args.checkpoint, args.device)

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from mlx_rnn.core.checkpoint import atomic_write_json
-from mlx_rnn.core.config import OneLineParser, prog_name
+from mlx_rnn.run.flags import OneLineParser, prog_name
 from mlx_rnn.run.errors import check_output_json
 
 #: (task, key path in the result bundle, label, scale for printing, unit)

@@ -31,7 +31,7 @@ import subprocess
 import sys
 import time
 
-from mlx_rnn.core.config import OneLineParser, prog_name
+from mlx_rnn.run.flags import OneLineParser, prog_name
 from mlx_rnn.core import switches
 from mlx_rnn.core.cpus import usable_cpus
 from mlx_rnn.run.errors import EXIT_CHECK_FAILED, EXIT_OK, report_exit

@@ -144,20 +144,18 @@ def _worker(argv) -> int:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--distributed", action="store_true")
     args = p.parse_args(argv)
-    args.device, args.dist_timeout = "cpu", None
     from mlx_rnn.core import distributed
-    from mlx_rnn.core.config import TASK_DEFAULTS
+    from mlx_rnn.core.config import make_config
     from mlx_rnn.core.vocab import TEXT8_SYMBOLS
 
     if args.framework == "mlx":
         from mlx_rnn import train as fw
     else:
         from torch_ref import train as fw
-    dist = distributed.init_from_args(args.framework, args)
+    dist = distributed.init(args.framework, args.distributed, "cpu")
     fw.select_device("cpu")
-    cfg = dict(TASK_DEFAULTS["lm"], embed_dim=args.embed_dim, hidden_size=args.hidden_size,
-               batch_size=args.batch_size, seq_len=args.seq_len, epochs=2, dropout=0.0, seed=0)
-    cfg.update(task="lm", vocab=TEXT8_SYMBOLS, vocab_size=len(TEXT8_SYMBOLS), cell="lstm")
+    cfg = make_config("lm", embed_dim=args.embed_dim, hidden_size=args.hidden_size, batch_size=args.batch_size,
+                      seq_len=args.seq_len, epochs=2, dropout=0.0, seed=0)
     n = args.batch_size * dist.world_size * (args.steps + 1) * args.seq_len + 1
     ids = np.random.default_rng(0).integers(0, len(TEXT8_SYMBOLS), size=n).astype(np.int32)
     trainer = fw.Trainer(cfg, ids)

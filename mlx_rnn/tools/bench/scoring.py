@@ -41,9 +41,9 @@ def _rss_bytes() -> int:
 
 def _wrapper(framework: str, sizes: dict, seed: int):
     from mlx_rnn.core.checkpoint import expected_shapes
-    from mlx_rnn.core.vocab import TEXT8_SYMBOLS
+    from mlx_rnn.core.config import make_config
 
-    cfg = dict(task="lm", vocab=TEXT8_SYMBOLS, vocab_size=27, dropout=0.0, cell="lstm", **sizes)
+    cfg = make_config("lm", dropout=0.0, **sizes)
     rng = np.random.default_rng(seed)
     k = 1.0 / np.sqrt(sizes["hidden_size"])
     weights = {n: rng.uniform(-k, k, s).astype(np.float32) for n, s in expected_shapes(cfg).items()}

@@ -37,6 +37,7 @@ import time
 
 import numpy as np
 
+from mlx_rnn.core.config import RunConfig, make_config
 from .names import MARK
 
 #: Training-set sizes of the shipped data after the 5% validation slice: 10,000
@@ -49,32 +50,18 @@ def emit(event: str, **fields) -> None:
     sys.stdout.flush()
 
 
-def make_config(task: str, settings: dict, seed: int, epochs: int) -> dict:
-    """A full training config: the task's defaults, the benchmark's settings on top."""
-    from mlx_rnn.core.config import COMMON_DEFAULTS, TASK_DEFAULTS, validate_config
-    from mlx_rnn.core.vocab import TEXT8_SYMBOLS
-
-    cfg = dict(TASK_DEFAULTS[task])
-    cfg.update(COMMON_DEFAULTS)
-    cfg.update(settings)
-    cfg.update(task=task, seed=seed, epochs=max(1, epochs), vocab=TEXT8_SYMBOLS,
-               vocab_size=len(TEXT8_SYMBOLS), cell="lstm")
-    validate_config(cfg)
-    return cfg
-
-
-def synthetic_data(task: str, cfg: dict, seed: int):
+def synthetic_data(task: str, cfg: RunConfig, seed: int):
     """Random training data of the real data's shape (uniform symbols, random labels)."""
     rng = np.random.default_rng([seed, 0xBE7C])
-    V = cfg["vocab_size"]
+    V = cfg.vocab_size
     if task == "classify":
         n = SYNTHETIC_SIZES["classify"]
-        return (rng.integers(0, V, (n, cfg["seq_len"])).astype(np.int32),
+        return (rng.integers(0, V, (n, cfg.seq_len)).astype(np.int32),
                 rng.integers(0, 2, n).astype(np.int32))
     return rng.integers(0, V, SYNTHETIC_SIZES["lm"]).astype(np.int32)
 
 
-def load_data(task: str, cfg: dict, data_dir: str | None, synthetic: bool, seed: int):
+def load_data(task: str, cfg: RunConfig, data_dir: str | None, synthetic: bool, seed: int):
     """(training data as the Trainer expects it, description)."""
     if synthetic:
         return synthetic_data(task, cfg, seed), "synthetic"
@@ -83,7 +70,7 @@ def load_data(task: str, cfg: dict, data_dir: str | None, synthetic: bool, seed:
     from mlx_rnn.core.vocab import Indexer
 
     d = resolve_data_dir(data_dir)
-    data = load_task_data(task, d, Indexer(cfg["vocab"]), cfg["val_fraction"], seed)
+    data = load_task_data(task, d, Indexer(cfg.vocab), cfg.val_fraction, seed)
     return data["train"], f"real ({d})"
 
 
@@ -266,8 +253,8 @@ def main(argv=None) -> int:
         fw = backend.train_module(args.framework)
         device = fw.select_device(args.device)
         fw.set_tf32(args.tf32)  # before the first matrix product (MLX reads its switch once)
-        cfg = make_config(args.task, settings, args.seed, 1 + args.repeats)
-        cfg["device"], cfg["precision"] = device, fw.precision()
+        cfg = make_config(args.task, **settings, seed=args.seed, epochs=1 + args.repeats,
+                          device=device, precision=fw.precision())
         train, data_desc = load_data(args.task, cfg, args.data_dir, args.synthetic, args.seed)
         check_trainable(cfg, train, "training data")
         trainer = fw.Trainer(cfg, train)
@@ -281,7 +268,7 @@ def main(argv=None) -> int:
              steps_per_epoch=trainer.steps_per_epoch, warmup_s=warmup_s, warmup_steps=res.steps,
              sgemm_gflops=sgemm, sgemm_n=args.sgemm_n, backend=backend_info(args.framework, device),
              describe_backend=fw.describe_backend(), precision=fw.precision(),
-             describe_precision=fw.describe_precision(), config=cfg, cpu_s=time.process_time())
+             describe_precision=fw.describe_precision(), config=cfg.to_json(), cpu_s=time.process_time())
     except (DataError, ValueError, OSError) as e:
         emit("error", message=" ".join(str(e).split()) or type(e).__name__, kind="bad input")
         return 2

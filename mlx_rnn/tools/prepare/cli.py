@@ -12,7 +12,7 @@ import re
 import sys
 from pathlib import Path
 
-from mlx_rnn.core.config import prog_name
+from mlx_rnn.run.flags import prog_name
 from mlx_rnn.core.corpus import SPLIT_FRACTIONS, TEXT8_CHARS, split_bounds
 from mlx_rnn.core.data import CLASSIFY_FILES, LM_FILES, DataError, resolve_data_dir
 from mlx_rnn.core.prepare.build import Report, prepare
