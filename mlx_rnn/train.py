@@ -16,7 +16,7 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
 
-from mlx_rnn.core import distributed, switches
+from mlx_rnn.core import batching, distributed, switches
 from mlx_rnn.core import precision as _precision
 from mlx_rnn.core.batching import lm_chunk, prefix_labels
 from mlx_rnn.core.config import RunConfig
@@ -157,7 +157,7 @@ class Trainer(EpochLoop):
         if self.task == "classify":
             x_all, y_all = self.train_data
             # this rank's share of the shared plan: [(indices, gradient weight)]
-            batches = distributed.classify_plan(len(y_all), cfg.batch_size, cfg.seed, epoch,
+            batches = batching.classify_plan(len(y_all), cfg.batch_size, cfg.seed, epoch,
                                                 dist.rank, dist.world_size)[:self.steps_per_epoch]
 
             def run(k):
@@ -165,7 +165,7 @@ class Trainer(EpochLoop):
                 return self._step(mx.array(x_all[idx]), mx.array(y_all[idx]), mx.array(self.prefix_y[idx]),
                                   *parallel.weight_args(dist, weight))
             return run
-        streams = distributed.lm_shard_streams(self.train_data, cfg.batch_size, cfg.seq_len, cfg.seed,
+        streams = batching.lm_shard_streams(self.train_data, cfg.batch_size, cfg.seq_len, cfg.seed,
                                                epoch, dist.rank, dist.world_size)
         lm_weight = parallel.weight_args(dist, 1.0 / dist.world_size)
 

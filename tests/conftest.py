@@ -1,5 +1,14 @@
 """Shared fixtures: the real data directory (skip without it, fail under CI=true), a small
-generated one, and one torch thread."""
+generated one, and one torch thread.
+
+The tests mirror the package: ``tests/core``, ``tests/native``, ``tests/run`` and ``tests/tools``
+test ``mlx_rnn/core``, ``mlx_rnn/native``, ``mlx_rnn/run`` and ``mlx_rnn/tools``; the files here
+test the package's top-level modules (models, LSTM/GRU, layers, the LSTM op, the BLAS preload,
+data-parallel training), ``torch_ref`` and the parity between them, and the project as a whole
+(layering, docs, entry points, CI). Helpers sit beside their tests: ``synthetic.py`` (tiny
+data, checkpoints and script runs, for every folder), ``parity_helpers.py``, ``dist_worker.py``,
+``kill_at_save.py``, ``core/prepare_helpers.py``.
+"""
 
 import os
 import sys

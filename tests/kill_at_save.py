@@ -3,7 +3,7 @@
 Events are every ``os.replace`` (the commit of an atomic write, and the moves of a staged
 resumable state) and every ``metrics.jsonl`` append; WHEN is ``before`` (the temporary file
 is written, not yet renamed) or ``after`` (the event is done). Without an N-th event the run
-ends normally. Used by tests/test_savedir.py.
+ends normally. Used by tests/core/test_savedir.py.
 """
 
 import os

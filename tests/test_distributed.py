@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from mlx_rnn.core import distributed
+from mlx_rnn.core import batching, distributed
 from mlx_rnn.core.batching import classify_batches, lm_streams
 from mlx_rnn.tools.bench.scaling import free_ports
 from mlx_rnn.tools.launch import exit_status
@@ -29,28 +29,28 @@ TOL = 1e-5
 def test_classify_shards_partition_the_global_plan(n):
     B, world = 4, 2
     glob = classify_batches(n, B * world, 5, 1)
-    shards = [distributed.classify_plan(n, B, 5, 1, r, world) for r in range(world)]
-    assert len(shards[0]) == len(shards[1]) == distributed.classify_steps(n, B, world)
+    shards = [batching.classify_plan(n, B, 5, 1, r, world) for r in range(world)]
+    assert len(shards[0]) == len(shards[1]) == batching.classify_steps(n, B, world)
     for k, batch in enumerate(glob[:len(shards[0])]):
         parts = [shards[r][k] for r in range(world)]
         np.testing.assert_array_equal(np.concatenate([p[0] for p in parts]), batch)
         assert abs(sum(p[1] for p in parts) - 1.0) < 1e-12
         assert all(abs(w - len(i) / len(batch)) < 1e-12 for i, w in parts)
     # one process: exactly the plain plan
-    plain = distributed.classify_plan(n, B, 5, 1)
+    plain = batching.classify_plan(n, B, 5, 1)
     assert [list(b) for b, _ in plain] == [list(b) for b in classify_batches(n, B, 5, 1)]
-    assert distributed.classify_steps(n, B) == len(classify_batches(n, B, 0, 0))
+    assert batching.classify_steps(n, B) == len(classify_batches(n, B, 0, 0))
 
 
 def test_lm_shards_are_rows_of_the_global_streams():
     ids = np.random.default_rng(0).integers(0, 27, 5000).astype(np.int32)
     for epoch in range(3):
         glob = lm_streams(ids, 6, 10, 2, epoch)
-        parts = [distributed.lm_shard_streams(ids, 3, 10, 2, epoch, r, 2) for r in range(2)]
+        parts = [batching.lm_shard_streams(ids, 3, 10, 2, epoch, r, 2) for r in range(2)]
         np.testing.assert_array_equal(np.concatenate(parts), glob)
-        np.testing.assert_array_equal(distributed.lm_shard_streams(ids, 6, 10, 2, epoch), glob)
+        np.testing.assert_array_equal(batching.lm_shard_streams(ids, 6, 10, 2, epoch), glob)
     with pytest.raises(ValueError, match="too short"):
-        distributed.lm_steps(50, 4, 10, 2)
+        batching.lm_steps(50, 4, 10, 2)
 
 
 def test_single_process_agreements_and_fault_spec():

@@ -12,7 +12,7 @@ from mlx_rnn.core.baselines import FrequencyBasedClassifier, UniformLanguageMode
 from mlx_rnn.lstm import LSTM
 from mlx_rnn.core.metrics import check_normalizes, check_sane, lm_bundle
 from mlx_rnn.models import RNNClassifier, RNNLanguageModel, build_model
-from mlx_rnn.core.vocab import TEXT8, TEXT8_SYMBOLS
+from mlx_rnn.core.vocab import TEXT8
 
 
 def config(task, layers=1, hidden=24, embed=8, dropout=0.0):

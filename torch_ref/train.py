@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mlx_rnn.core import distributed
+from mlx_rnn.core import batching, distributed
 from mlx_rnn.core.batching import lm_chunk, prefix_labels
 from mlx_rnn.core.config import RunConfig
 from mlx_rnn.run.epoch import EpochLoop
@@ -78,7 +78,7 @@ class Trainer(EpochLoop):
             y_all = torch.from_numpy(self.train_data[1].astype(np.int64)).to(dev)
             prefix_all = torch.from_numpy(self.prefix_y).to(dev)
             # this rank's share of the shared plan: [(indices, gradient weight)]
-            batches = distributed.classify_plan(len(self.train_data[1]), cfg.batch_size, cfg.seed, epoch,
+            batches = batching.classify_plan(len(self.train_data[1]), cfg.batch_size, cfg.seed, epoch,
                                                 dist.rank, dist.world_size)[:self.steps_per_epoch]
 
             def run(k):
@@ -86,7 +86,7 @@ class Trainer(EpochLoop):
                 idx = torch.from_numpy(idx).to(dev)
                 return self._step(x_all[idx], y_all[idx], weight=weight, prefix_y=prefix_all[idx])[0]
             return run
-        streams = parallel.device_streams(distributed.lm_shard_streams(
+        streams = parallel.device_streams(batching.lm_shard_streams(
             self.train_data, cfg.batch_size, cfg.seq_len, cfg.seed, epoch, dist.rank, dist.world_size), dev)
 
         def run(k):

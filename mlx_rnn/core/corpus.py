@@ -67,7 +67,7 @@ class CorpusSplit:
     """A contiguous range of a :class:`Text8Corpus`, read on demand as int32 ids.
 
     Has ``len()``, ``read(start, stop)`` (ids of characters ``[start, stop)`` of the
-    split) and ``fingerprint()``; :func:`mlx_rnn.core.distributed.lm_shard_streams` trains
+    split) and ``fingerprint()``; :func:`mlx_rnn.core.batching.lm_shard_streams` trains
     from it without loading it.
     """
 

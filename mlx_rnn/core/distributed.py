@@ -5,7 +5,7 @@ Both trainers run data-parallel the same way (``--distributed``; started by
 
 - every rank builds the *same* shared batching plan of :mod:`mlx_rnn.core.batching`
   with the global batch ``batch_size * world_size`` and takes its own slice of
-  it (:func:`classify_plan`, :func:`lm_shard_streams`): rank ``r`` takes
+  it (:func:`mlx_rnn.core.batching.classify_plan`, :func:`~mlx_rnn.core.batching.lm_shard_streams`): rank ``r`` takes
   examples ``[r*B:(r+1)*B]`` of every global classification batch, and rows
   ``[r*B:(r+1)*B]`` of the global LM streams (carrying its own LSTM state);
 - gradients are combined as the weighted sum ``sum_r w_r * grad_r`` with
@@ -17,8 +17,9 @@ Both trainers run data-parallel the same way (``--distributed``; started by
 
 This module holds what does not depend on the framework: :class:`DistInfo`
 (rank, world size and one framework-supplied ``all_sum`` of a float64 vector,
-from which every small agreement is built), the sharding of the batching plans,
-rank-0 printing, a watchdog for hung peers and a test-only fault injector. The
+from which every small agreement is built), joining the ranks (:func:`init`),
+rank-0 printing, a watchdog for hung peers and a test-only fault injector. Each
+rank's share of the batching plans is in :mod:`mlx_rnn.core.batching`; the
 framework halves are ``mlx_rnn/parallel.py`` and ``torch_ref/parallel.py``.
 """
 
@@ -36,7 +37,6 @@ from typing import Callable
 import numpy as np
 
 from . import switches
-from .batching import classify_batches, epoch_rng, lm_streams
 
 #: Exit code of a rank whose watchdog fired (a peer hung or vanished); docs/design.md's "1".
 EXIT_PEER_LOST = 1
@@ -290,114 +290,3 @@ def print0(*args, **kwargs) -> None:
 def rank_seed(seed: int, rank: int) -> int:
     """The dropout seed of ``rank`` in a distributed run (initial weights use ``seed`` on every rank)."""
     return int(np.random.SeedSequence([int(seed), int(rank), 0xD157]).generate_state(1, np.uint32)[0])
-
-
-# ----- sharding the shared batching plans ---------------------------------------------------
-def classify_plan(num_examples: int, batch_size: int, seed: int, epoch: int,
-                  rank: int = 0, world: int = 1) -> list[tuple[np.ndarray, float]]:
-    """This rank's share of one epoch's classification batches, with gradient weights.
-
-    The global plan is :func:`~mlx_rnn.core.batching.classify_batches` with batch
-    ``batch_size * world``; rank ``r`` takes ``[r*B:(r+1)*B]`` of each full global batch
-    and ``np.array_split(batch, world)[r]`` of a final partial one (dropped when it has
-    fewer than ``world`` examples). The weight ``n_r / n_global`` makes the weighted sum of
-    the ranks' mean-loss gradients the global batch's mean-loss gradient.
-
-    Returns:
-        list of ``(indices, weight)``; for ``world == 1`` the plain plan with weight 1.0.
-    """
-    batches = classify_batches(num_examples, batch_size * world, seed, epoch)
-    if world == 1:
-        return [(b, 1.0) for b in batches]
-    out = []
-    for b in batches:
-        if len(b) == batch_size * world:
-            part = b[rank * batch_size:(rank + 1) * batch_size]
-        elif len(b) >= world:
-            part = np.array_split(b, world)[rank]
-        else:
-            continue
-        out.append((part, len(part) / len(b)))
-    return out
-
-
-def classify_steps(num_examples: int, batch_size: int, world: int = 1) -> int:
-    """``len(classify_plan(...))`` without building it."""
-    g = batch_size * world
-    full, rem = divmod(num_examples, g)
-    return full + (1 if rem and (world == 1 or rem >= world) else 0)
-
-
-def lm_layout(num_chars: int, batch_size: int, seq_len: int, seed: int, epoch: int,
-              random_offset: bool = True) -> tuple[int, int]:
-    """``(offset, per_stream)`` of :func:`~mlx_rnn.core.batching.lm_streams` for a text of ``num_chars``.
-
-    Raises:
-        ValueError: the text is too short for one chunk per stream (as ``lm_streams``).
-    """
-    offset = int(epoch_rng(seed, epoch).integers(0, seq_len)) if random_offset else 0
-    per_stream = ((num_chars - offset) // batch_size - 1) // seq_len * seq_len  # as lm_streams
-    if per_stream < seq_len:
-        raise ValueError(f"text of {num_chars} characters is too short for batch size "
-                         f"{batch_size} x sequence length {seq_len}")
-    return offset, per_stream
-
-
-def lm_steps(num_chars: int, batch_size: int, seq_len: int, world: int = 1) -> int:
-    """LM training steps per epoch with global batch ``batch_size * world`` (offsets may cost one chunk)."""
-    _, per_stream = lm_layout(num_chars, batch_size * world, seq_len, 0, 0, random_offset=False)
-    return per_stream // seq_len - 1
-
-
-def steps_per_epoch(task: str, train, batch_size: int, seq_len: int, world: int = 1) -> int:
-    """Training steps per epoch of either task (``train`` as the Trainer takes it)."""
-    if task == "classify":
-        return classify_steps(len(train[1]), batch_size, world)
-    return lm_steps(len(train), batch_size, seq_len, world)
-
-
-class LazyStreams:
-    """Rows of the LM stream layout read on demand from a text that is not in memory.
-
-    ``source`` has ``len()`` and ``read(start, stop) -> int32 ids`` (e.g. a split of
-    :class:`mlx_rnn.core.corpus.Text8Corpus`, a memory map). Indexing as ``lm_chunk`` does,
-    ``streams[:, s:e]``, reads ``rows x (e - s)`` ids; ``shape`` is that of the
-    in-memory layout. ``np.asarray(streams)`` reads all of it (tests).
-    """
-
-    def __init__(self, source, offset: int, per_stream: int, row0: int, rows: int):
-        self.source, self.offset, self.per_stream, self.row0, self.rows = source, offset, per_stream, row0, rows
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return (self.rows, self.per_stream + 1)
-
-    def __getitem__(self, key):
-        rows, cols = key
-        if rows != slice(None) or not isinstance(cols, slice) or cols.step not in (None, 1):
-            raise IndexError("LazyStreams supports streams[:, start:stop] only")
-        start, stop, _ = cols.indices(self.per_stream + 1)
-        stop = max(stop, start)
-        base = self.offset + (self.row0 + np.arange(self.rows)) * (self.per_stream + 1)
-        return np.stack([self.source.read(int(b) + start, int(b) + stop) for b in base]).astype(np.int32)
-
-    def __array__(self, dtype=None, copy=None):
-        out = self[:, :]
-        return out if dtype is None else out.astype(dtype)
-
-
-def lm_shard_streams(ids, batch_size: int, seq_len: int, seed: int, epoch: int,
-                     rank: int = 0, world: int = 1, random_offset: bool = True):
-    """This rank's rows ``[r*B:(r+1)*B]`` of the epoch's global LM streams (``batch_size * world`` rows).
-
-    ``ids`` is an int array (then the result is :func:`~mlx_rnn.core.batching.lm_streams`'s
-    array; for one process exactly its output) or a lazily read text with ``read()``
-    (then a :class:`LazyStreams`: nothing is loaded beyond the chunk being trained).
-    """
-    if not hasattr(ids, "read"):
-        if world == 1:
-            return lm_streams(ids, batch_size, seq_len, seed, epoch, random_offset=random_offset)
-        streams = lm_streams(ids, batch_size * world, seq_len, seed, epoch, random_offset=random_offset)
-        return streams[rank * batch_size:(rank + 1) * batch_size]
-    offset, per_stream = lm_layout(len(ids), batch_size * world, seq_len, seed, epoch, random_offset)
-    return LazyStreams(ids, offset, per_stream, rank * batch_size, batch_size)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from . import distributed
+from .batching import steps_per_epoch
 from .config import RunConfig
 from .data import CLASSIFY_FILES, LM_FILES, DataError, check_data_dir, load_examples, read_text
 from .transfer import heldout_windows
@@ -104,22 +105,16 @@ def split_validation_blocks(text: str, val_fraction: float) -> tuple[str, list[s
     return "".join(train), val
 
 
-def steps_per_epoch(cfg: RunConfig, train) -> int:
-    """Training steps in one epoch (what the frameworks' ``Trainer.steps_per_epoch`` computes;
-    distributed: of the global batch, batch_size x ranks)."""
-    return distributed.steps_per_epoch(cfg.task, train, cfg.batch_size, cfg.seq_len,
-                                       distributed.current().world_size)
-
-
 def check_trainable(cfg: RunConfig, train, where) -> int:
-    """``steps_per_epoch``, or ValueError (one line) when the data gives no full step."""
+    """The training steps of one epoch over this run's ranks (:func:`mlx_rnn.core.batching.steps_per_epoch`),
+    or ValueError (one line) when the data gives no full step."""
     size = len(train[1]) if cfg.task == "classify" else len(train)
     what = "training examples" if cfg.task == "classify" else "training characters"
+    world = distributed.current().world_size
     try:
-        steps = steps_per_epoch(cfg, train)
+        steps = steps_per_epoch(cfg, train, world)
     except ValueError:
         steps = 0
-    world = distributed.current().world_size
     if cfg.task == "classify" and cfg.batch_size * world > size:
         raise ValueError(f"{where}: --batch-size {cfg.batch_size}" + (f" x {world} ranks" if world > 1 else "")
                          + f" is larger than the {size} {what} (after the validation slice); "

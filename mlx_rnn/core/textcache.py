@@ -13,7 +13,7 @@ since (another size or modification time) is read again.
 ``DIR`` is the run's checkpoint directory (one the run has not made yet gets the cache only
 once every input is checked: it is written beside it, hidden, and moved in); a run that saves
 nothing uses a temporary directory removed when the process ends. Training reads each batch's rows from the file
-(:class:`TextSegments`, through :class:`mlx_rnn.core.distributed.LazyStreams`; ``os.pread``,
+(:class:`TextSegments`, through :class:`mlx_rnn.core.batching.LazyStreams`; ``os.pread``,
 converting only those rows to int32), so a 1 GB text costs 1 GB of disk, not a 1 GB string
 and 4 GB of int32 in the process; the system's page cache keeps the file in memory when there
 is room. (A memory map would do the same, but every page read would count in the process's
@@ -252,7 +252,7 @@ class TextSegments:
 
     Has ``len()``, ``read(start, stop)`` and ``fingerprint()``, as
     :class:`mlx_rnn.core.corpus.CorpusSplit`, so the trainers batch it through
-    :class:`mlx_rnn.core.distributed.LazyStreams` without loading it.
+    :class:`mlx_rnn.core.batching.LazyStreams` without loading it.
     """
 
     def __init__(self, encoded: EncodedText, ranges: list[tuple[int, int]]):

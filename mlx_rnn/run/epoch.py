@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 import time
 
-from mlx_rnn.core import distributed
+from mlx_rnn.core import batching
 from mlx_rnn.core.schedule import lr_at
 
 
@@ -51,8 +51,7 @@ class EpochLoop:
 
     def _init_loop(self) -> None:
         cfg = self.config  # global batch = batch_size x ranks; LM offsets may cost one chunk
-        self.steps_per_epoch = distributed.steps_per_epoch(self.task, self.train_data, cfg.batch_size,
-                                                           cfg.seq_len, self.dist.world_size)
+        self.steps_per_epoch = batching.steps_per_epoch(cfg, self.train_data, self.dist.world_size)
 
     def weights(self) -> dict:
         """The model's parameters as ``{PyTorch name: float32 numpy array}``."""

@@ -19,7 +19,7 @@ import numpy as np
 from mlx_rnn.core import checkpoint as ckpt
 from mlx_rnn.core import distributed
 from mlx_rnn.core.config import RunConfig, validate_config
-from mlx_rnn.core.taskdata import steps_per_epoch
+from mlx_rnn.core.batching import steps_per_epoch
 from .errors import Interrupted
 from .flags import RESUME_OVERRIDABLE
 
@@ -42,7 +42,7 @@ def load_resume_state(resume_dir, task: str, cfg: RunConfig, train, framework: s
     """
     resume_dir = Path(resume_dir)
     weights, tensors, state = ckpt.load_resume(resume_dir)
-    steps = steps_per_epoch(cfg, train)
+    steps = steps_per_epoch(cfg, train, distributed.current().world_size)
     ckpt.check_resume(resume_dir, cfg, weights, tensors, state, framework, steps)
     best_weights = None
     if state["best_epoch"] >= 0:

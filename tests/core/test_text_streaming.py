@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlx_rnn.core import distributed, memory, own_text, textcache, textread
+from mlx_rnn.core import batching, memory, own_text, textcache, textread
 from mlx_rnn.core.batching import lm_streams
 from mlx_rnn.core.config import make_config
 from mlx_rnn.core.data import DataError, read_text
@@ -88,7 +88,7 @@ def test_lm_data_equals_the_in_memory_split(name, tmp_path, monkeypatch):
     assert len(d["train"]) == len(ids) and np.array_equal(d["train"].read(0, len(ids)), ids)
     assert d["train"].fingerprint() == data_fingerprint(ids)
     for world, rank in ((1, 0), (2, 1)):
-        lazy = distributed.lm_shard_streams(d["train"], 4, 5, seed=3, epoch=1, rank=rank, world=world)
+        lazy = batching.lm_shard_streams(d["train"], 4, 5, seed=3, epoch=1, rank=rank, world=world)
         whole = lm_streams(ids, 4 * world, 5, seed=3, epoch=1)[rank * 4:(rank + 1) * 4]
         assert np.array_equal(np.asarray(lazy), whole)
     assert d["text_cache"].path.stat().st_size == len(text)  # one byte a symbol

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlx_rnn.core import backend, taskdata
+from mlx_rnn.core import backend, batching, taskdata
 from mlx_rnn.core import checkpoint as ckpt
 from mlx_rnn.core.config import make_config
 from mlx_rnn.core.vocab import Indexer
@@ -101,7 +101,7 @@ class StopAfter:
 @pytest.mark.parametrize("framework", ["mlx", "torch"])
 def test_resume_is_exact(framework, task, data, tmp_path):
     _, fw, cfg, d = _setup(framework, task, data)
-    spe = taskdata.steps_per_epoch(cfg, d["train"])
+    spe = batching.steps_per_epoch(cfg, d["train"])
     assert spe >= 4
 
     # uninterrupted
@@ -150,7 +150,7 @@ def test_resumed_epoch_from_an_older_state_says_its_train_loss_is_partial(framew
     epoch's train loss covers only the steps after the resume, which the log and the metrics'
     step count say; the state holds the sum and count, and a bad value of either is refused."""
     _, fw, cfg, d = _setup(framework, "lm", data, epochs=1)
-    spe = taskdata.steps_per_epoch(cfg, d["train"])
+    spe = batching.steps_per_epoch(cfg, d["train"])
     with pytest.raises(errors.Interrupted):
         _train(fw, cfg, d, tmp_path / "ck", None, StopAfter(3))
     state = json.loads((tmp_path / "ck" / "resume" / "trainer_state.json").read_text())
@@ -193,7 +193,7 @@ def test_resume_needs_the_rng_state(framework, data, tmp_path):
     """Control: resuming with another generator state gives other weights, so the test above
     really checks that the RNG state is restored (dropout is on)."""
     _, fw, cfg, d = _setup(framework, "classify", data, epochs=2)
-    spe = taskdata.steps_per_epoch(cfg, d["train"])
+    spe = batching.steps_per_epoch(cfg, d["train"])
     _train(fw, cfg, d, tmp_path / "ref", None, lambda: False)
     with pytest.raises(errors.Interrupted):
         _train(fw, cfg, d, tmp_path / "b", None, StopAfter(spe + 1))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository
 SCRIPT = ROOT / "scripts" / "benchmark.py"
 
 RESULT_KEYS = {"config", "settings", "framework", "device", "timing", "median_epoch_s", "min_epoch_s",

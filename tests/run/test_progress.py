@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from mlx_rnn.core import taskdata
+from mlx_rnn.core import batching
 from mlx_rnn.run.flags import log_interval
 from mlx_rnn.run import fit
 from mlx_rnn.run.progress import Progress, format_duration, is_terminal
 from tests.synthetic import TINY, TRAINERS, make_data_dir, run_script
-from tests.test_resume import _setup
+from tests.run.test_resume import _setup
 
 LINE = re.compile(r"^\[(classify|lm)\] epoch (\d+)/(\d+)  step (\d+)/(\d+) \((\d+) %\)  train loss (\d+\.\d{4})  "
                   r"([\d,]+) chars/s  ETA (\S+)$")
@@ -124,7 +124,7 @@ def test_lines_in_both_trainers_read_the_loss_only_when_due(framework, task, dat
     """Every 2 steps: one line per 2 steps, whose running mean at the epoch's last step is the
     epoch's train loss in metrics.jsonl; reports happen only where a line is due."""
     _, fw, cfg, d = _setup(framework, task, data, epochs=1)
-    spe = taskdata.steps_per_epoch(cfg, d["train"])
+    spe = batching.steps_per_epoch(cfg, d["train"])
     reports = []
     real = Progress.report
 

@@ -228,7 +228,7 @@ def test_resume_mid_epoch_reuses_the_encoded_text_and_is_exact(framework, text_f
                                                                one_torch_thread):
     from mlx_rnn.core import textcache
     from mlx_rnn.run import cli, fit
-    from tests.test_resume import StopAfter, max_diff
+    from tests.run.test_resume import StopAfter, max_diff
 
     flags = [*TINY, "--epochs", "2", "--dropout", "0.2", "--lr-schedule", "constant", "--train-text", str(text_file)]
     assert cli.main(framework, [*flags, "--save", str(tmp_path / "ref")]) == 0

@@ -13,7 +13,7 @@ import pytest
 
 from tests.synthetic import TINY, error_line, run_script
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository
 
 
 def _python(code: str, env: dict) -> dict:

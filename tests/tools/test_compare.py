@@ -26,7 +26,7 @@ from mlx_rnn.core.data import CLASSIFY_FILES, LM_FILES  # noqa: E402
 from mlx_rnn.core.vocab import TEXT8, VOWELS  # noqa: E402
 from mlx_rnn.tools import compare  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository
 SCRIPT = ROOT / "scripts" / "compare.py"
 WORDS = ("the of and one in a to zero nine two is as eight for five three was by that four six seven "
          "with on are it from or his an be this which at he also not have were has but first new").split()

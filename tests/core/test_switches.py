@@ -14,7 +14,7 @@ import pytest
 from mlx_rnn.core import switches
 from mlx_rnn.core.switches import Switches, describe, read
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository
 
 #: (variable, field, [(value in the environment, value read)], [junk])
 CASES = [

@@ -19,7 +19,7 @@ import pytest
 from mlx_rnn.run import cli
 from mlx_rnn.run.stop import StopFlag, deferred_signals, terminate_as_interrupt
 from tests.synthetic import SCRIPTS, TINY, TRAINERS, fake_checkpoint, make_data_dir, run_script, script_env
-from tests.test_resume import TOL, max_diff
+from tests.run.test_resume import TOL, max_diff
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ import pytest
 from mlx_rnn.tools import gpu_check as gc
 from tests.synthetic import error_line, run_script
 
-ROOT = Path(__file__).resolve().parent.parent
-DEVICE_TESTS = ["tests/test_parity.py", "tests/test_parity_training.py", "tests/test_native_errors.py"]
+ROOT = Path(__file__).resolve().parents[2]  # the repository
+DEVICE_TESTS = ["tests/test_parity.py", "tests/test_parity_training.py", "tests/native/test_native_errors.py"]
 
 
 def _collect(*args) -> list[str]:

@@ -1,6 +1,6 @@
 """The native C++ primitives (mlx_rnn.native): LSTM and GRU recurrences against the op and the
 plain autodiff loop, a central-difference check of the primitives themselves, the fallback
-(bad input: tests/test_native_errors.py)."""
+(bad input: tests/native/test_native_errors.py)."""
 
 from __future__ import annotations
 

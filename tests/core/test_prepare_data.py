@@ -27,9 +27,9 @@ from mlx_rnn.tools.prepare.cli import build_parser
 from mlx_rnn.core.prepare.dataset import build_dataset
 from mlx_rnn.core.prepare.text8 import (LM_TRAIN_CHARS, TEXT8_100K_SHA256, TEXT8_CHARS, TEXT8_SHA1, TEXT8_URL,
                                          ChecksumError, Text8, check_text8, load_text8)
-from tests.prepare_helpers import (gen_dir, standard_100k, text8_raw, text8_zip, wrong_text,  # noqa: F401  (fixtures)
+from tests.core.prepare_helpers import (gen_dir, standard_100k, text8_raw, text8_zip, wrong_text,  # noqa: F401  (fixtures)
                                    wrong_zip)
-from tests.prepare_helpers import OUTPUTS, assert_error, files_in, generate, make_zip, run, sha256
+from tests.core.prepare_helpers import OUTPUTS, assert_error, files_in, generate, make_zip, run, sha256
 
 
 # --- command line: text8 from a local file ----------------------------------------------

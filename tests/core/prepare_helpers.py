@@ -19,7 +19,7 @@ import pytest
 
 from mlx_rnn.core.prepare.text8 import TEXT8_100K_SHA256
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository
 SCRIPT = ROOT / "scripts" / "prepare_data.py"
 GEN_CHARS = 2_000_000
 OUTPUTS = ("text8-100k.txt", "text8-dev.txt", "text8-test.txt", "train-consonant-examples.txt",

@@ -22,9 +22,9 @@ import pytest
 from mlx_rnn.core.data import DataError
 from mlx_rnn.core.prepare.download import download
 from mlx_rnn.core.prepare.text8 import TEXT8_ZIP_SHA1, ChecksumError
-from tests.prepare_helpers import (gen_dir, server, standard_100k, text8_raw, text8_zip,  # noqa: F401  (fixtures)
+from tests.core.prepare_helpers import (gen_dir, server, standard_100k, text8_raw, text8_zip,  # noqa: F401  (fixtures)
                                    wrong_text, wrong_zip)
-from tests.prepare_helpers import OUTPUTS, ROOT, SCRIPT, assert_error, files_in, generate, run, sha256
+from tests.core.prepare_helpers import OUTPUTS, ROOT, SCRIPT, assert_error, files_in, generate, run, sha256
 
 
 # --- downloads ----------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from mlx_rnn.core.config import make_config
 from mlx_rnn.core.checkpoint import save_checkpoint
 from mlx_rnn.models import build_model
 from mlx_rnn.core.sampling import choose
-from mlx_rnn.core.vocab import TEXT8, TEXT8_SYMBOLS
+from mlx_rnn.core.vocab import TEXT8
 from tests.conftest import ROOT
 
 CONFIG = make_config("lm", embed_dim=8, hidden_size=16, num_layers=2, dropout=0.0)

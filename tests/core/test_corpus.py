@@ -13,7 +13,7 @@ import pytest
 
 from mlx_rnn.core import corpus
 
-from mlx_rnn.core import distributed
+from mlx_rnn.core import batching, distributed
 from mlx_rnn.core.batching import lm_chunk, lm_streams
 from mlx_rnn.core.config import make_config
 from mlx_rnn.core.data import DataError
@@ -96,8 +96,8 @@ def test_lazy_streams_equal_in_memory_layout(small_file, world):
     for epoch in range(3):
         full = lm_streams(ids, 4 * world, 16, 7, epoch)
         for rank in range(world):
-            lazy = distributed.lm_shard_streams(c.train, 4, 16, 7, epoch, rank, world)
-            assert isinstance(lazy, distributed.LazyStreams)
+            lazy = batching.lm_shard_streams(c.train, 4, 16, 7, epoch, rank, world)
+            assert isinstance(lazy, batching.LazyStreams)
             want = full[rank * 4:(rank + 1) * 4]
             assert lazy.shape == want.shape
             np.testing.assert_array_equal(np.asarray(lazy), want)
@@ -106,7 +106,7 @@ def test_lazy_streams_equal_in_memory_layout(small_file, world):
             np.testing.assert_array_equal(x, wx)
             np.testing.assert_array_equal(y, wy)
     plain = lm_streams(ids, 4 * world, 16, 0, 0, random_offset=False)
-    assert distributed.lm_steps(len(c.train), 4, 16, world) == (plain.shape[1] - 1) // 16 - 1
+    assert batching.lm_steps(len(c.train), 4, 16, world) == (plain.shape[1] - 1) // 16 - 1
 
 
 def _lm_wrapper(framework: str, cell: str = "lstm"):

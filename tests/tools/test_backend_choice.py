@@ -14,7 +14,7 @@ import pytest
 
 from mlx_rnn.tools import backend_choice as bc
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository
 
 
 def test_linux_without_a_driver_gets_the_cpu_builds_as_before():
