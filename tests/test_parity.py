@@ -33,6 +33,7 @@ import torch_ref  # noqa: E402
 from mlx_rnn import models as mm  # noqa: E402
 from mlx_rnn import train as mt  # noqa: E402
 from mlx_rnn.core.checkpoint import save_checkpoint  # noqa: E402
+from mlx_rnn.core.config import RunConfig  # noqa: E402
 from mlx_rnn.core.data import CLASSIFY_FILES, LM_FILES, load_examples, read_text  # noqa: E402
 from mlx_rnn.core.metrics import check_normalizes, classification_bundle, perplexity_figures  # noqa: E402
 from mlx_rnn.core.vocab import TEXT8, TEXT8_SYMBOLS  # noqa: E402
@@ -91,7 +92,7 @@ def test_forward_trained_weights(task, source, devices):
 
 
 # ----- real data: dev log probability and dev predictions ------------------------------------
-def _train_small_mlx(cfg: dict, data, steps: int) -> dict:
+def _train_small_mlx(cfg: RunConfig, data, steps: int) -> dict:
     """Train in MLX on the CPU for ``steps`` steps; returns the weights."""
     old = mx.default_device()
     mx.set_default_device(mx.cpu)
@@ -124,7 +125,7 @@ def real_classifier(data_dir):
     return cfg, weights, dev
 
 
-def _wrappers(cfg: dict, weights: dict, device):
+def _wrappers(cfg: RunConfig, weights: dict, device):
     m = mm.build_model(cfg)
     m.load_numpy(weights)
     return mm.wrap(m, cfg), tm.wrap(torch_twin(weights, cfg, device), cfg)
@@ -163,7 +164,7 @@ def test_classifier_dev_predictions(real_classifier, devices):
 
 
 # ----- initialisation ------------------------------------------------------------------------
-def _expected_init(name: str, cfg: dict):
+def _expected_init(name: str, cfg: RunConfig):
     """("normal", 1.0) or ("uniform", bound) for a parameter name."""
     if name == "embedding.weight":
         return "normal", 1.0

@@ -36,8 +36,8 @@ class ModelsModule(Protocol):
 
     RNNClassifier: type  #: the classifier wrapper (core/wrappers.ClassifierWrapper)
     RNNLanguageModel: type  #: the LM wrapper (core/wrappers.LanguageModelWrapper)
-    build_model: Callable[[dict], Any]  #: a fresh network for a configuration
-    wrap: Callable[[Any, dict], Any]  #: the wrapper of a trained network
+    build_model: Callable[[Any], Any]  #: a fresh network for a RunConfig (core/config.py)
+    wrap: Callable[[Any, Any], Any]  #: (network, RunConfig) -> the wrapper of a trained network
     load: Callable[..., Any]  #: load(path, task=None): a checkpoint directory's wrapper
 
 

@@ -180,12 +180,7 @@ def check_config(config: dict, where) -> dict:
 
 
 def read_config(path) -> RunConfig:
-    """The run configuration in ``config.json`` of checkpoint directory ``path``
-    (:func:`read_config_json`, without the writer's keys).
-
-    Raises:
-        CheckpointError: as :func:`read_config_json`.
-    """
+    """The RunConfig in ``config.json`` of checkpoint ``path``; CheckpointError as :func:`read_config_json`."""
     return RunConfig.from_json(read_config_json(path))
 
 

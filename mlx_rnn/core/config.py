@@ -32,8 +32,6 @@ COMMON_DEFAULTS = dict(seed=0, val_fraction=0.05, patience=0, save_every=1, cell
 #: on, then where it ran (present only when set; ``dev_text`` and ``dev_tail_chars`` whenever ``train_text`` is).
 RUN_RECORD_KEYS = ("task", "vocab", "vocab_size", "normalize", "init_from_lm", "train_text", "dev_text", "corpus",
                    "dev_tail_chars", "device", "precision")
-#: config.json's keys about the file rather than the run: who wrote it, and the epoch it holds.
-WRITER_KEYS = ("framework", "framework_version", "best_epoch", "format_version")
 
 
 @dataclass(frozen=True)
@@ -116,7 +114,10 @@ class RunConfig:
             ValueError: a changed setting that cannot work.
         """
         new = replace(self, **changes)
-        validate_config({k: v for k, v in changes.items() if k in SETTING_RULES or k in SETTING_CHOICES})
+        changed = {k: v for k, v in changes.items() if v is not None}  # (None: a setting unset)
+        if {"vocab", "vocab_size"} & set(changes):  # the alphabet and its size must agree
+            changed.update(vocab=new.vocab, vocab_size=new.vocab_size)
+        validate_config(changed)
         return new
 
     @staticmethod
@@ -144,8 +145,8 @@ class RunConfig:
     @classmethod
     def from_json(cls, settings: dict) -> "RunConfig":
         """The configuration recorded in a (migrated, validated) ``config.json`` or pending
-        configuration; the writer's keys (:data:`WRITER_KEYS`) and keys this version does not know
-        are left out, and so is the other task's key. A training setting the file lacks (a checkpoint
+        configuration; the writer's keys (framework, version, best epoch, format) and keys this
+        version does not know are left out, and so is the other task's key. A training setting the file lacks (a checkpoint
         written by hand with only the model's keys) takes its default: :func:`mlx_rnn.run.resume.resume_config`
         refuses to resume such a file."""
         known = {f.name for f in fields(cls)}

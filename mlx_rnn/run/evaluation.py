@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlx_rnn.core import backend
+from mlx_rnn.core import backend, checkpoint
 from mlx_rnn.core import corpus as corpus_mod
 from mlx_rnn.core import distributed
 from mlx_rnn.core.calibration import fit_temperature, mean_nll
@@ -157,7 +157,7 @@ def zero_shot_bundle(fw, lm_path, data: dict, device: str) -> dict:
     if data.get("heldout") and data["heldout"][0]:
         out["heldout"] = classification_bundle(zero_shot_predict(lm, data["heldout"][0]), data["heldout"][1])
     out.update(framework=fw.FRAMEWORK, device=device, epochs=0, epoch_times_s=[], train_time_s=None,
-               config={**lm.config.to_json(), "task": "classify", "zero_shot_lm": str(Path(lm_path).resolve())})
+               config={**checkpoint.read_config_json(lm_path), "task": "classify", "zero_shot_lm": str(Path(lm_path).resolve())})
     return out
 
 

@@ -53,6 +53,9 @@ def test_the_configuration_is_frozen_and_replace_checks_what_changes():
     assert cfg.replace(hidden_size=7).hidden_size == 7 and cfg.hidden_size == TASK_DEFAULTS["classify"]["hidden_size"]
     with pytest.raises(ValueError, match="--epochs must be between 1"):
         cfg.replace(epochs=0)
+    with pytest.raises(ValueError, match="vocab has 3 symbols but vocab_size is 27"):
+        cfg.replace(vocab="ab ")
+    assert cfg.replace(vocab="ab ", vocab_size=3).vocab_size == 3
     with pytest.raises(ValueError, match="unknown settings colour"):
         make_config("lm", colour="red")
     with pytest.raises(ValueError, match="unknown task"):

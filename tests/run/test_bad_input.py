@@ -231,7 +231,7 @@ def test_empty_data_dir_lists_the_ways_out_and_a_partial_one_names_the_missing_f
     assert error_line(proc).startswith(f"error: {d}: data not found (missing {LMDEV}); pass --data-dir DIR"), proc.stderr
 
 
-# ----- --download (the preparation itself: test_prepare_data.py, test_prepare_download.py) -------
+# ----- --download (the preparation itself: core/test_prepare_data.py, core/test_prepare_download.py)
 @pytest.fixture
 def fake_prepare(monkeypatch, good_data):
     """Replace the download-and-build step with a copy of the generated data."""

@@ -253,7 +253,7 @@ def main(argv=None) -> int:
         fw = backend.train_module(args.framework)
         device = fw.select_device(args.device)
         fw.set_tf32(args.tf32)  # before the first matrix product (MLX reads its switch once)
-        cfg = make_config(args.task, **settings, seed=args.seed, epochs=1 + args.repeats,
+        cfg = make_config(args.task, **settings, seed=args.seed, epochs=max(1, 1 + args.repeats),
                           device=device, precision=fw.precision())
         train, data_desc = load_data(args.task, cfg, args.data_dir, args.synthetic, args.seed)
         check_trainable(cfg, train, "training data")
