@@ -21,12 +21,19 @@ namespace {
 std::atomic<bool> g_packed_on{true};
 
 #ifdef MLX_RNN_X86
+// The loops over a kernel's MR rows are unrolled by pragma: without it GCC 12 keeps the
+// accumulators in an array on the stack and stores every one after each FMA (12 stores per step of
+// k), which halved the AVX2 kernel's rate (16 against 36 GFLOP/s on one core of a 2-core AMD EPYC
+// with AVX2 only, where OpenBLAS's sgemm reaches 38; docs/benchmarks.md).
+#define MLX_RNN_UNROLL _Pragma("GCC unroll 16")
+
 // MR rows x 32 columns of C; B panel rows are 32 floats (two zmm). 2 * MR accumulators.
 template <int MR>
 __attribute__((target("avx512f"))) void kernel_avx512(int k, const float* a, int lda,
                                                       const float* p, float* c, int ldc,
                                                       const float* c0, int64_t ld0) {
   __m512 acc[MR][2];
+  MLX_RNN_UNROLL
   for (int i = 0; i < MR; ++i) {
     acc[i][0] = c0 ? _mm512_loadu_ps(c0 + i * ld0) : _mm512_setzero_ps();
     acc[i][1] = c0 ? _mm512_loadu_ps(c0 + i * ld0 + 16) : _mm512_setzero_ps();
@@ -34,12 +41,14 @@ __attribute__((target("avx512f"))) void kernel_avx512(int k, const float* a, int
   for (int kk = 0; kk < k; ++kk) {
     const __m512 b0 = _mm512_loadu_ps(p + int64_t(kk) * kPanel);
     const __m512 b1 = _mm512_loadu_ps(p + int64_t(kk) * kPanel + 16);
+    MLX_RNN_UNROLL
     for (int i = 0; i < MR; ++i) {
       const __m512 x = _mm512_set1_ps(a[int64_t(i) * lda + kk]);
       acc[i][0] = _mm512_fmadd_ps(x, b0, acc[i][0]);
       acc[i][1] = _mm512_fmadd_ps(x, b1, acc[i][1]);
     }
   }
+  MLX_RNN_UNROLL
   for (int i = 0; i < MR; ++i) {
     _mm512_storeu_ps(c + int64_t(i) * ldc, acc[i][0]);
     _mm512_storeu_ps(c + int64_t(i) * ldc + 16, acc[i][1]);
@@ -52,6 +61,7 @@ __attribute__((target("avx2,fma"))) void kernel_avx2(int k, const float* a, int 
                                                      const float* p, float* c, int ldc,
                                                      const float* c0, int64_t ld0) {
   __m256 acc[MR][2];
+  MLX_RNN_UNROLL
   for (int i = 0; i < MR; ++i) {
     acc[i][0] = c0 ? _mm256_loadu_ps(c0 + i * ld0) : _mm256_setzero_ps();
     acc[i][1] = c0 ? _mm256_loadu_ps(c0 + i * ld0 + 8) : _mm256_setzero_ps();
@@ -59,12 +69,14 @@ __attribute__((target("avx2,fma"))) void kernel_avx2(int k, const float* a, int 
   for (int kk = 0; kk < k; ++kk) {
     const __m256 b0 = _mm256_loadu_ps(p + int64_t(kk) * kPanel);
     const __m256 b1 = _mm256_loadu_ps(p + int64_t(kk) * kPanel + 8);
+    MLX_RNN_UNROLL
     for (int i = 0; i < MR; ++i) {
       const __m256 x = _mm256_broadcast_ss(a + int64_t(i) * lda + kk);
       acc[i][0] = _mm256_fmadd_ps(x, b0, acc[i][0]);
       acc[i][1] = _mm256_fmadd_ps(x, b1, acc[i][1]);
     }
   }
+  MLX_RNN_UNROLL
   for (int i = 0; i < MR; ++i) {
     _mm256_storeu_ps(c + int64_t(i) * ldc, acc[i][0]);
     _mm256_storeu_ps(c + int64_t(i) * ldc + 8, acc[i][1]);
