@@ -44,17 +44,19 @@ class GRU(nn.Module):
         self.weight_dropout = Dropout(weight_drop)
         recurrence.requested()  # an unknown MLX_RNN_LSTM_IMPL fails here
 
-    def __call__(self, x: mx.array, state=None):
+    def __call__(self, x: mx.array | None, state=None, projected: mx.array | None = None):
         """Run the GRU.
 
         Args:
-            x: float32 (B, T, E).
+            x: float32 (B, T, E); not read when ``projected`` is given (may be None).
             state: optional ``(h0,)`` with h0 float32 (num_layers, B, H); zeros when None.
+            projected: optional float32 (B, T, 3H), layer 0's input projection ``x W_ih^T``
+                (bias excluded) computed by the caller (the models' embedding table in eval mode).
 
         Returns:
             ``(output (B, T, H), (h_n,))`` with h_n float32 (num_layers, B, H).
         """
-        B, H = x.shape[0], self.hidden_size
+        B, H = (x if projected is None else projected).shape[0], self.hidden_size
         h_n = []
         for layer in range(self.num_layers):
             w_ih = getattr(self, f"weight_ih_l{layer}")
@@ -63,9 +65,12 @@ class GRU(nn.Module):
                 w_hh = self.weight_dropout(w_hh)  # identity in eval mode
             b_hh = getattr(self, f"bias_hh_l{layer}")
             # projection: the weight gradient comes out row-contiguous (mlx_rnn/layers.py)
-            xw = projection(x.reshape(-1, x.shape[-1]), w_ih) + getattr(self, f"bias_ih_l{layer}")
-            xw = xw.reshape(B, -1, 3 * H)
-            h = mx.zeros((B, H), dtype=x.dtype) if state is None else state[0][layer]
+            if layer == 0 and projected is not None:
+                xw = projected + getattr(self, f"bias_ih_l{layer}")
+            else:
+                xw = projection(x.reshape(-1, x.shape[-1]), w_ih) + getattr(self, f"bias_ih_l{layer}")
+                xw = xw.reshape(B, -1, 3 * H)
+            h = mx.zeros((B, H), dtype=xw.dtype) if state is None else state[0][layer]
             if recurrence.path_for(xw.dtype) == "native":
                 x, h = recurrence.gru_native(xw, w_hh, b_hh, h, exact=not self.training, save=self.training)
             else:

@@ -77,21 +77,24 @@ class LSTM(nn.Module):
         self.weight_dropout = Dropout(weight_drop)
         recurrence.requested()  # an unknown MLX_RNN_LSTM_IMPL fails here, not mid-training
 
-    def __call__(self, x: mx.array, state=None):
+    def __call__(self, x: mx.array | None, state=None, projected: mx.array | None = None):
         """Run the LSTM over a batch of sequences.
 
         Args:
-            x: float32 (B, T, E).
+            x: float32 (B, T, E); not read when ``projected`` is given (may be None).
             state: optional ``(h0, c0)``, each float32 (num_layers, B, H); zeros when None.
+            projected: optional float32 (B, T, 4H), layer 0's input projection ``x W_ih^T``
+                (bias excluded) computed by the caller (the models' embedding table in eval mode).
 
         Returns:
             ``(output, (h_n, c_n))``: output float32 (B, T, H), the top layer's hidden
             state at every step; h_n and c_n float32 (num_layers, B, H), the final states.
         """
-        B = x.shape[0]
+        first = x if projected is None else projected
+        B = first.shape[0]
         H = self.hidden_size
         if state is None:
-            zeros = mx.zeros((B, H), dtype=x.dtype)
+            zeros = mx.zeros((B, H), dtype=first.dtype)
             h0s = c0s = [zeros] * self.num_layers
         else:
             h0s = [state[0][i] for i in range(self.num_layers)]
@@ -103,16 +106,18 @@ class LSTM(nn.Module):
             if self.weight_drop > 0:
                 w_hh = self.weight_dropout(w_hh)  # identity in eval mode
             bias = getattr(self, f"bias_ih_l{layer}") + getattr(self, f"bias_hh_l{layer}")
-            x, h_t, c_t = self._layer(x, w_ih, bias, h0s[layer], c0s[layer], w_hh)
+            x, h_t, c_t = self._layer(x, w_ih, bias, h0s[layer], c0s[layer], w_hh,
+                                      projected if layer == 0 else None)
             h_n.append(h_t)
             c_n.append(c_t)
             if layer < self.num_layers - 1 and self.dropout_p > 0:
                 x = self.inter_dropout(x)
         return x, (mx.stack(h_n), mx.stack(c_n))
 
-    def _layer(self, x, w_ih, bias, h, c, w_hh):
+    def _layer(self, x, w_ih, bias, h, c, w_hh, xw=None):
         """One layer over x (B, T, in): the input projection xw = x W_ih^T + bias for all
-        steps in one matmul, then the recurrence by the path :mod:`mlx_rnn.recurrence` picks.
+        steps in one matmul (``xw`` given: that projection, bias excluded, and x unread), then
+        the recurrence by the path :mod:`mlx_rnn.recurrence` picks.
 
         The weight gradient comes out row-contiguous (``layers.projection``). Native: one
         primitive for any T, which adds the bias itself (an addmm would first copy the
@@ -120,10 +125,12 @@ class LSTM(nn.Module):
         time, so one very long sequence (scoring a whole text) would build a huge graph; it
         runs in chunks of ``CHUNK`` steps carrying (h, c). Equal results.
         """
-        B, T, H = x.shape[0], x.shape[1], self.hidden_size
+        H = self.hidden_size
+        if xw is None:
+            xw = projection(x.reshape(-1, x.shape[-1]), w_ih).reshape(x.shape[0], x.shape[1], 4 * H)
+        T = xw.shape[1]
         exact = not self.training  # approximate activations speed up training only
-        path = recurrence.path_for(x.dtype)
-        xw = projection(x.reshape(-1, x.shape[-1]), w_ih).reshape(B, T, 4 * H)
+        path = recurrence.path_for(xw.dtype)
         if path == "native":
             return recurrence.lstm_native(xw, h, c, w_hh, exact=exact, save=self.training, bias=bias)
         xw = xw + bias

@@ -123,3 +123,27 @@ def test_long_sequences_are_chunked_with_equal_results(monkeypatch):
     chunked, (h2, c2) = lstm(x)
     assert np.allclose(np.array(whole), np.array(chunked), atol=1e-6)
     assert np.allclose(np.array(h), np.array(h2), atol=1e-6) and np.allclose(np.array(c), np.array(c2), atol=1e-6)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("task", ["classify", "lm"])
+def test_eval_gathers_the_first_projection_from_a_table_with_equal_results(cell, task, monkeypatch):
+    """In eval mode over more positions than symbols, layer 0's input projection is a row of
+    embedding.weight @ W_ih^T per symbol (models._Base.encode); the outputs equal the plain path's.
+    Training, and inputs with at most V positions, take the plain path."""
+    mx.random.seed(1)
+    model = build_model(make_config(task, embed_dim=16, hidden_size=24, num_layers=2, cell=cell, dropout=0.3))
+    rnn = model.lstm if cell == "lstm" else model.gru
+    calls = []
+    real = type(rnn).__call__
+    monkeypatch.setattr(type(rnn), "__call__", lambda self, x, state=None, projected=None:
+                        calls.append(projected is not None) or real(self, x, state, projected=projected))
+    ids = mx.array(np.random.default_rng(2).integers(0, 27, (3, 20)).astype(np.int32))
+    model.eval()
+    gathered = model.encode(ids)[0]
+    plain = model.recurrent(model.embedding(ids))[0]
+    np.testing.assert_allclose(np.array(gathered), np.array(plain), rtol=0, atol=1e-6)
+    model.encode(ids[:1, :5])  # 5 positions, fewer than the 27 symbols: the plain product
+    model.train()
+    model.encode(ids)
+    assert calls == [True, False, False, False]

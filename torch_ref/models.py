@@ -61,6 +61,12 @@ class _Base(nn.Module):
             out, new = rnn(x, arg)
         return (out, new) if self.cell == "lstm" else (out, (new,))
 
+    def encode(self, ids: torch.Tensor, state=None):
+        """Embedding -> dropout -> LSTM or GRU for int ids (B, T): ``(output (B, T, H), state)``
+        (the MLX twin gathers layer 0's input projection from a per-symbol table in eval mode;
+        ``nn.LSTM`` computes its projection itself)."""
+        return self.recurrent(self.input_dropout(self.embedding(ids)), state)
+
     @property
     def device(self) -> torch.device:
         return self.embedding.weight.device
@@ -85,12 +91,12 @@ class RNNClassifierModel(_Base):
         super().__init__(config, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out, _ = self.recurrent(self.input_dropout(self.embedding(x)))
+        out, _ = self.encode(x)
         return self.output(self.dropout(out[:, -1, :])).squeeze(-1)
 
     def prefix_logits(self, x: torch.Tensor) -> torch.Tensor:
         """float32 (B, T) logits after every prefix; see :meth:`mlx_rnn.models.RNNClassifierModel.prefix_logits`."""
-        out, _ = self.recurrent(self.input_dropout(self.embedding(x)))
+        out, _ = self.encode(x)
         return self.output(self.dropout(out)).squeeze(-1)
 
     def loss(self, x: torch.Tensor, y: torch.Tensor, prefix_y: torch.Tensor | None = None,
@@ -116,7 +122,7 @@ class LMRNNModel(_Base):
         super().__init__(config, config.vocab_size)
 
     def forward(self, x: torch.Tensor, state=None):
-        out, state = self.recurrent(self.input_dropout(self.embedding(x)), state)
+        out, state = self.encode(x, state)
         return self.output(self.dropout(out)), state
 
     def loss(self, x: torch.Tensor, y: torch.Tensor, state=None):
