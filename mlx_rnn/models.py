@@ -62,11 +62,11 @@ class _Base(nn.Module):
         and with the default LM a quarter of a scoring batch's matmul FLOPs saved. Training
         drops the embedding's output (dropout), which rules it out.
         """
-        rnn = self.lstm if self.cell == "lstm" else self.gru
         if not self.training and ids.size > self.embedding.weight.shape[0]:
+            rnn = self.lstm if self.cell == "lstm" else self.gru
             table = self.embedding.weight @ rnn.weight_ih_l0.T
             return rnn(None, state, projected=table[ids])
-        return rnn(self.input_dropout(self.embedding(ids)), state)
+        return self.recurrent(self.input_dropout(self.embedding(ids)), state)
 
     def weights(self) -> dict:
         """Parameters as ``{pytorch_name: float32 numpy array}``."""
