@@ -64,7 +64,7 @@ def describe(dtype=mx.float32) -> str:
 
 
 def lstm_native(xw: mx.array, h0: mx.array, c0: mx.array, w_hh: mx.array, exact: bool = False,
-                save: bool = True, bias: mx.array | None = None):
+                save: bool = True, bias: mx.array | None = None, w_ih: mx.array | None = None):
     """The LSTM recurrence by the C++ primitive; same arguments and result as
     :func:`mlx_rnn.lstm_op.lstm_recurrence`: xw (B, T, 4H), h0, c0 (B, H), w_hh (4H, H), all
     float32 on the CPU -> ``(hs (B, T, H), h_T (B, H), c_T (B, H))``.
@@ -73,10 +73,13 @@ def lstm_native(xw: mx.array, h0: mx.array, c0: mx.array, w_hh: mx.array, exact:
     keep the gate activations for the backward pass (training); without, a gradient re-runs
     the forward first. ``bias`` (4H,), optional: added to ``xw`` inside the primitive (the
     caller then needs no broadcast add of its own; gradient: dxw summed over B and T).
+    ``w_ih`` (4H, E), optional: then ``xw`` is the layer's input x (B, T, E) and the primitive
+    computes the input projection x W_ih^T itself, one panel product per step on the thread
+    team (no (B, T, 4H) array written and read back; gradients dx = dxw W_ih, dW_ih = dxw^T x).
     Raises ValueError for bad shapes, dtypes or a non-CPU device.
     """
     approx = use_approx(xw.dtype) and not exact
-    hs, h_T, c_T, _, _ = native.ext().lstm_forward(xw, w_hh, h0, c0, approx, save, bias=bias)
+    hs, h_T, c_T, _, _ = native.ext().lstm_forward(xw, w_hh, h0, c0, approx, save, bias=bias, w_ih=w_ih)
     return hs, h_T, c_T
 
 

@@ -115,6 +115,66 @@ def test_lstm_bias_inside_the_primitive(B, T, H, save):
     assert _rel(g_in[1], g_out.sum(axis=(0, 1))) <= 1e-5
 
 
+def _projected_inputs(B, T, E, H, seed):
+    """x (B, T, E), w_ih (4H, E), bias (4H,), h0, c0 (B, H), w_hh (4H, H)."""
+    rng = np.random.default_rng(seed)
+    shapes = [(B, T, E), (4 * H, E), (4 * H,), (B, H), (B, H), (4 * H, H)]
+    return [mx.array((0.5 * rng.standard_normal(s)).astype(np.float32)) for s in shapes]
+
+
+def _projection_losses(B, T, H, exact, save):
+    """The same weighted loss with the input projection inside the primitive (w_ih=) and as a
+    matmul before it; both take (x, w_ih, bias, h0, c0, w_hh)."""
+    def inside(x, w_ih, bias, h0, c0, w):
+        return recurrence.lstm_native(x, h0, c0, w, exact=exact, save=save, bias=bias, w_ih=w_ih)
+
+    def outside(x, w_ih, bias, h0, c0, w):
+        xw = (x.reshape(B * T, -1) @ w_ih.T).reshape(B, T, 4 * H)
+        return recurrence.lstm_native(xw, h0, c0, w, exact=exact, save=save, bias=bias)
+
+    def weighted(fn):
+        loss = _weighted_loss(lambda xw_, h0_, c0_, w_: fn(*xw_, h0_, c0_, w_), B, T, H)
+        return lambda x, w_ih, bias, h0, c0, w: loss((x, w_ih, bias), h0, c0, w)
+    return weighted(inside), weighted(outside)
+
+
+@pytest.mark.parametrize("packed", [True, False])
+@pytest.mark.parametrize("B,T,E,H,save", [(3, 1, 2, 4, True), (4, 7, 5, 13, False), (6, 20, 32, 40, True),
+                                          (2, 5, 300, 33, True)])
+def test_lstm_input_projection_inside_the_primitive(packed, B, T, E, H, save):
+    """w_ih= computes x W_ih^T inside the primitive (packed path: one panel product per step; else
+    one sgemm first): the outputs of the projection done outside, and the gradients of all six
+    inputs, x and w_ih included, within float32 rounding."""
+    ext = native.ext()
+    before = ext.packed_gemm_enabled()
+    ext.set_packed_gemm(packed)
+    try:
+        args = _projected_inputs(B, T, E, H, seed=B + T + E)
+        x, w_ih, bias, h0, c0, w = args
+        got = recurrence.lstm_native(x, h0, c0, w, exact=True, save=save, bias=bias, w_ih=w_ih)
+        xw = (x.reshape(B * T, E) @ w_ih.T).reshape(B, T, 4 * H)
+        want = recurrence.lstm_native(xw, h0, c0, w, exact=True, save=save, bias=bias)
+        for a, b in zip(got, want):
+            assert float(mx.abs(a - b).max()) <= 2e-6
+        inside, outside = _projection_losses(B, T, H, exact=False, save=save)
+        g_in = mx.grad(inside, argnums=tuple(range(6)))(*args)
+        g_out = mx.grad(outside, argnums=tuple(range(6)))(*args)
+        for name, a, b in zip(("x", "w_ih", "bias", "h0", "c0", "w_hh"), g_in, g_out):
+            assert a.shape == b.shape and _rel(a, b) <= 1e-5, name
+    finally:
+        ext.set_packed_gemm(before)
+
+
+@pytest.mark.parametrize("idx", [0, 1, 2])
+def test_lstm_input_projection_central_difference(idx):
+    """The gradients of x, w_ih and bias with the projection inside: a central difference."""
+    B, T, E, H = 2, 5, 3, 4
+    args = _projected_inputs(B, T, E, H, seed=31)
+    inside, _ = _projection_losses(B, T, H, exact=True, save=True)
+    numeric, analytic = _central_difference(inside, args, idx)
+    assert abs(numeric - analytic) <= 2e-3 * max(1.0, abs(analytic))
+
+
 def test_lstm_approximate_activations_match_the_op():
     """Training mode: the rational tanh/sigmoid of the native kernels and of the op agree."""
     B, T, H = 4, 25, 32

@@ -20,12 +20,15 @@ NB_MODULE(_ext, m) {
   m.doc() = "mlx-rnn native primitives: LSTM and GRU recurrences, fused AdamW, squared norm, dropout masks (CPU)";
   m.attr("built_with_mlx") = MLX_RNN_BUILT_WITH_MLX;
   m.def("lstm_forward", &mlx_rnn::lstm_forward, "xw"_a, "w_hh"_a, "h0"_a, "c0"_a, "approx"_a,
-        "save"_a, nb::kw_only(), "bias"_a = nb::none(), "stream"_a = nb::none(),
-        "LSTM recurrence (bias (4H,) optional, added to xw): (hs (B,T,H), h_T, c_T (B,H), gates "
+        "save"_a, nb::kw_only(), "bias"_a = nb::none(), "w_ih"_a = nb::none(), "stream"_a = nb::none(),
+        "LSTM recurrence (bias (4H,) optional, added to xw; with w_ih (4H,E) the first argument is x "
+        "(B,T,E) and xw = x w_ih^T is computed inside): (hs (B,T,H), h_T, c_T (B,H), gates "
         "(T,B,4H), cells (T,B,H)).");
   m.def("lstm_backward", &mlx_rnn::lstm_backward, "dhs"_a, "dh_T"_a, "dc_T"_a, "w_hh"_a, "h0"_a,
-        "c0"_a, "hs"_a, "gates"_a, "cells"_a, "approx"_a, nb::kw_only(), "stream"_a = nb::none(),
-        "LSTM backward: (dxw (B,T,4H), dw_hh (4H,H), dh0, dc0 (B,H)).");
+        "c0"_a, "hs"_a, "gates"_a, "cells"_a, "approx"_a, nb::kw_only(), "x"_a = nb::none(),
+        "stream"_a = nb::none(),
+        "LSTM backward: (dxw (B,T,4H), dw_hh (4H,H), dh0, dc0 (B,H)), and dw_ih (4H,E) = dxw^T x "
+        "with x (B,T,E).");
   m.def("gru_forward", &mlx_rnn::gru_forward, "xw"_a, "w_hh"_a, "b_hh"_a, "h0"_a, "approx"_a,
         "save"_a, nb::kw_only(), "stream"_a = nb::none(),
         "GRU recurrence: (hs (B,T,H), h_T (B,H), saved (T,B,4H)).");

@@ -62,7 +62,7 @@ void gru_forward_packed(const GruForwardArgs& a, int threads) {
   run_team(threads, [&](int q, int n, Barrier& barrier) {
     int ub0, ub1;
     team_share(nub, q, n, ub0, ub1);
-    pack_gate_panels(a.w, H, kGates, ub0, ub1, packed.data());
+    pack_gate_panels(a.w, H, H, kGates, ub0, ub1, packed.data());
     for (int t = 0; t < T; ++t) {
       team.step(t, ub0, ub1);
       barrier.wait();  // h_t complete before any thread reads it

@@ -18,23 +18,29 @@ namespace mlx_rnn {
 // forward to get them. approx: Eigen's rational tanh/sigmoid (training); else Cephes' accurate tanh/exp (common.h).
 // bias (4H,), optional: added to xw at every step (so the caller's input projection needs no
 // broadcast add); its gradient is dxw summed over B and T.
+// w_ih (4H, E), optional: then the first argument is the layer's input x (B, T, E), and the
+// input projection xw = x W_ih^T is computed inside, step by step (packed path) or by one sgemm
+// first; gradients dx = dxw W_ih and dW_ih = dxw^T x (one matmul each).
 std::vector<mx::array> lstm_forward(const mx::array& xw, const mx::array& w_hh,
                                     const mx::array& h0, const mx::array& c0, bool approx,
                                     bool save, const std::optional<mx::array>& bias = std::nullopt,
+                                    const std::optional<mx::array>& w_ih = std::nullopt,
                                     mx::StreamOrDevice s = {});
 
-// Outputs: dxw (B, T, 4H), dw_hh (4H, H), dh0 (B, H), dc0 (B, H).
+// Outputs: dxw (B, T, 4H), dw_hh (4H, H), dh0 (B, H), dc0 (B, H); with x (B, T, E), the layer's
+// input, also dw_ih (4H, E) = dxw^T x, computed in the same sgemm as dw_hh.
 std::vector<mx::array> lstm_backward(const mx::array& dhs, const mx::array& dh_T,
                                      const mx::array& dc_T, const mx::array& w_hh,
                                      const mx::array& h0, const mx::array& c0,
                                      const mx::array& hs, const mx::array& gates,
                                      const mx::array& cells, bool approx,
+                                     const std::optional<mx::array>& x = std::nullopt,
                                      mx::StreamOrDevice s = {});
 
 class LSTMForward : public CpuPrimitive {
  public:
-  LSTMForward(mx::Stream stream, bool approx, bool save, bool has_bias)
-      : CpuPrimitive(stream, approx, save), has_bias_(has_bias) {}
+  LSTMForward(mx::Stream stream, bool approx, bool save, bool has_bias, bool fused)
+      : CpuPrimitive(stream, approx, save), has_bias_(has_bias), fused_(fused) {}
   void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
   std::vector<mx::array> vjp(const std::vector<mx::array>& primals,
                              const std::vector<mx::array>& cotangents,
@@ -46,14 +52,20 @@ class LSTMForward : public CpuPrimitive {
 
  private:
   bool has_bias_;
+  bool fused_;  // inputs: x (not xw), w_hh, h0, c0, [bias], w_ih
 };
 
 class LSTMBackward : public CpuPrimitive {
  public:
-  LSTMBackward(mx::Stream stream, bool approx) : CpuPrimitive(stream, approx, true) {}
+  LSTMBackward(mx::Stream stream, bool approx, bool has_x)
+      : CpuPrimitive(stream, approx, true), has_x_(has_x) {}
   void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
   std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override;
   const char* name() const override { return "MlxRnnLSTMBackward"; }
+  bool is_equivalent(const mx::Primitive& other) const override;
+
+ private:
+  bool has_x_;  // input 9 is x, output 4 dw_ih
 };
 
 }  // namespace mlx_rnn

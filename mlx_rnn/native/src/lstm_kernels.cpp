@@ -46,6 +46,15 @@ MLX_RNN_KERNEL void lstm_forward_kernel(const ForwardArgs& p, float* gates, floa
 }
 
 void lstm_forward_blas(const ForwardArgs& a) {
+  if (a.w_ih != nullptr) {  // xw = x W_ih^T (one sgemm over all B T rows), then the loop below
+    const int rows = a.d.B * a.d.T, G = 4 * a.d.H;
+    Scratch xw(int64_t(rows) * G);
+    sgemm(false, true, rows, G, a.E, 1.0f, a.xw, a.E, a.w_ih, a.E, 0.0f, xw.data(), G);
+    ForwardArgs projected = a;
+    projected.xw = xw.data();
+    projected.w_ih = nullptr;
+    return lstm_forward_blas(projected);
+  }
   std::vector<float> ga, ce;
   float* g = a.gates;
   float* c = a.cells;
@@ -113,15 +122,27 @@ MLX_RNN_KERNEL void lstm_backward_blas(const BackwardIn& in, const BackwardOut& 
 }
 
 void lstm_weight_grad(const BackwardIn& in, const BackwardOut& out, const Dims& d) {
-  // dW_hh = dZ^T H_prev with H_prev[b, t] = t ? hs[b, t-1] : h0[b]: one (4H x BT) (BT x H) sgemm
-  const int B = d.B, T = d.T, H = d.H, G = 4 * d.H;
-  std::vector<float> h_prev(int64_t(B) * T * H);
+  // dW_hh = dZ^T H_prev with H_prev[b, t] = t ? hs[b, t-1] : h0[b]: one (4H x BT) (BT x H) sgemm;
+  // with x, the rows of H_prev are followed by those of x (width H + E) and the product split
+  const int B = d.B, T = d.T, H = d.H, G = 4 * d.H, E = in.x != nullptr ? in.E : 0, K = H + E;
+  Scratch rows(int64_t(B) * T * K);  // [H_prev | X], (B T, H + E)
   for (int b = 0; b < B; ++b) {
-    float* dst = h_prev.data() + int64_t(b) * T * H;
-    std::memcpy(dst, in.h0 + int64_t(b) * H, sizeof(float) * H);
-    if (T > 1) std::memcpy(dst + H, in.hs + int64_t(b) * T * H, sizeof(float) * (T - 1) * H);
+    for (int t = 0; t < T; ++t) {
+      float* dst = rows.data() + (int64_t(b) * T + t) * K;
+      std::memcpy(dst, t == 0 ? in.h0 + int64_t(b) * H : in.hs + (int64_t(b) * T + t - 1) * H, sizeof(float) * H);
+      if (E > 0) std::memcpy(dst + H, in.x + (int64_t(b) * T + t) * E, sizeof(float) * E);
+    }
   }
-  sgemm(true, false, G, H, B * T, 1.0f, out.dxw, G, h_prev.data(), H, 0.0f, out.dw, H);
+  if (E == 0) {
+    sgemm(true, false, G, H, B * T, 1.0f, out.dxw, G, rows.data(), H, 0.0f, out.dw, H);
+    return;
+  }
+  Scratch both(int64_t(G) * K);  // [dW_hh | dW_ih], (4H, H + E)
+  sgemm(true, false, G, K, B * T, 1.0f, out.dxw, G, rows.data(), K, 0.0f, both.data(), K);
+  for (int g = 0; g < G; ++g) {
+    std::memcpy(out.dw + int64_t(g) * H, both.data() + int64_t(g) * K, sizeof(float) * H);
+    std::memcpy(out.dw_ih + int64_t(g) * E, both.data() + int64_t(g) * K + H, sizeof(float) * E);
+  }
 }
 
 }  // namespace mlx_rnn

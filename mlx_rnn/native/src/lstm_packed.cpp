@@ -1,6 +1,9 @@
 // The LSTM recurrence on a thread team with the recurrent weight packed once (packed.h): each
 // thread owns a block of hidden units, computes their four gates' pre-activations and their
 // gate math, and the team meets once per step. Same formulas as lstm.cpp's single-thread path.
+// Given W_ih, the input projection x_t W_ih^T is one more panel product per step (W_ih packed
+// once too): no (B, T, 4H) projection is written and read back, and a small E (the classifier's
+// 32) costs no BLAS call of poor efficiency.
 #include "lstm_kernels.h"
 
 #include <algorithm>
@@ -44,7 +47,9 @@ MLX_RNN_KERNEL void forward_block(float* z, const float* c_prev, float* c, float
 
 struct ForwardTeam {
   const ForwardArgs& a;
-  const float* packed;
+  const float* packed;     // W_hh's panels
+  const float* packed_ih;  // W_ih's panels when the input projection is done here (a.w_ih), else unused
+  const float* bias;       // the bias in panel order (nub * 4 * 32) with a.w_ih and a.bias, else nullptr
   float* z;      // (B, nub * 4 * 32): this step's pre-activations, panel order
   float* cells;  // without saving: two (B, H) cell states, steps alternate between them
   int nub;
@@ -71,13 +76,20 @@ struct ForwardTeam {
     }
   }
 
-  // z = xw[:, t] + h_{t-1} W_hh^T for the units of [ub0, ub1).
+  // z = xw[:, t] + h_{t-1} W_hh^T for the units of [ub0, ub1); with a.w_ih, xw[:, t] is
+  // bias + x_t W_ih^T, one more panel product (the rows of x[:, t] are T E apart).
   void products(int t, int ub0, int ub1) const {
     const int H = a.d.H, ldz = nub * 4 * kPanel;
+    float* z_own = z + ub0 * 4 * kPanel;
+    if (a.w_ih != nullptr) {
+      const float* init = bias != nullptr ? bias + ub0 * 4 * kPanel : nullptr;  // every row: the bias
+      panel_gemm(a.d.B, a.E, a.xw + int64_t(t) * a.E, a.d.T * a.E, packed_ih, ub0 * 4, ub1 * 4, z, ldz,
+                 init, 0);
+    } else {
+      copy_inputs(t, ub0, ub1);
+    }
     const float* h_prev = t == 0 ? a.h0 : a.hs + int64_t(t - 1) * H;
-    copy_inputs(t, ub0, ub1);
-    panel_gemm(a.d.B, H, h_prev, t == 0 ? H : a.d.T * H, packed, ub0 * 4, ub1 * 4, z, ldz,
-               z + ub0 * 4 * kPanel, ldz);
+    panel_gemm(a.d.B, H, h_prev, t == 0 ? H : a.d.T * H, packed, ub0 * 4, ub1 * 4, z, ldz, z_own, ldz);
   }
 
   void step(int t, int ub0, int ub1) const {
@@ -110,14 +122,20 @@ struct ForwardTeam {
 
 void lstm_forward_packed(const ForwardArgs& a, int threads) {
   const int B = a.d.B, T = a.d.T, H = a.d.H, nub = unit_blocks(H);
+  const bool fused = a.w_ih != nullptr, fused_bias = fused && a.bias != nullptr;
   Scratch packed(int64_t(nub) * 4 * H * kPanel);
+  Scratch packed_ih(fused ? int64_t(nub) * 4 * a.E * kPanel : 1);
+  Scratch bias(fused_bias ? int64_t(nub) * 4 * kPanel : 1);
   Scratch z(int64_t(B) * nub * 4 * kPanel);
   Scratch cells(a.save ? 1 : 2 * int64_t(B) * H);
-  const ForwardTeam team{a, packed.data(), z.data(), cells.data(), nub};
+  const ForwardTeam team{a, packed.data(), packed_ih.data(), fused_bias ? bias.data() : nullptr, z.data(),
+                         cells.data(), nub};
   run_team(threads, [&](int q, int n, Barrier& barrier) {
     int ub0, ub1;
     team_share(nub, q, n, ub0, ub1);
-    pack_gate_panels(a.w, H, 4, ub0, ub1, packed.data());
+    pack_gate_panels(a.w, H, H, 4, ub0, ub1, packed.data());  // each thread packs the panels it reads
+    if (fused) pack_gate_panels(a.w_ih, H, a.E, 4, ub0, ub1, packed_ih.data());
+    if (fused_bias) pack_gate_bias(a.bias, H, 4, ub0, ub1, bias.data());
     for (int t = 0; t < T; ++t) {
       team.step(t, ub0, ub1);
       barrier.wait();  // h_t complete before any thread reads it

@@ -246,12 +246,22 @@ void pack_transposed(const float* src, int64_t ld, int rows, int k, float* panel
 #endif
 }
 
-void pack_gate_panels(const float* w, int H, int gates, int ub0, int ub1, float* packed) {
+void pack_gate_panels(const float* w, int H, int k, int gates, int ub0, int ub1, float* packed) {
   for (int ub = ub0; ub < ub1; ++ub) {
     const int rows = std::min(kPanel, H - ub * kPanel);
     for (int g = 0; g < gates; ++g) {
-      pack_transposed(w + (int64_t(g) * H + ub * kPanel) * H, H, rows, H,
-                      packed + int64_t(ub * gates + g) * H * kPanel);
+      pack_transposed(w + (int64_t(g) * H + ub * kPanel) * k, k, rows, k,
+                      packed + int64_t(ub * gates + g) * k * kPanel);
+    }
+  }
+}
+
+void pack_gate_bias(const float* bias, int H, int gates, int ub0, int ub1, float* packed) {
+  for (int ub = ub0; ub < ub1; ++ub) {
+    const int rows = std::min(kPanel, H - ub * kPanel);
+    for (int g = 0; g < gates; ++g) {
+      float* dst = packed + int64_t(ub * gates + g) * kPanel;
+      for (int c = 0; c < kPanel; ++c) dst[c] = c < rows ? bias[int64_t(g) * H + ub * kPanel + c] : 0.0f;
     }
   }
 }

@@ -48,10 +48,15 @@ int packed_team_size(const Dims& d, int gates);
 // padding, with zero weights).
 inline int unit_blocks(int H) { return (H + kPanel - 1) / kPanel; }
 
-// Panels of a recurrent weight W (gates H, H) for the product h W^T, grouped by unit block:
-// panel ub * gates + g holds, for k < H, the 32 weights W[g H + 32 ub + c, k]. So the panels
-// of one unit block (all its gates) are contiguous. Writes the panels of [ub0, ub1).
-void pack_gate_panels(const float* w, int H, int gates, int ub0, int ub1, float* packed);
+// Panels of a weight W (gates H, k) for the product h W^T (k = H: the recurrent weight; k = E:
+// an input weight), grouped by unit block: panel ub * gates + g holds, for k' < k, the 32
+// weights W[g H + 32 ub + c, k']. So the panels of one unit block (all its gates) are
+// contiguous. Writes the panels of [ub0, ub1).
+void pack_gate_panels(const float* w, int H, int k, int gates, int ub0, int ub1, float* packed);
+
+// A bias (gates H,) in the same panel order, zero past H: panel ub * gates + g holds
+// bias[g H + 32 ub + c]. Writes the panels of [ub0, ub1).
+void pack_gate_bias(const float* bias, int H, int gates, int ub0, int ub1, float* packed);
 
 // Panels of W (rows, H) for the product dz W: panel ub holds, for k < rows, W[k, 32 ub + c].
 void pack_unit_panels(const float* w, int H, int rows, int ub0, int ub1, float* packed);
