@@ -110,6 +110,9 @@ def test_markdown_table_and_plot(quick_run):
     assert len(rows) == 6
     assert "Ratio MLX / PyTorch" in out and "synchronised" in out and "synthetic" in out
     assert "GFLOP/s effective" in out
+    lm = {r["framework"]: r for r in report["results"] if r["config"] == "lm"}
+    floor = lm["torch"]["effective_gflops"] / lm["mlx"]["sgemm_gflops"]
+    assert f"nothing else: MLX / PyTorch {floor:.2f}" in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -134,8 +134,23 @@ def _flop_lines(report: dict) -> list[str]:
             lines.append(f"- {FRAMEWORK_NAMES[r['framework']]}: {r['effective_gflops']:.1f} GFLOP/s effective vs "
                          f"{r['sgemm_gflops']:.1f} GFLOP/s measured sgemm peak"
                          + (f" ({100 * frac:.0f}% of peak)" if frac is not None else ""))
+        floor = _matmul_floor(lm)
+        if floor is not None:
+            lines.append(f"- MLX with every matmul at its measured sgemm peak and nothing else: MLX / PyTorch {floor:.2f} "
+                         "(the lowest ratio these matmuls allow on this machine)")
         lines.append("")
     return lines
+
+
+def _matmul_floor(rows: list) -> float | None:
+    """PyTorch's effective matmul rate / MLX's measured sgemm peak: the MLX / PyTorch time ratio of an
+    MLX that ran every matrix product of the step at its sgemm peak and spent no time on anything
+    else (the same FLOPs in both). None without both rows or a peak."""
+    by_fw = {r["framework"]: r for r in rows}
+    mlx, torch = by_fw.get("mlx"), by_fw.get("torch")
+    if not (mlx and torch and mlx["sgemm_gflops"]):
+        return None
+    return torch["effective_gflops"] / mlx["sgemm_gflops"]
 
 
 def format_markdown(report: dict) -> str:
