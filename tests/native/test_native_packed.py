@@ -15,7 +15,8 @@ from mlx_rnn import native, recurrence  # noqa: E402
 from mlx_rnn.lstm_op import lstm_recurrence_reference  # noqa: E402
 
 from mlx_rnn.gru import gru_loop  # noqa: E402
-from test_native import _gru_inputs, _gru_loss, _lstm_inputs, _rel, _weighted_loss  # noqa: E402
+from test_native import (_gru_inputs, _gru_loss, _lstm_inputs, _rel, _weighted_loss,  # noqa: E402
+                         assert_projection_inside_agrees)
 
 pytestmark = pytest.mark.skipif(
     not (native.available() and native.ext().packed_gemm_available()),
@@ -139,3 +140,23 @@ def test_gru_packed_training_activations_and_no_saving(kernels, threads):
             assert float(mx.abs(g - w).max()) <= 1e-6
         for g, w in zip(g_grads, w_grads):
             assert _rel(g, w) <= 1e-5
+
+
+# (B, T, E, H): partial panels (H = 13, 130), partial row blocks, E past one k chunk (300 > 256);
+# (32, 6, 20, 130) has work for a team of up to 4 (5 unit blocks)
+PROJECTED = [(4, 7, 5, 13), (6, 20, 32, 40), (2, 5, 300, 33), (32, 6, 20, 130)]
+
+
+@pytest.mark.parametrize("B,T,E,H", PROJECTED)
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_packed_input_projection_for_any_team(kernels, B, T, E, H, threads, with_bias):
+    """w_ih= on the packed path (x_t W_ih^T one more panel product per step, each team thread on its
+    own unit blocks): the same outputs and gradients as the projection done outside, and the same
+    bits for any team size."""
+    kernels(True, 1)
+    one = assert_projection_inside_agrees(B, T, E, H, save=True, with_bias=with_bias)
+    kernels(True, threads)
+    team = assert_projection_inside_agrees(B, T, E, H, save=True, with_bias=with_bias)
+    for a, b in zip(one[0] + tuple(one[1]), team[0] + tuple(team[1])):
+        assert float(mx.abs(a - b).max()) == 0.0

@@ -85,8 +85,9 @@ std::vector<mx::array> LSTMForward::vjp(const std::vector<mx::array>& primals,
 }
 
 bool LSTMForward::is_equivalent(const mx::Primitive& other) const {
+  if (!CpuPrimitive::is_equivalent(other)) return false;  // (the same type: the cast below is safe)
   const auto& o = static_cast<const LSTMForward&>(other);
-  return CpuPrimitive::is_equivalent(other) && o.has_bias_ == has_bias_ && o.fused_ == fused_;
+  return o.has_bias_ == has_bias_ && o.fused_ == fused_;
 }
 
 std::vector<mx::Shape> LSTMForward::output_shapes(const std::vector<mx::array>& inputs) {
@@ -130,7 +131,8 @@ std::vector<mx::Shape> LSTMBackward::output_shapes(const std::vector<mx::array>&
 }
 
 bool LSTMBackward::is_equivalent(const mx::Primitive& other) const {
-  return CpuPrimitive::is_equivalent(other) && static_cast<const LSTMBackward&>(other).has_x_ == has_x_;
+  if (!CpuPrimitive::is_equivalent(other)) return false;
+  return static_cast<const LSTMBackward&>(other).has_x_ == has_x_;
 }
 
 // ----- ops -----------------------------------------------------------------------------
@@ -143,8 +145,11 @@ std::vector<mx::array> lstm_forward(const mx::array& xw, const mx::array& w_hh,
   auto stream = mx::to_stream(s);
   int B, H;
   if (w_ih) {  // xw is x (B, T, E); H from w_hh
-    const auto [b, t, e] = check_sequence(op, "x", xw, 1);
-    (void)t;
+    if (xw.ndim() != 3 || xw.size() == 0) {
+      throw std::invalid_argument(std::string(op) + ": x must be (B, T, E) with B, T, E >= 1, got " +
+                                  shape_str(xw.shape()));
+    }
+    const int b = int(xw.shape(0)), e = int(xw.shape(2));
     if (w_hh.ndim() != 2 || w_hh.shape(1) == 0 || w_hh.shape(0) != 4 * w_hh.shape(1)) {
       throw std::invalid_argument(std::string(op) + ": w_hh must be (4H, H) with H >= 1, got " +
                                   shape_str(w_hh.shape()));

@@ -20,7 +20,8 @@ namespace mlx_rnn {
 // broadcast add); its gradient is dxw summed over B and T.
 // w_ih (4H, E), optional: then the first argument is the layer's input x (B, T, E), and the
 // input projection xw = x W_ih^T is computed inside, step by step (packed path) or by one sgemm
-// first; gradients dx = dxw W_ih and dW_ih = dxw^T x (one matmul each).
+// first; gradients dx = dxw W_ih (one matmul) and dW_ih = dxw^T x (by lstm_backward, in the sgemm
+// that forms dW_hh).
 std::vector<mx::array> lstm_forward(const mx::array& xw, const mx::array& w_hh,
                                     const mx::array& h0, const mx::array& c0, bool approx,
                                     bool save, const std::optional<mx::array>& bias = std::nullopt,

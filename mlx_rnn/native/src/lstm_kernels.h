@@ -17,7 +17,8 @@ struct ForwardArgs {
   const float* bias;     // (4H,) added to xw at every step, or nullptr
   Dims d;
   bool approx, save;
-  const float* w_ih = nullptr;  // (4H, E): the input projection x_t W_ih^T is done at each step
+  const float* w_ih = nullptr;  // (4H, E): the input projection x W_ih^T is done here (per step
+                                // on the packed path, one sgemm first on the BLAS path)
   int E = 0;
 };
 
