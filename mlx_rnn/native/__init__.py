@@ -26,6 +26,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import time
 
 from .. import device  # noqa: F401  (before mlx.core: preloads OpenBLAS on Linux)
 from ..core import switches
@@ -33,7 +34,7 @@ from ..core.cpus import usable_cpus
 import mlx.core as mx
 
 __all__ = ["available", "unavailable_reason", "ext", "can_run", "describe_kernels", "fusion_wanted",
-           "configure_fusion", "describe_fusion"]
+           "configure_fusion", "describe_fusion", "fma_peak_gflops"]
 
 THREADS_ENV = switches.NUM_THREADS
 PACKED_ENV = switches.PACKED
@@ -139,6 +140,34 @@ def describe_kernels() -> str:
     if not mod.packed_gemm_available():
         return "one BLAS call per step (the packed kernels need x86-64 with AVX2 and FMA)"
     return f"one BLAS call per step ({PACKED_ENV}=0)"
+
+
+def fma_peak_gflops(threads: int | None = None, seconds: float = 0.1, repeats: int = 5) -> float | None:
+    """The CPU's peak float32 FMA rate in GFLOP/s on ``threads`` threads (default: the native
+    team's, see :func:`_default_threads`): the fastest of ``repeats`` timings of about
+    ``seconds`` each, in which every thread runs 12 independent chains of vector FMAs at the
+    packed kernels' width (AVX-512: 16 floats, AVX2: 8) in registers. That is the ceiling of
+    every float32 matrix product on this CPU, BLAS included (cores x FMA units x width x 2 x
+    clock, at the clock the CPU holds under this load). None where the extension or the packed
+    kernels are missing (not x86-64 with AVX2 and FMA).
+
+    Raises:
+        ValueError: threads < 1, seconds not > 0, or repeats < 1.
+    """
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    if not seconds > 0 or repeats < 1:
+        raise ValueError(f"seconds must be > 0 and repeats >= 1, got {seconds} and {repeats}")
+    mod = _load()[0]
+    if mod is None or not mod.packed_gemm_available():
+        return None
+    threads = threads or mod.get_num_threads()
+    probe = 100_000
+    mod.fma_peak_gflops(threads, probe)  # starts the team's threads
+    t0 = time.perf_counter()
+    mod.fma_peak_gflops(threads, probe)
+    iterations = max(probe, int(probe * seconds / max(time.perf_counter() - t0, 1e-6)))
+    return max(mod.fma_peak_gflops(threads, iterations) for _ in range(repeats))
 
 
 def fusion_wanted(native_recurrence: bool) -> bool:

@@ -23,6 +23,13 @@ def _has(mod: str) -> bool:
     return importlib.util.find_spec(mod) is not None
 
 
+def _packed_kernels() -> bool:
+    """Whether the native packed kernels (and so the FMA peak probe) run on this CPU."""
+    from mlx_rnn import native
+
+    return native.available() and native.ext().packed_gemm_available()
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     if not (_has("mlx") and _has("torch") and _has("matplotlib")):
@@ -48,6 +55,9 @@ def test_json_schema(quick_run):
     assert set(env["frameworks"]) == {"mlx", "mlx-op", "torch"}
     for fe in env["frameworks"].values():
         assert fe["version"] and fe["device"] and fe["blas"] and fe["sgemm_gflops"] > 0
+    assert env["frameworks"]["torch"]["fma_peak_gflops"] is None  # measured by the MLX worker only
+    if _packed_kernels():
+        assert env["frameworks"]["mlx"]["fma_peak_gflops"] > 0
     results = report["results"]
     assert {(r["config"], r["framework"]) for r in results} == {(c, f) for c in ("classify", "lm")
                                                                 for f in ("mlx", "mlx-op", "torch")}
@@ -113,6 +123,11 @@ def test_markdown_table_and_plot(quick_run):
     lm = {r["framework"]: r for r in report["results"] if r["config"] == "lm"}
     floor = lm["torch"]["effective_gflops"] / lm["mlx"]["sgemm_gflops"]
     assert f"nothing else: MLX / PyTorch {floor:.2f}" in out
+    if _packed_kernels():
+        fma = max(r["fma_peak_gflops"] or 0 for r in lm.values())  # the MLX workers' (native and op) highest
+        assert f"at the CPU's FMA peak ({fma:.1f} GFLOP/s, which no BLAS reaches): MLX / PyTorch " \
+               f"{lm['torch']['effective_gflops'] / fma:.2f}" in out
+        assert f"{100 * lm['mlx']['effective_gflops'] / fma:.0f}% of the CPU's FMA peak" in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

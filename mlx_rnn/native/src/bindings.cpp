@@ -11,6 +11,7 @@
 #include "gru.h"
 #include "lstm.h"
 #include "packed.h"
+#include "peak.h"
 #include "sum_squares.h"
 
 namespace nb = nanobind;
@@ -67,5 +68,8 @@ NB_MODULE(_ext, m) {
       "on"_a,
       "mx.compile with fused elementwise kernels (on: MLX's default; on the CPU each kernel is C++ "
       "built by the system compiler at first use) or without them (graph simplification only).");
+  m.def("fma_peak_gflops", &mlx_rnn::fma_peak_gflops, "threads"_a, "iterations"_a,
+        "GFLOP/s of `iterations` rounds of 12 independent float32 vector FMA chains on each of a team "
+        "of `threads` (the packed kernels' vector width); 0.0 where those kernels cannot run.");
   m.def("packed_gemm_enabled", &mlx_rnn::packed_gemm_enabled, "Whether the packed kernels run.");
 }

@@ -214,6 +214,14 @@ Isa isa() {
 
 bool packed_gemm_available() { return isa() != Isa::none; }
 
+int packed_vector_width() {
+#ifdef MLX_RNN_X86
+  if (isa() == Isa::avx512) return 16;
+  if (isa() == Isa::avx2) return 8;
+#endif
+  return 0;
+}
+
 bool packed_gemm_enabled() { return packed_gemm_available() && g_packed_on.load(); }
 
 void set_packed_gemm(bool on) { g_packed_on.store(on); }

@@ -21,6 +21,8 @@ constexpr int kPanel = 32;  // columns per packed panel
 // True when this CPU runs the packed kernels (x86-64 with AVX2 and FMA) and they are enabled
 // (set_packed_gemm; default on).
 bool packed_gemm_available();
+// Floats per vector of the micro-kernel this CPU runs: 16 (AVX-512), 8 (AVX2 + FMA), 0 (none).
+int packed_vector_width();
 bool packed_gemm_enabled();
 void set_packed_gemm(bool on);
 

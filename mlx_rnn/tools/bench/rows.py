@@ -69,6 +69,7 @@ def result_row(name: str, settings: dict, fw: str, timing: Timing, ready: dict, 
     out["peak_memory_source"] = final["peak_memory_source"]
     out["peak_rss_bytes"] = final["peak_rss_bytes"]
     out["sgemm_gflops"] = ready["sgemm_gflops"]
+    out["fma_peak_gflops"] = ready.get("fma_peak_gflops")
     flops = matmul_flops_per_step(settings["task"], *(settings[k] for k in SIZE_KEYS))
     out["matmul_gflop_per_step"] = flops / 1e9
     out["effective_gflops"] = flops * spe / out["median_epoch_s"] / 1e9

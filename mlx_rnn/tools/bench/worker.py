@@ -122,6 +122,17 @@ def sgemm_gflops(framework: str, device: str, n: int, repeats: int) -> float:
     return torch_sgemm_gflops(n, repeats, device=device)
 
 
+def fma_peak_gflops(framework: str, device: str) -> float | None:
+    """The CPU's float32 FMA peak in GFLOP/s (:func:`mlx_rnn.native.fma_peak_gflops`, on the
+    native team's threads): measured by the MLX worker on the CPU only, None elsewhere (the
+    PyTorch worker does not load MLX) or where the packed kernels cannot run."""
+    if framework != "mlx" or device != "cpu":
+        return None
+    from mlx_rnn import native
+
+    return native.fma_peak_gflops()
+
+
 def torch_sgemm_gflops(n: int = 1024, repeats: int = 10, warmup: int = 2,
                        device: str = "cpu") -> float:
     """fp32 (n x n) @ (n x n) rate in GFLOP/s under PyTorch (median of repeats).
@@ -266,7 +277,7 @@ def main(argv=None) -> int:
         sgemm = sgemm_gflops(args.framework, device, args.sgemm_n, args.sgemm_repeats)
         emit("ready", framework=fw.FRAMEWORK, device=device, data=data_desc,
              steps_per_epoch=trainer.steps_per_epoch, warmup_s=warmup_s, warmup_steps=res.steps,
-             sgemm_gflops=sgemm, sgemm_n=args.sgemm_n, backend=backend_info(args.framework, device),
+             sgemm_gflops=sgemm, sgemm_n=args.sgemm_n, fma_peak_gflops=fma_peak_gflops(args.framework, device), backend=backend_info(args.framework, device),
              describe_backend=fw.describe_backend(), precision=fw.precision(),
              describe_precision=fw.describe_precision(), config=cfg.to_json(), cpu_s=time.process_time())
     except (DataError, ValueError, OSError) as e:
