@@ -19,7 +19,7 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten
 
 from mlx_rnn.core.checkpoint import load_checkpoint
-from .layers import Dropout, Embedding
+from .layers import Dropout, Embedding, log_softmax
 from .gru import GRU
 from .lstm import LSTM
 from mlx_rnn.core.scoring import chunk_bounds
@@ -168,7 +168,7 @@ class RNNLanguageModel(LanguageModelWrapper):
             yield logits
 
     def _log_probs(self, z: mx.array) -> np.ndarray:
-        return np.array(nn.log_softmax(z.astype(mx.float32) / self.calibration_temperature, axis=-1))
+        return np.array(log_softmax(z.astype(mx.float32) / self.calibration_temperature))
 
     def _numpy(self, z: mx.array) -> np.ndarray:
         return np.array(z)

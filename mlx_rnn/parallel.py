@@ -28,6 +28,7 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
 
 from mlx_rnn import native
+from mlx_rnn.layers import log_softmax
 from mlx_rnn.core import distributed, switches
 from mlx_rnn.core.config import RunConfig
 from mlx_rnn.core.distributed import DistInfo
@@ -166,7 +167,7 @@ def stream_scorer(wrapper):
 
     def score(x, y, state):
         logits, state = model(mx.array(x), state)
-        lp = nn.log_softmax(logits.astype(mx.float32), axis=-1)
+        lp = log_softmax(logits.astype(mx.float32))
         picked = mx.take_along_axis(lp, mx.array(y)[..., None], axis=-1)[..., 0]
         sums = picked.sum(axis=1)
         mx.eval(sums, state)

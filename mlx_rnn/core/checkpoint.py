@@ -46,8 +46,9 @@ def read_json_object(path: Path) -> dict:
 
 
 def atomic_write_bytes(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temporary file in the same directory, fsync, rename."""
-    path = Path(path)
+    """Write ``data`` to ``path`` atomically: temporary file in the same directory, fsync, rename.
+    A symbolic link is written through (its target is replaced, the link kept)."""
+    path = Path(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

@@ -187,6 +187,7 @@ _T_LO, _T_HI = CALIBRATION_TEMPERATURE_BOUNDS
 
 #: More epochs than anyone trains for (a typo such as 2000000000 is refused, not run for years).
 MAX_EPOCHS = 100_000
+MAX_SEED = 2**64 - 1  # the widest seed both frameworks take (mx.random.seed: uint64)
 
 #: What each numeric setting must be: key -> (integer?, test, the rule in a flag's words, the rule in
 #: config.json's words). A flag's type is already checked by argparse, so its words give the range;
@@ -205,7 +206,9 @@ SETTING_RULES = {
     "weight_decay": (False, lambda v: v >= 0, "must not be negative", "must be a non-negative number"),
     "clip_norm": (False, lambda v: v >= 0, "must not be negative", "must be a non-negative number"),
     **{key: (True, lambda v: v >= 0, "must not be negative", "must be a non-negative integer")
-       for key in ("warmup_steps", "patience", "seed")},
+       for key in ("warmup_steps", "patience")},
+    "seed": (True, lambda v: 0 <= v <= MAX_SEED, f"must be between 0 and 2^64 - 1 ({MAX_SEED})",
+             "must be an integer between 0 and 2^64 - 1"),
     "calibration_temperature": (False, lambda v: _T_LO <= v <= _T_HI, f"must be in [{_T_LO:g}, {_T_HI:g}]",
                                 f"must be a number in [{_T_LO:g}, {_T_HI:g}]"),
 }

@@ -2,8 +2,10 @@
 
 One rule for all three, checked by every script before it reads data or trains:
 
-- a file output (``--plot``, ``--output-json``) must not be an existing directory;
-  a directory output (``--save``) must not be an existing file;
+- a file output (``--plot``, ``--output-json``) must not be an existing directory, nor a FIFO,
+  device or socket (outputs are written atomically: a new file renamed over the path, which
+  would replace such a file instead of writing to it); a symbolic link is written through
+  (its target is the output); a directory output (``--save``) must not be an existing file;
 - the missing parent directories are created when the output is written, so every existing
   ancestor must be a directory (not a file) and the nearest one must be writable: a probe file
   is created and removed there, which also catches read-only file systems and ``/proc``;
@@ -16,8 +18,12 @@ Every failure is a ``ValueError`` with one line: ``FLAG PATH: cause``.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
+
+_SPECIAL = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+            (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
 
 def _nearest_existing(p: Path) -> Path:
@@ -44,9 +50,14 @@ def check_file_output(path, flag: str = "--output-json") -> None:
     """ValueError (one line) unless the file ``path`` can be written (see the module doc)."""
     if not path:
         return
-    p = Path(path).absolute()
+    p = Path(os.path.realpath(path))  # a symbolic link: its target is the file written
     if p.is_dir():
         raise ValueError(f"{flag} {path}: is a directory")
+    if p.exists() and not p.is_file():
+        mode = p.stat().st_mode
+        kind = next((name for test, name in _SPECIAL if test(mode)), "not a regular file")
+        raise ValueError(f"{flag} {path}: is {kind}; outputs are written as a new file renamed over the path, "
+                         "name a regular file")
     if p.exists() and not os.access(p, os.W_OK):
         raise ValueError(f"{flag} {path}: file is not writable")
     _check_writable_under(flag, path, p.parent)
@@ -98,8 +109,9 @@ def image_metadata(fmt: str, what: str) -> dict | None:
 def save_figure(fig, path, what: str = "figure") -> Path:
     """Write a matplotlib figure to ``path`` atomically, in the format its suffix names
     (temporary file beside it, renamed; no temporary is left behind on failure); ``what``
-    names the drawing command in the image's metadata (:func:`image_metadata`)."""
-    path = Path(path)
+    names the drawing command in the image's metadata (:func:`image_metadata`). A symbolic link
+    is written through: its target is replaced."""
+    path = Path(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fmt = path.suffix.lower().lstrip(".") or "png"
     tmp = path.with_name(f".{path.name}.tmp")

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from mlx_rnn.core.checkpoint import atomic_write_json
+from mlx_rnn.core.outputs import check_dir_output
 from mlx_rnn.run.flags import OneLineParser, prog_name
 from mlx_rnn.run.errors import check_output_json
 
@@ -116,14 +117,18 @@ def main(argv=None) -> int:
     if len(set(args.seeds)) != len(args.seeds) or any(s < 0 for s in args.seeds):
         print(f"error: --seeds must be distinct non-negative integers (got {args.seeds})", file=sys.stderr)
         return 2
+    log_dir = Path(args.keep_logs) if args.keep_logs else None
     try:
         check_output_json(args.output_json)
+        check_dir_output(args.keep_logs, "--keep-logs")
+        if log_dir:
+            log_dir.mkdir(parents=True, exist_ok=True)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    log_dir = Path(args.keep_logs) if args.keep_logs else None
-    if log_dir:
-        log_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        print(f"error: --keep-logs {args.keep_logs}: {e.strerror or e}", file=sys.stderr)
+        return 2
     results, walls = [], []
     with tempfile.TemporaryDirectory(prefix="mlx-rnn-seeds-") as tmp:
         for seed in args.seeds:

@@ -79,3 +79,39 @@ def test_evaluate_and_benchmark_use_the_same_rule(tmp_path, data):
 
     assert main(["--plot", str(tmp_path / "b.xyz"), "--quick"]) == 2
     assert main(["--output-json", str(f / "b.json"), "--quick"]) == 2
+
+
+def test_special_files_are_refused_and_links_written_through(tmp_path):
+    """An atomic write renames a new file over the path: a FIFO or device there would be replaced,
+    not written to, so it is refused; a symbolic link is followed, its target replaced."""
+    import os
+
+    from mlx_rnn.core.checkpoint import atomic_write_json
+    from mlx_rnn.core.outputs import save_figure
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match=r"^--output-json .*fifo: is a FIFO \(named pipe\); .* name a regular file$"):
+        check_file_output(fifo)
+    with pytest.raises(ValueError, match=r"^--plot /dev/null: is a character device;"):
+        check_plot_output("/dev/null")
+    real = tmp_path / "real" / "res.json"
+    real.parent.mkdir()
+    real.write_text("{}")
+    link = tmp_path / "res.json"
+    link.symlink_to(real)
+    check_file_output(link)
+    atomic_write_json(link, {"a": 1})
+    assert link.is_symlink() and real.read_text() == '{\n  "a": 1\n}\n'
+    dangling = tmp_path / "later.png"
+    dangling.symlink_to(tmp_path / "real" / "later.png")
+    check_plot_output(dangling)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure()
+    save_figure(fig, dangling)
+    plt.close(fig)
+    assert dangling.is_symlink() and (tmp_path / "real" / "later.png").read_bytes()[:4] == b"\x89PNG"

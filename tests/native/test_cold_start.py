@@ -84,3 +84,22 @@ def test_bad_switch_is_one_line_exit_2(data, tmp_path):
                       *TINY, cwd=tmp_path, env={"MLX_RNN_CPU_FUSION": "sometimes"})
     assert proc.returncode == 2
     assert "MLX_RNN_CPU_FUSION='sometimes'" in error_line(proc)
+
+
+@needs_native
+def test_scoring_a_saved_model_builds_no_kernels(data, tmp_path):
+    """evaluate.py and sample.py on a saved LM, CPU, empty $TMPDIR: nothing built there (mlx.nn's
+    log_softmax is an mx.compile'd function that built a kernel per shape, 1.4 s each), so they
+    also run where $TMPDIR cannot be written."""
+    ckpt = tmp_path / "lm"
+    proc = run_script("train_mlx", "--task", "lm", "--epochs", "1", "--save", ckpt, "--data-dir", data, *TINY,
+                      cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    tmpdir = tmp_path / "tmp-score"
+    tmpdir.mkdir()
+    for name, args in [("evaluate", ["--data-dir", data]), ("sample", ["--length", "20"])]:
+        for where in (tmpdir, tmp_path / "no-such-dir"):
+            proc = run_script(name, "--checkpoint", ckpt, *args, "--device", "cpu", cwd=tmp_path,
+                              env={"TMPDIR": str(where)})
+            assert proc.returncode == 0, (name, where, error_line(proc))
+    assert not list(tmpdir.rglob("*")), "scoring wrote (compiled kernels) under $TMPDIR"

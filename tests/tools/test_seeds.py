@@ -55,3 +55,10 @@ def test_seeds_failing_trainer_and_usage(tmp_path):
     assert proc.returncode == 2 and "--seed is set by seeds.py" in error_line(proc)
     proc = run_script("seeds", "--seeds", "1", "1")
     assert proc.returncode == 2 and "distinct" in error_line(proc)
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for logs, cause in [(afile, "exists and is not a directory"), ("/proc/mlx-rnn-logs", "cannot write in /proc")]:
+        proc = run_script("seeds", "--seeds", "0", "--keep-logs", logs, "--", *TINY)
+        line = error_line(proc)
+        assert proc.returncode == 2 and line.startswith(f"error: --keep-logs {logs}: ") and cause in line, proc.stderr
+        assert "[seeds] seed 0" not in proc.stdout  # refused before any training
