@@ -39,11 +39,15 @@ def load_resume_state(resume_dir, task: str, cfg: RunConfig, train, framework: s
 
     Raises:
         CheckpointError: missing, corrupt, truncated or mismatched state (one line).
+        ValueError: ``cfg.epochs`` (--epochs) below the epochs the state has already trained.
     """
     resume_dir = Path(resume_dir)
     weights, tensors, state = ckpt.load_resume(resume_dir)
     steps = steps_per_epoch(cfg, train, distributed.current().world_size)
     ckpt.check_resume(resume_dir, cfg, weights, tensors, state, framework, steps)
+    if cfg.epochs < state["epoch"]:
+        raise ValueError(f"--epochs {cfg.epochs}: {resume_dir} has already trained {state['epoch']} epochs "
+                         f"(--epochs N with N > {state['epoch']} trains more)")
     best_weights = None
     if state["best_epoch"] >= 0:
         best_weights, best_cfg = ckpt.load_checkpoint(resume_dir, task)

@@ -6,6 +6,8 @@ generator's state matters.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import re
 import shutil
@@ -186,6 +188,20 @@ def test_resuming_a_finished_run_says_nothing_is_left(framework, data, tmp_path)
                             lambda: False, resume=resume)
     assert any("already trained for all 1 epochs: nothing left to train" in line for line in logged), logged
     assert bundle["epochs"] == 1
+
+
+@pytest.mark.parametrize("framework", ["mlx", "torch"])
+def test_resuming_with_fewer_epochs_than_trained_is_refused(framework, data, tmp_path):
+    """--epochs below the epochs already trained: one line naming both, before anything is written
+    (it used to claim "all 2 epochs" trained and rewrite config.json's epochs)."""
+    _, fw, cfg, d = _setup(framework, "lm", data, epochs=3)
+    _train(fw, cfg, d, tmp_path / "ck", None, lambda: False)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "ck").iterdir() if p.is_file()}
+    fewer = dataclasses.replace(cfg, epochs=2)
+    with pytest.raises(ValueError, match=r"^--epochs 2: .*ck has already trained 3 epochs \(--epochs N with N > 3"):
+        load_resume_state(tmp_path / "ck", "lm", fewer, d["train"], fw.FRAMEWORK)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "ck").iterdir() if p.is_file()} == before
+    load_resume_state(tmp_path / "ck", "lm", cfg, d["train"], fw.FRAMEWORK)  # as many: accepted
 
 
 @pytest.mark.parametrize("framework", ["mlx", "torch"])
