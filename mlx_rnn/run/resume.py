@@ -178,6 +178,9 @@ def save_interrupted(run, epoch: int, res, cause: str = "") -> Interrupted:
     step = run.trainer.epoch_step
     if distributed.current().is_main:  # distributed: only rank 0 writes
         save_state(run, target, epoch, step, (res.loss_sum, res.loss_steps))  # (config.json last commits the pair)
+        if target != run.save_dir and run.history:  # (a --save directory has them already)
+            # the finished epochs' records, so that the resumed run's metrics.jsonl and --plot have them
+            ckpt.atomic_write_bytes(target / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in run.history).encode())
         if target != run.save_dir or run.best_epoch < 0:
             # the directory needs a checkpoint (config.json + weights) to be resumable
             weights = run.best_weights if run.best_weights is not None else run.trainer.weights()

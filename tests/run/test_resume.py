@@ -305,9 +305,13 @@ def test_ctrl_c_with_no_save_then_resume_by_directory_alone(data, tmp_path):
     d = tmp_path / m.group(1)
     assert d.parent == tmp_path / "checkpoints" and (d / "config.json").is_file()
     assert (d / "resume" / "trainer_state.json").is_file()
+    finished = json.loads((d / "resume" / "trainer_state.json").read_text())["epoch"]
+    assert finished >= 1 and [json.loads(x)["epoch"] for x in (d / "metrics.jsonl").read_text().splitlines()] \
+        == list(range(1, finished + 1))  # the finished epochs' records travel with the state
     res = run_script(script, "--resume", d, "--data-dir", data, "--quiet", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout[res.stdout.index("{"):])["lm"]["epochs"] == 3
+    assert [json.loads(x)["epoch"] for x in (d / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
 
 
 def test_interrupted_second_task_with_no_save_names_the_task_to_resume(data, tmp_path, monkeypatch, capsys):
