@@ -34,6 +34,18 @@ class CheckFailed(RuntimeError):
     """A check failed (exit code 1), e.g. a downloaded file's checksum."""
 
 
+def temp_dir_message(e: BaseException) -> str | None:
+    """One line for MLX failing to use ``$TMPDIR``, where its CPU compiler keeps the kernels it
+    builds (``$TMPDIR/mlx/<version>/cpu``; C++ ``std::filesystem`` errors such as "filesystem
+    error: cannot create directories" or "temp_directory_path: Not a directory"); None for any
+    other error. (The default CPU paths build no kernel; the Python-level op does.)"""
+    text = " ".join(str(e).split())
+    if "temp_directory_path" not in text and not ("filesystem error" in text and "/mlx/" in text):
+        return None
+    return (f"MLX cannot keep its compiled kernels under $TMPDIR (TMPDIR={os.environ.get('TMPDIR', '')}): "
+            f"{text}; set TMPDIR to a writable directory")
+
+
 def _outcome(e: BaseException) -> tuple[int | None, list[str]]:
     """``e``'s exit code (None: not one a script handles) and the lines that say so on stderr."""
     own = getattr(e, "exit_code", None)
@@ -54,6 +66,8 @@ def _outcome(e: BaseException) -> tuple[int | None, list[str]]:
     if isinstance(e, (MemoryError, RuntimeError)):
         if allocation_message(e):  # an allocation that failed despite the estimate
             return EXIT_BAD_INPUT, [f"error: {allocation_message(e)}"]
+        if temp_dir_message(e):
+            return EXIT_BAD_INPUT, [f"error: {temp_dir_message(e)}"]
         if distributed.current().enabled:  # a peer died ("connection to a peer was lost")
             return EXIT_CHECK_FAILED, [f"error: rank {distributed.current().rank}: {one_line(e)}"]
     return None, []

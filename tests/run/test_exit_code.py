@@ -114,3 +114,30 @@ def test_a_closed_output_pipe_is_one_line_not_a_traceback(tmp_path):
     assert proc.wait(timeout=300) == EXIT_BAD_INPUT
     assert "Traceback" not in err and "Exception ignored" not in err, err
     assert err.strip() == "error: standard output was closed before the output was written (broken pipe)"
+
+
+@pytest.mark.parametrize("message", [
+    "filesystem error: cannot create directories: No such file or directory [/proc/mlx/0.32.4/cpu]",
+    "filesystem error: temp_directory_path: Not a directory [/tmp/afile]",
+])
+def test_an_unusable_tmpdir_for_mlx_kernels_is_bad_input(message, monkeypatch, capsys):
+    monkeypatch.setenv("TMPDIR", "/proc")
+    code, lines = _report(RuntimeError(message), capsys)
+    assert code == EXIT_BAD_INPUT
+    assert lines == [f"error: MLX cannot keep its compiled kernels under $TMPDIR (TMPDIR=/proc): {message}; "
+                     "set TMPDIR to a writable directory"]
+    assert exit_code(RuntimeError("filesystem error: something else entirely")) is None
+
+
+def test_a_python_level_op_run_with_an_unusable_tmpdir_says_so(tmp_path):
+    """The Python-level op (mx.compile'd loops) builds kernels on the CPU: with $TMPDIR in /proc
+    that is one line and exit 2, not a traceback."""
+    pytest.importorskip("mlx.core")
+    from synthetic import TINY, error_line, make_data_dir, run_script
+
+    data = make_data_dir(tmp_path / "data")
+    proc = run_script("train_mlx", "--task", "lm", "--epochs", "1", "--no-save", "--data-dir", data, *TINY,
+                      cwd=tmp_path, env={"TMPDIR": "/proc", "MLX_RNN_LSTM_IMPL": "op"})
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert error_line(proc).startswith("error: MLX cannot keep its compiled kernels under $TMPDIR (TMPDIR=/proc)")
+    assert "Traceback" not in proc.stderr
