@@ -152,15 +152,25 @@ class LanguageModelWrapper:
         Raises:
             ValueError: a prime with symbols outside the vocabulary or a negative length.
         """
+        return "".join(self.sample_stream(prime, length, temperature, top_k, seed))
+
+    def sample_stream(self, prime: str = " ", length: int = 200, temperature: float = 1.0,
+                      top_k: int | None = None, seed: int = 0):
+        """:meth:`sample` one symbol at a time: an iterator of the ``length`` generated symbols
+        (each a str), each yielded as soon as it is drawn (scripts/sample.py prints them so). The
+        same symbols as :meth:`sample` for the same arguments.
+
+        Raises:
+            ValueError: as :meth:`sample`, when the first symbol is asked for.
+        """
         prime = prime or " "
         check_text(self.vocab, prime, "prime")
         if length < 0:
             raise ValueError(f"length must be >= 0 (got {length})")
         rng = np.random.default_rng(seed)
         logits, state = self._step(self.vocab.encode(prime), None)
-        out = []
-        for _ in range(length):
+        for i in range(length):
             idx = choose(self._log_probs(logits), temperature, top_k, rng)
-            out.append(self.vocab.get_object(idx))
-            logits, state = self._step(np.array([idx], dtype=np.int32), state)
-        return "".join(out)
+            yield self.vocab.get_object(idx)
+            if i + 1 < length:
+                logits, state = self._step(np.array([idx], dtype=np.int32), state)

@@ -8,6 +8,7 @@ import sys
 from mlx_rnn.core import checkpoint as ckpt
 from mlx_rnn.run.flags import prog_name
 from mlx_rnn.run.errors import EXIT_BAD_INPUT, EXIT_OK, report_exit
+from mlx_rnn.run.stop import terminate_as_interrupt
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +35,7 @@ MAX_LENGTH = 10_000_000
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    terminate_as_interrupt()  # SIGTERM: "interrupted by SIGTERM", exit 130, as Ctrl-C
     for flag, value in (("--length", args.length), ("--seed", args.seed), ("--top-k", args.top_k)):
         if value < 0:
             print(f"error: {flag} must be >= 0 (got {value})", file=sys.stderr)
@@ -48,9 +50,16 @@ def main(argv=None) -> int:
         from .evaluate import load_wrapper
 
         lm, _ = load_wrapper(args.framework, args.checkpoint, args.device)
-        text = lm.sample(args.prime, args.length, args.temperature, args.top_k or None, args.seed)
-        print(text if args.no_prime else args.prime + text, flush=True)
+        symbols = lm.sample_stream(args.prime, args.length, args.temperature, args.top_k or None, args.seed)
+        first = next(symbols, "")  # (checks the prime before anything is printed)
+        sys.stdout.write(first if args.no_prime else args.prime + first)
+        for i, symbol in enumerate(symbols):  # printed as drawn: an interrupted run keeps its text
+            sys.stdout.write(symbol)
+            if i % 64 == 63:
+                sys.stdout.flush()
+        print(flush=True)
     except (Exception, KeyboardInterrupt) as e:
+        sys.stdout.flush()
         return report_exit(e)
     return EXIT_OK
 

@@ -77,3 +77,30 @@ def test_sample_script(checkpoint):
                            "99999999999999999999"], cwd=ROOT, capture_output=True, text=True)
     assert huge.returncode == 2 and huge.stderr.strip() == \
         "error: --length must be at most 10,000,000 (got 99999999999999999999)", huge.stderr
+    assert bad.stdout == ""  # the prime is checked before anything is printed
+
+
+def test_the_stream_is_the_sampled_text(checkpoint):
+    import mlx_rnn
+
+    torch_ref = pytest.importorskip("torch_ref")
+    for lib in (mlx_rnn, torch_ref):
+        lm = lib.load(checkpoint)
+        assert "".join(lm.sample_stream(" a ", 30, 0.8, 5, seed=3)) == lm.sample(" a ", 30, 0.8, 5, seed=3)
+        assert list(lm.sample_stream(" a ", 0)) == []
+
+
+def test_a_long_sample_prints_as_it_goes_and_stops_on_sigterm(checkpoint):
+    """sample.py prints symbols as they are drawn: SIGTERM keeps what was printed, says so, exit 130."""
+    import signal
+
+    proc = subprocess.Popen([sys.executable, "scripts/sample.py", "--checkpoint", str(checkpoint), "--length",
+                             "10000000", "--no-prime"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    first = proc.stdout.read(64)  # returns once 64 symbols were flushed: printing started
+    proc.send_signal(signal.SIGTERM)
+    rest, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "interrupted by SIGTERM"
+    text = (first + rest).rstrip("\n")
+    assert len(text) >= 64 and TEXT8.first_unknown(text) == -1
