@@ -256,7 +256,7 @@ def train_checkpoints(args, data_dir: Path, tasks: list[str], save_root: Path, l
     for task in tasks:  # locked for the run, what a crash left cleaned up (mlx_rnn.core.savedir)
         prepare_save_dir(save_root / task, f"--save {save_root}")
     fw = backend.train_module(args.train_framework)
-    device = fw.select_device(args.device_mlx if args.train_framework == "mlx" else args.device_torch)
+    device = _select(fw, args.train_framework, args.device_mlx if args.train_framework == "mlx" else args.device_torch)
     out = {}
     for task in tasks:
         given = dict(epochs=args.epochs, hidden_size=args.hidden_size, seed=args.seed, val_fraction=args.val_fraction)
@@ -296,9 +296,18 @@ def _select_devices(mlx_device: str, torch_device: str, tf32: bool) -> tuple[str
     out = []
     for framework, device in (("mlx", mlx_device), ("torch", torch_device)):
         fw = backend.train_module(framework)
-        out.append(fw.select_device(device))
+        out.append(_select(fw, framework, device))
         fw.set_tf32(tf32)
     return out[0], out[1]
+
+
+def _select(fw, framework: str, device: str) -> str:
+    """``fw.select_device(device)``, its error naming this script's flag (--device-mlx or
+    --device-torch) instead of the trainers' --device."""
+    try:
+        return fw.select_device(device)
+    except ValueError as e:
+        raise ValueError(str(e).replace("--device ", f"--device-{framework} ")) from None
 
 
 def _precisions() -> dict:

@@ -236,3 +236,17 @@ def test_train_then_compare(setup, tmp_path, capsys):
     assert result["classify"]["epochs"] == 1 and result["classify"]["train_time_s"] > 0
     assert result["classify"]["config"]["hidden_size"] == 8
     assert (tmp_path / "ck" / "classify" / "model.safetensors").is_file()
+
+
+def test_a_device_error_names_compares_own_flag(monkeypatch):
+    """compare.py's devices are --device-mlx and --device-torch: an unusable one is named so."""
+    from mlx_rnn.tools import compare
+
+    class NoGpu:
+        @staticmethod
+        def select_device(name):
+            raise ValueError(f"--device {name}: no GPU here; use --device cpu")
+
+    with pytest.raises(ValueError, match=r"^--device-mlx gpu: no GPU here; use --device-mlx cpu$"):
+        compare._select(NoGpu, "mlx", "gpu")
+    assert compare._select(type("Cpu", (), {"select_device": staticmethod(lambda n: "cpu")}), "torch", "cpu") == "cpu"
