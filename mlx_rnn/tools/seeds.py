@@ -114,6 +114,12 @@ def main(argv=None) -> int:
     if bad:
         print(f"error: {bad[0]} is set by seeds.py; leave it out of the trainer flags", file=sys.stderr)
         return 2
+    saves = [v for a, v in zip(trainer_args, trainer_args[1:] + [""]) if a == "--save"] + \
+        [a.split("=", 1)[1] for a in trainer_args if a.startswith("--save=")]
+    if len(args.seeds) > 1 and any("{seed}" not in v for v in saves):
+        print(f"error: --save {saves[0]} has no {{seed}}: every seed would save into the same directory "
+              "(e.g. --save runs/seed{seed})", file=sys.stderr)
+        return 2
     if len(set(args.seeds)) != len(args.seeds) or any(s < 0 for s in args.seeds):
         print(f"error: --seeds must be distinct non-negative integers (got {args.seeds})", file=sys.stderr)
         return 2
