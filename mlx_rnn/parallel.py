@@ -24,7 +24,6 @@ import numpy as np
 
 from . import _blas, device  # noqa: F401  (device before mlx.core: preloads OpenBLAS on Linux)
 import mlx.core as mx
-import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
 
 from mlx_rnn import native

@@ -45,10 +45,11 @@ def read_json_object(path: Path) -> dict:
     return obj
 
 
-def atomic_write_bytes(path, data: bytes) -> None:
+def atomic_write_bytes(path, data: bytes, follow_links: bool = False) -> None:
     """Write ``data`` to ``path`` atomically: temporary file in the same directory, fsync, rename.
-    A symbolic link is written through (its target is replaced, the link kept)."""
-    path = Path(os.path.realpath(path))
+    A symbolic link at ``path`` is replaced, or with ``follow_links`` (a file the user named:
+    ``--output-json``) written through: its target replaced, the link kept."""
+    path = Path(os.path.realpath(path)) if follow_links else Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -76,9 +77,9 @@ def atomic_write_bytes(path, data: bytes) -> None:
         pass
 
 
-def atomic_write_json(path, obj) -> None:
-    """Write ``obj`` as indented JSON, atomically."""
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+def atomic_write_json(path, obj, follow_links: bool = False) -> None:
+    """Write ``obj`` as indented JSON, atomically (``follow_links``: :func:`atomic_write_bytes`)."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode(), follow_links)
 
 
 def append_jsonl(path, obj) -> None:

@@ -51,6 +51,8 @@ def check_file_output(path, flag: str = "--output-json") -> None:
     if not path:
         return
     p = Path(os.path.realpath(path))  # a symbolic link: its target is the file written
+    if p.is_symlink():  # (realpath stops at a link that loops)
+        raise ValueError(f"{flag} {path}: a symbolic link that loops")
     if p.is_dir():
         raise ValueError(f"{flag} {path}: is a directory")
     if p.exists() and not p.is_file():

@@ -149,7 +149,8 @@ def fma_peak_gflops(threads: int | None = None, seconds: float = 0.1, repeats: i
     packed kernels' width (AVX-512: 16 floats, AVX2: 8) in registers. That is the ceiling of
     every float32 matrix product on this CPU, BLAS included (cores x FMA units x width x 2 x
     clock, at the clock the CPU holds under this load). None where the extension or the packed
-    kernels are missing (not x86-64 with AVX2 and FMA).
+    kernels are missing (not x86-64 with AVX2 and FMA), or where fewer threads than asked ran
+    (another team held the pool, or the system refused a thread).
 
     Raises:
         ValueError: threads < 1, seconds not > 0, or repeats < 1.
@@ -167,7 +168,10 @@ def fma_peak_gflops(threads: int | None = None, seconds: float = 0.1, repeats: i
     t0 = time.perf_counter()
     mod.fma_peak_gflops(threads, probe)
     iterations = max(probe, int(probe * seconds / max(time.perf_counter() - t0, 1e-6)))
-    return max(mod.fma_peak_gflops(threads, iterations) for _ in range(repeats))
+    runs = [mod.fma_peak_gflops(threads, iterations) for _ in range(repeats)]
+    if any(team != threads for _, team in runs):
+        return None
+    return max(rate for rate, _ in runs)
 
 
 def fusion_wanted(native_recurrence: bool) -> bool:

@@ -42,8 +42,8 @@ def temp_dir_message(e: BaseException) -> str | None:
     text = " ".join(str(e).split())
     if "temp_directory_path" not in text and not ("filesystem error" in text and "/mlx/" in text):
         return None
-    return (f"MLX cannot keep its compiled kernels under $TMPDIR (TMPDIR={os.environ.get('TMPDIR', '')}): "
-            f"{text}; set TMPDIR to a writable directory")
+    where = os.environ.get("TMPDIR") or "unset, so /tmp"
+    return f"MLX cannot keep its compiled kernels under $TMPDIR (TMPDIR={where}): {text}; set TMPDIR to a writable directory"
 
 
 def _outcome(e: BaseException) -> tuple[int | None, list[str]]:
@@ -115,7 +115,7 @@ def print_result(result: dict, output_json: str | None) -> None:
     text = json.dumps(result, indent=2)
     print(text, flush=True)
     if output_json:
-        ckpt.atomic_write_bytes(output_json, (text + "\n").encode())
+        ckpt.atomic_write_bytes(output_json, (text + "\n").encode(), follow_links=True)
 
 
 def check_output_json(path, flag: str = "--output-json") -> None:

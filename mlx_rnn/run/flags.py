@@ -189,7 +189,7 @@ def _add_text_flags(p: argparse.ArgumentParser) -> None:
                    help="LM: train on this UTF-8 text (any symbols: capitals, punctuation, newlines) with an "
                         "alphabet of its own (--vocab corpus by default then; stored in config.json); no data "
                         "directory needed. Implies --task lm. Any size: read in pieces (a progress line every 5 s) "
-                        "and encoded once (one byte a symbol, two above 256 symbols) into SAVE_DIR/text-cache/ (reused by --resume), "
+                        "and encoded once (one byte a symbol; two above 256 symbols, four above 65,536) into SAVE_DIR/text-cache/ (reused by --resume), "
                         "from which batches are read; devices and FIFOs are refused")
     p.add_argument("--dev-text", metavar="FILE",
                    help="with --train-text: the dev text to report (its symbols must be in the training text); "

@@ -24,7 +24,7 @@ from mlx_rnn.core.taskdata import check_trainable, load_task_data, task_files
 from mlx_rnn.core.vocab import Indexer
 from .errors import CheckFailed, check_output_json
 from .flags import RUNS_DIR, config_from_flags
-from .resume import ResumeState, load_resume_state, read_pending, resume_config
+from .resume import ResumeState, check_epochs_left, load_resume_state, read_pending, resume_config
 
 
 @dataclass
@@ -100,6 +100,9 @@ def plan_run(framework: str, args) -> list[TaskPlan]:
     root = _run_root(args, tasks)
     plans = [_plan_task(args, task, multi, root) for task in tasks]
     check_save_dirs(plans, args.save, args.resume, multi, distributed.current().is_main)
+    for plan in plans:
+        if plan.resume_dir is not None and plan.pending is None:
+            check_epochs_left(plan.resume_dir, plan.cfg)
     _read_data(plans, args)
     if not (args.save or args.resume) and root is not None and distributed.current().is_main:
         root = claim_run_dir(root)  # every input checked: create it now (-2, -3 ... if it was taken meanwhile)

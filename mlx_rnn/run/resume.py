@@ -45,14 +45,26 @@ def load_resume_state(resume_dir, task: str, cfg: RunConfig, train, framework: s
     weights, tensors, state = ckpt.load_resume(resume_dir)
     steps = steps_per_epoch(cfg, train, distributed.current().world_size)
     ckpt.check_resume(resume_dir, cfg, weights, tensors, state, framework, steps)
-    if cfg.epochs < state["epoch"]:
-        raise ValueError(f"--epochs {cfg.epochs}: {resume_dir} has already trained {state['epoch']} epochs "
-                         f"(--epochs N with N > {state['epoch']} trains more)")
+    check_epochs_left(resume_dir, cfg, state["epoch"])
     best_weights = None
     if state["best_epoch"] >= 0:
         best_weights, best_cfg = ckpt.load_checkpoint(resume_dir, task)
         ckpt.check_weights(best_weights, cfg, resume_dir / "model.safetensors")
     return ResumeState(resume_dir, weights, tensors, state, best_weights)
+
+
+def check_epochs_left(resume_dir, cfg: RunConfig, trained: int | None = None) -> None:
+    """ValueError (one line) when ``cfg.epochs`` (--epochs) is below the ``trained`` epochs of
+    the state in ``resume_dir`` (None: read from its ``resume/trainer_state.json``; an unreadable
+    one is left to :func:`load_resume_state` to report). Called before the run writes anything."""
+    if trained is None:
+        try:
+            trained = int(json.loads((Path(resume_dir) / "resume" / "trainer_state.json").read_text())["epoch"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return
+    if cfg.epochs < trained:
+        raise ValueError(f"--epochs {cfg.epochs}: {resume_dir} has already trained {trained} epochs "
+                         f"(--epochs N with N > {trained} trains more)")
 
 
 def restore_training_state(trainer, resume: ResumeState) -> None:

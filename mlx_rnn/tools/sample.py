@@ -52,14 +52,15 @@ def main(argv=None) -> int:
         lm, _ = load_wrapper(args.framework, args.checkpoint, args.device)
         symbols = lm.sample_stream(args.prime, args.length, args.temperature, args.top_k or None, args.seed)
         first = next(symbols, "")  # (checks the prime before anything is printed)
-        sys.stdout.write(first if args.no_prime else args.prime + first)
+        print(first if args.no_prime else args.prime + first, end="")
         for i, symbol in enumerate(symbols):  # printed as drawn: an interrupted run keeps its text
-            sys.stdout.write(symbol)
-            if i % 64 == 63:
-                sys.stdout.flush()
+            print(symbol, end="", flush=i % 64 == 63)
         print(flush=True)
     except (Exception, KeyboardInterrupt) as e:
-        sys.stdout.flush()
+        try:  # what was drawn reaches the reader before the error line
+            print(end="", flush=True)
+        except (OSError, ValueError):
+            pass
         return report_exit(e)
     return EXIT_OK
 

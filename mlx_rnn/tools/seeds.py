@@ -105,36 +105,40 @@ def trainer_command(framework: str, seed: int, out_json: Path, trainer_args: lis
             "--seed", str(seed), "--output-json", str(out_json)]
 
 
+def _check_args(args, trainer_args: list[str]) -> None:
+    """ValueError (one line) for flags that cannot work, before any training; creates --keep-logs."""
+    bad = [a for a in trainer_args if a in ("--seed", "--output-json", "--distributed")]
+    if bad:
+        raise ValueError(f"{bad[0]} is set by seeds.py; leave it out of the trainer flags")
+    for flag in ("--save", "--resume"):  # one directory per seed
+        given = [v for a, v in zip(trainer_args, trainer_args[1:] + [""]) if a == flag] + \
+            [a.split("=", 1)[1] for a in trainer_args if a.startswith(flag + "=")]
+        shared = [v for v in given if "{seed}" not in v]
+        if len(args.seeds) > 1 and shared:
+            raise ValueError(f"{flag} {shared[0]} has no {{seed}}: every seed would use the same directory "
+                             f"(e.g. {flag} runs/seed{{seed}})")
+    if len(set(args.seeds)) != len(args.seeds) or any(s < 0 for s in args.seeds):
+        raise ValueError(f"--seeds must be distinct non-negative integers (got {args.seeds})")
+    check_output_json(args.output_json)
+    check_dir_output(args.keep_logs, "--keep-logs")
+    if args.keep_logs:
+        try:
+            Path(args.keep_logs).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ValueError(f"--keep-logs {args.keep_logs}: {e.strerror or e}") from None
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     trainer_args = list(args.trainer_args)
     if trainer_args[:1] == ["--"]:
         trainer_args = trainer_args[1:]
-    bad = [a for a in trainer_args if a in ("--seed", "--output-json", "--distributed")]
-    if bad:
-        print(f"error: {bad[0]} is set by seeds.py; leave it out of the trainer flags", file=sys.stderr)
-        return 2
-    saves = [v for a, v in zip(trainer_args, trainer_args[1:] + [""]) if a == "--save"] + \
-        [a.split("=", 1)[1] for a in trainer_args if a.startswith("--save=")]
-    if len(args.seeds) > 1 and any("{seed}" not in v for v in saves):
-        print(f"error: --save {saves[0]} has no {{seed}}: every seed would save into the same directory "
-              "(e.g. --save runs/seed{seed})", file=sys.stderr)
-        return 2
-    if len(set(args.seeds)) != len(args.seeds) or any(s < 0 for s in args.seeds):
-        print(f"error: --seeds must be distinct non-negative integers (got {args.seeds})", file=sys.stderr)
-        return 2
-    log_dir = Path(args.keep_logs) if args.keep_logs else None
     try:
-        check_output_json(args.output_json)
-        check_dir_output(args.keep_logs, "--keep-logs")
-        if log_dir:
-            log_dir.mkdir(parents=True, exist_ok=True)
+        _check_args(args, trainer_args)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except OSError as e:
-        print(f"error: --keep-logs {args.keep_logs}: {e.strerror or e}", file=sys.stderr)
-        return 2
+    log_dir = Path(args.keep_logs) if args.keep_logs else None
     results, walls = [], []
     with tempfile.TemporaryDirectory(prefix="mlx-rnn-seeds-") as tmp:
         for seed in args.seeds:
@@ -165,7 +169,7 @@ def main(argv=None) -> int:
         doc = {"framework": args.framework, "seeds": args.seeds, "trainer_args": trainer_args,
                "summary": summary, "runs": [dict(seed=s, wall_time_s=w, result=r)
                                             for s, w, r in zip(args.seeds, walls, results)]}
-        atomic_write_json(args.output_json, doc)
+        atomic_write_json(args.output_json, doc, follow_links=True)
         print(f"\nwrote {args.output_json}")
     return 0
 

@@ -101,8 +101,16 @@ def test_special_files_are_refused_and_links_written_through(tmp_path):
     link = tmp_path / "res.json"
     link.symlink_to(real)
     check_file_output(link)
-    atomic_write_json(link, {"a": 1})
+    atomic_write_json(link, {"a": 1}, follow_links=True)  # a file the user named: written through
     assert link.is_symlink() and real.read_text() == '{\n  "a": 1\n}\n'
+    inner = tmp_path / "ck-link.json"  # the project's own files (checkpoints): the link is replaced
+    inner.symlink_to(real)
+    atomic_write_json(inner, {"b": 2})
+    assert not inner.is_symlink() and real.read_text() == '{\n  "a": 1\n}\n'
+    loop = tmp_path / "loop.json"
+    loop.symlink_to(loop)
+    with pytest.raises(ValueError, match=r"^--output-json .*loop\.json: a symbolic link that loops$"):
+        check_file_output(loop)
     dangling = tmp_path / "later.png"
     dangling.symlink_to(tmp_path / "real" / "later.png")
     check_plot_output(dangling)

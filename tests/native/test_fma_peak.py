@@ -43,4 +43,19 @@ def test_the_chains_run(threads):
     at 5 GHz): a loop the compiler had removed would take no time and give an absurd rate."""
     rate = native.fma_peak_gflops(threads, seconds=0.02, repeats=2)
     assert 0 < rate < 400 * threads
-    assert 0 < native.ext().fma_peak_gflops(threads, 1000) < 400 * threads
+    rate, team = native.ext().fma_peak_gflops(threads, 100_000)
+    assert team == threads and 0 < rate < 400 * threads
+
+
+def test_a_smaller_team_than_asked_gives_none(monkeypatch):
+    """A probe on fewer threads than asked (the pool busy, a thread refused) is not the CPU's peak."""
+    class OneThread:
+        def packed_gemm_available(self):
+            return True
+
+        def fma_peak_gflops(self, threads, iterations):
+            return 40.0, 1
+
+    monkeypatch.setattr(native, "_load", lambda: (OneThread(), ""))
+    assert native.fma_peak_gflops(1) == 40.0
+    assert native.fma_peak_gflops(2) is None

@@ -204,6 +204,22 @@ def test_resuming_with_fewer_epochs_than_trained_is_refused(framework, data, tmp
     load_resume_state(tmp_path / "ck", "lm", cfg, d["train"], fw.FRAMEWORK)  # as many: accepted
 
 
+def test_the_trainer_refuses_fewer_epochs_before_writing(data, tmp_path):
+    """Through the command line, --resume A --save B --epochs 1 after 2 epochs: one line, exit 2,
+    B never created, A's files unchanged."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    proc = run_script("train_mlx", "--task", "lm", "--epochs", "2", "--data-dir", data, *TINY, "--save", a)
+    assert proc.returncode == 0, proc.stderr
+    before = {p: p.read_bytes() for p in a.rglob("*") if p.is_file()}
+    for flags in (["--save", b], []):
+        proc = run_script("train_mlx", "--resume", a, "--epochs", "1", "--data-dir", data, "--quiet", *flags)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.strip().splitlines()[-1] == \
+            f"error: --epochs 1: {a} has already trained 2 epochs (--epochs N with N > 2 trains more)"
+    assert not b.exists()
+    assert {p: p.read_bytes() for p in a.rglob("*") if p.is_file()} == before
+
+
 @pytest.mark.parametrize("framework", ["mlx", "torch"])
 def test_resume_needs_the_rng_state(framework, data, tmp_path):
     """Control: resuming with another generator state gives other weights, so the test above

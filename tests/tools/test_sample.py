@@ -86,8 +86,13 @@ def test_the_stream_is_the_sampled_text(checkpoint):
     torch_ref = pytest.importorskip("torch_ref")
     for lib in (mlx_rnn, torch_ref):
         lm = lib.load(checkpoint)
-        assert "".join(lm.sample_stream(" a ", 30, 0.8, 5, seed=3)) == lm.sample(" a ", 30, 0.8, 5, seed=3)
+        rng, text = np.random.default_rng(3), " a "  # the same draws, from the whole text each time
+        for _ in range(30):
+            text += TEXT8.get_object(choose(lm.get_next_char_log_probs(text), 0.8, 5, rng))
+        assert "".join(lm.sample_stream(" a ", 30, 0.8, 5, seed=3)) == text[3:]
         assert list(lm.sample_stream(" a ", 0)) == []
+        with pytest.raises(ValueError, match="'!'"):
+            next(lm.sample_stream("a!", 5))
 
 
 def test_a_long_sample_prints_as_it_goes_and_stops_on_sigterm(checkpoint):

@@ -58,8 +58,10 @@ def test_seeds_failing_trainer_and_usage(tmp_path):
     for save in (["--save", "runs/x"], ["--save=runs/x"]):
         proc = run_script("seeds", "--seeds", "0", "1", "--", *TINY, *save)
         assert proc.returncode == 2 and error_line(proc) == (
-            "error: --save runs/x has no {seed}: every seed would save into the same directory "
+            "error: --save runs/x has no {seed}: every seed would use the same directory "
             "(e.g. --save runs/seed{seed})"), proc.stderr
+    proc = run_script("seeds", "--seeds", "0", "1", "--", "--resume", "runs/x")
+    assert proc.returncode == 2 and "--resume runs/x has no {seed}" in error_line(proc), proc.stderr
     afile = tmp_path / "afile"
     afile.write_text("x")
     for logs, cause in [(afile, "exists and is not a directory"), ("/proc/mlx-rnn-logs", "cannot write in /proc")]:

@@ -1,6 +1,7 @@
 // Python bindings of the native primitives (module mlx_rnn.native._ext).
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/optional.h>
+#include <nanobind/stl/pair.h>
 #include <nanobind/stl/variant.h>
 #include <nanobind/stl/vector.h>
 
@@ -69,7 +70,8 @@ NB_MODULE(_ext, m) {
       "mx.compile with fused elementwise kernels (on: MLX's default; on the CPU each kernel is C++ "
       "built by the system compiler at first use) or without them (graph simplification only).");
   m.def("fma_peak_gflops", &mlx_rnn::fma_peak_gflops, "threads"_a, "iterations"_a,
-        "GFLOP/s of `iterations` rounds of 12 independent float32 vector FMA chains on each of a team "
-        "of `threads` (the packed kernels' vector width); 0.0 where those kernels cannot run.");
+        "(GFLOP/s, team size) of `iterations` rounds of 12 independent float32 vector FMA chains on "
+        "each thread of a team of up to `threads` (the packed kernels' width); (0.0, 0) where those "
+        "kernels cannot run.");
   m.def("packed_gemm_enabled", &mlx_rnn::packed_gemm_enabled, "Whether the packed kernels run.");
 }

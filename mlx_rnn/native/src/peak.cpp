@@ -58,13 +58,13 @@ __attribute__((target("avx2,fma"))) float chains_avx2(int64_t iterations) {
 
 }  // namespace
 
-double fma_peak_gflops(int threads, int64_t iterations) {
+std::pair<double, int> fma_peak_gflops(int threads, int64_t iterations) {
   if (threads < 1) throw std::invalid_argument("fma_peak_gflops: threads must be >= 1, got " + std::to_string(threads));
   if (iterations < 1) {
     throw std::invalid_argument("fma_peak_gflops: iterations must be >= 1, got " + std::to_string(iterations));
   }
   const int width = packed_vector_width();
-  if (width == 0) return 0.0;
+  if (width == 0) return {0.0, 0};
   std::vector<float> sink(threads, 0.0f);
   double seconds = 0.0;
   int team = 1;
@@ -82,7 +82,8 @@ double fma_peak_gflops(int threads, int64_t iterations) {
   });
   volatile float keep = 0.0f;
   for (float s : sink) keep = keep + s;  // the chains' results are used: nothing is optimised away
-  return 2.0 * width * kChains * double(iterations) * team / seconds / 1e9;
+  if (!(seconds > 0.0)) return {0.0, team};
+  return {2.0 * width * kChains * double(iterations) * team / seconds / 1e9, team};
 }
 
 }  // namespace mlx_rnn

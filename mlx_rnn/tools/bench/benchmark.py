@@ -380,7 +380,7 @@ def main(argv=None) -> int:
     if args.output_json:
         from mlx_rnn.core.checkpoint import atomic_write_bytes
 
-        atomic_write_bytes(args.output_json, (json.dumps(report, indent=2) + "\n").encode())
+        atomic_write_bytes(args.output_json, (json.dumps(report, indent=2) + "\n").encode(), follow_links=True)
     if args.plot:
         write_plot(report, args.plot)
     if args.sweep_plot:

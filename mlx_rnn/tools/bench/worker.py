@@ -277,7 +277,8 @@ def main(argv=None) -> int:
         sgemm = sgemm_gflops(args.framework, device, args.sgemm_n, args.sgemm_repeats)
         emit("ready", framework=fw.FRAMEWORK, device=device, data=data_desc,
              steps_per_epoch=trainer.steps_per_epoch, warmup_s=warmup_s, warmup_steps=res.steps,
-             sgemm_gflops=sgemm, sgemm_n=args.sgemm_n, fma_peak_gflops=fma_peak_gflops(args.framework, device), backend=backend_info(args.framework, device),
+             sgemm_gflops=sgemm, sgemm_n=args.sgemm_n,
+             fma_peak_gflops=fma_peak_gflops(args.framework, device), backend=backend_info(args.framework, device),
              describe_backend=fw.describe_backend(), precision=fw.precision(),
              describe_precision=fw.describe_precision(), config=cfg.to_json(), cpu_s=time.process_time())
     except (DataError, ValueError, OSError) as e:
