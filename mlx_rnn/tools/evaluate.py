@@ -52,8 +52,15 @@ def load_wrapper(framework: str, path, device: str = "cpu"):
 
 
 def main(argv=None) -> int:
+    old_term = terminate_as_interrupt()  # SIGTERM: "interrupted by SIGTERM", exit 130, as Ctrl-C
+    try:
+        return _main(argv)
+    finally:
+        terminate_as_interrupt(old_term)  # (put back: main may run inside another program)
+
+
+def _main(argv) -> int:
     args = build_parser().parse_args(argv)
-    terminate_as_interrupt()  # SIGTERM: "interrupted by SIGTERM", exit 130, as Ctrl-C
     t0 = time.perf_counter()
     try:
         check_output_json(args.output_json)

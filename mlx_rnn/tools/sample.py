@@ -34,8 +34,15 @@ MAX_LENGTH = 10_000_000
 
 
 def main(argv=None) -> int:
+    old_term = terminate_as_interrupt()  # SIGTERM: "interrupted by SIGTERM", exit 130, as Ctrl-C
+    try:
+        return _main(argv)
+    finally:
+        terminate_as_interrupt(old_term)  # (put back: main may run inside another program)
+
+
+def _main(argv) -> int:
     args = build_parser().parse_args(argv)
-    terminate_as_interrupt()  # SIGTERM: "interrupted by SIGTERM", exit 130, as Ctrl-C
     for flag, value in (("--length", args.length), ("--seed", args.seed), ("--top-k", args.top_k)):
         if value < 0:
             print(f"error: {flag} must be >= 0 (got {value})", file=sys.stderr)

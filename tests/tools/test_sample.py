@@ -109,3 +109,17 @@ def test_a_long_sample_prints_as_it_goes_and_stops_on_sigterm(checkpoint):
     assert err.strip().splitlines()[-1] == "interrupted by SIGTERM"
     text = (first + rest).rstrip("\n")
     assert len(text) >= 64 and TEXT8.first_unknown(text) == -1
+
+
+def test_main_puts_the_sigterm_handler_back(checkpoint, capsys):
+    """sample.py and evaluate.py turn SIGTERM into an interrupt while they run, and put the handler
+    that was there back (their main may run inside another program, such as this test process)."""
+    import signal
+
+    from mlx_rnn.tools import evaluate, sample
+
+    before = signal.getsignal(signal.SIGTERM)
+    assert sample.main(["--checkpoint", str(checkpoint), "--length", "3"]) == 0
+    assert evaluate.main(["--checkpoint", str(checkpoint), "--text", "/nonexistent/text.txt"]) == 2
+    assert signal.getsignal(signal.SIGTERM) == before
+    capsys.readouterr()
