@@ -64,6 +64,17 @@ def terminate_as_interrupt(handler=_terminate):
 
 
 @contextmanager
+def sigterm_interrupts():
+    """:func:`terminate_as_interrupt` for the duration, the handler before put back after (a
+    tool's ``main`` may run inside another program)."""
+    old = terminate_as_interrupt()
+    try:
+        yield
+    finally:
+        terminate_as_interrupt(old)
+
+
+@contextmanager
 def deferred_signals():
     """Hold SIGINT and SIGTERM for the duration (in the main thread; elsewhere a no-op), then
     deliver the first one held to the handlers in place before, as if it arrived just now.

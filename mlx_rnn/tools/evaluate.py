@@ -16,7 +16,7 @@ from mlx_rnn.core import own_text
 from mlx_rnn.core.data import CLASSIFY_FILES, LM_FILES, check_data_dir, load_examples, read_text, resolve_data_dir
 from mlx_rnn.core.metrics import classification_bundle, lm_bundle
 from mlx_rnn.run.flags import OneLineParser, prog_name
-from mlx_rnn.run.stop import terminate_as_interrupt
+from mlx_rnn.run.stop import sigterm_interrupts
 from mlx_rnn.run.errors import EXIT_OK, check_output_json, print_result, report_exit
 from mlx_rnn.core.vocab import Indexer
 
@@ -52,11 +52,8 @@ def load_wrapper(framework: str, path, device: str = "cpu"):
 
 
 def main(argv=None) -> int:
-    old_term = terminate_as_interrupt()  # SIGTERM: "interrupted by SIGTERM", exit 130, as Ctrl-C
-    try:
+    with sigterm_interrupts():  # SIGTERM: "interrupted by SIGTERM", exit 130, as Ctrl-C
         return _main(argv)
-    finally:
-        terminate_as_interrupt(old_term)  # (put back: main may run inside another program)
 
 
 def _main(argv) -> int:

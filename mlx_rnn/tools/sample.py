@@ -8,7 +8,7 @@ import sys
 from mlx_rnn.core import checkpoint as ckpt
 from mlx_rnn.run.flags import prog_name
 from mlx_rnn.run.errors import EXIT_BAD_INPUT, EXIT_OK, report_exit
-from mlx_rnn.run.stop import terminate_as_interrupt
+from mlx_rnn.run.stop import sigterm_interrupts
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,11 +34,8 @@ MAX_LENGTH = 10_000_000
 
 
 def main(argv=None) -> int:
-    old_term = terminate_as_interrupt()  # SIGTERM: "interrupted by SIGTERM", exit 130, as Ctrl-C
-    try:
+    with sigterm_interrupts():  # SIGTERM: "interrupted by SIGTERM", exit 130, as Ctrl-C
         return _main(argv)
-    finally:
-        terminate_as_interrupt(old_term)  # (put back: main may run inside another program)
 
 
 def _main(argv) -> int:
