@@ -148,7 +148,11 @@ def _check_flags(args, tasks: list[str]) -> None:
 
 
 def _check_text_flags(args, tasks: list[str]) -> None:
-    """ValueError (one line) for flags that cannot go with ``--train-text``/``--dev-text``."""
+    """ValueError (one line) for flags that cannot go with ``--train-text``/``--dev-text``, and a
+    ``--corpus`` without the LM to train on it."""
+    if args.corpus and "lm" not in tasks:
+        raise ValueError("--corpus gives the language model's training text; the classifier does not use it "
+                         "(use --task lm or --task both)")
     if args.dev_text and not args.train_text:
         raise ValueError("--dev-text FILE goes with --train-text FILE (the text8 LM's dev text is text8-dev.txt)")
     if not args.train_text:

@@ -48,6 +48,22 @@ def test_download_ok(server, small_zip, tmp_path):
     assert files_in(tmp_path) == ["text8.zip"]
 
 
+def test_quiet_download_prints_nothing_and_the_default_notes_it(server, small_zip, tmp_path, capsys):
+    """progress=False (prepare_data.py --quiet): not even pooch's "Downloading file" note."""
+    import pooch
+
+    [handler] = pooch.get_logger().handlers
+    old = handler.setStream(sys.stderr)  # (its stream is the stderr of when pooch was imported)
+    try:
+        url = server(small_zip)
+        download(url, tmp_path / "q" / "text8.zip", progress=False, known_hash=f"sha256:{sha256(small_zip)}")
+        assert capsys.readouterr().err == ""
+        download(url, tmp_path / "v" / "text8.zip", progress=True, known_hash=f"sha256:{sha256(small_zip)}")
+        assert "Downloading" in capsys.readouterr().err
+    finally:
+        handler.setStream(old)
+
+
 def test_download_checksum_failure_keeps_nothing(server, small_zip, tmp_path):
     url = server(small_zip)
     with pytest.raises(ChecksumError, match="sha256 is") as e:

@@ -322,6 +322,8 @@ BAD_FLAGS = {
     "bad-choice": (["--task", "nope"], "argument --task: invalid choice: 'nope'"),
     "unknown-flag": (["--bogus"], "unrecognized arguments: --bogus"),
     "seq-too-long": (["--task", "lm", "--seq-len", "100000"], "give no full training step"),
+    "corpus-classify": (["--task", "classify", "--corpus", "text8", "{data}/text8-100k.txt"],
+                        "--corpus gives the language model's training text"),
 }
 
 
@@ -329,6 +331,7 @@ BAD_FLAGS = {
 @pytest.mark.parametrize("script", TRAINERS)
 def test_trainer_bad_flag(script, case, good_data, tmp_path):
     flags, message = BAD_FLAGS[case]
+    flags = [f.replace("{data}", str(good_data)) for f in flags]
     proc = run_script(script, "--data-dir", good_data, *TINY, *flags, "--save", tmp_path / "ck")  # last flag wins
     assert proc.returncode == 2, proc.stderr
     assert message in error_line(proc)

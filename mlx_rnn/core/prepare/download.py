@@ -39,7 +39,8 @@ def download(url: str, dest, *, known_hash: str | None = TEXT8_ZIP_HASH,
         known_hash: ``"algorithm:hexdigest"`` the file must have (None: not checked).
         retries: how many times a failed attempt is retried (pooch's ``retry_if_failed``).
         timeout: seconds to wait for the server to answer, and between received bytes.
-        progress: pooch's tqdm byte progress bar on stderr (only when it is a terminal).
+        progress: pooch's tqdm byte progress bar on stderr (only when it is a terminal) and its
+            notes ("Downloading file ..."); False (``--quiet``): neither.
 
     Returns:
         ``Path(dest)``.
@@ -62,6 +63,9 @@ def download(url: str, dest, *, known_hash: str | None = TEXT8_ZIP_HASH,
     store = pooch.create(path=dest.parent, base_url="", registry={dest.name: known_hash},
                          urls={dest.name: url}, retry_if_failed=retries)
     tries = f" after {retries} {'retry' if retries == 1 else 'retries'}" if retries else ""
+    logger = pooch.get_logger()
+    was_disabled = logger.disabled
+    logger.disabled = was_disabled or not progress  # (not setLevel: pooch's logger keeps a stale cache)
     try:
         store.fetch(dest.name, downloader=downloader)
     except requests.HTTPError as e:
@@ -75,6 +79,8 @@ def download(url: str, dest, *, known_hash: str | None = TEXT8_ZIP_HASH,
         if e.filename:
             raise
         raise OSError(e.errno, e.strerror or str(e), str(dest)) from None
+    finally:
+        logger.disabled = was_disabled
     return dest
 
 
