@@ -39,6 +39,10 @@ def read_metrics(path) -> list[dict]:
             raise DataError(path, f"not JSON ({e.msg})", n) from None
         if not isinstance(rec, dict) or not all(k in rec for k in ("epoch", "train_loss", "val_loss")):
             raise DataError(path, "not an epoch record (needs epoch, train_loss and val_loss)", n)
+        bad = [k for k in ("epoch", "train_loss", "val_loss", "epoch_time_s", "elapsed_s")
+               if k in rec and (isinstance(rec[k], bool) or not isinstance(rec[k], (int, float)))]
+        if bad:
+            raise DataError(path, f"{bad[0]} is {rec[bad[0]]!r}, not a number", n)
         elapsed += float(rec.get("epoch_time_s") or 0.0)
         rec.setdefault("elapsed_s", elapsed)
         records.append(rec)

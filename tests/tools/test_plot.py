@@ -53,7 +53,8 @@ def test_plot_a_file_and_a_two_task_root(tmp_path, capsys):
     assert (tmp_path / "one.png").read_bytes().startswith(MAGIC[".png"])
 
 
-@pytest.mark.parametrize("case", ["unknown-suffix", "no-suffix", "missing", "corrupt", "empty", "not-a-run"])
+@pytest.mark.parametrize("case", ["unknown-suffix", "no-suffix", "missing", "corrupt", "empty", "not-a-run",
+                                  "not-a-number"])
 def test_plot_bad_input_is_one_line_exit_2(tmp_path, case, capsys):
     run = _run_dir(tmp_path / "lm", "lm")
     out, metrics, needle = tmp_path / "curves.png", run, None
@@ -67,6 +68,10 @@ def test_plot_bad_input_is_one_line_exit_2(tmp_path, case, capsys):
         with open(run / "metrics.jsonl", "a") as f:
             f.write("{not json\n")
         needle = f"{run / 'metrics.jsonl'}:4: not JSON"
+    elif case == "not-a-number":
+        with open(run / "metrics.jsonl", "a") as f:
+            f.write('{"epoch": 4, "train_loss": "x", "val_loss": 1.0}\n')
+        needle = f"{run / 'metrics.jsonl'}:4: train_loss is 'x', not a number"
     elif case == "empty":
         (run / "metrics.jsonl").write_text("")
         needle = "no epoch records"
