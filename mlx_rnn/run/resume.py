@@ -59,8 +59,10 @@ def check_epochs_left(resume_dir, cfg: RunConfig, trained: int | None = None) ->
     one is left to :func:`load_resume_state` to report). Called before the run writes anything."""
     if trained is None:
         try:
-            trained = int(json.loads((Path(resume_dir) / "resume" / "trainer_state.json").read_text())["epoch"])
-        except (OSError, ValueError, KeyError, TypeError):
+            trained = ckpt.read_json_object(Path(resume_dir) / "resume" / "trainer_state.json").get("epoch")
+        except (OSError, ckpt.CheckpointError):
+            return
+        if not isinstance(trained, int) or isinstance(trained, bool):
             return
     if cfg.epochs < trained:
         raise ValueError(f"--epochs {cfg.epochs}: {resume_dir} has already trained {trained} epochs "
